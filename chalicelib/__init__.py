@@ -1,0 +1,1 @@
+"""Switchboard: a serverless WebSocket backend on Chalice, API Gateway and DynamoDB."""

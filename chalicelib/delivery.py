@@ -1,0 +1,173 @@
+"""Delivery of frames to connections: the only code that talks to the management API.
+
+Every frame goes through Chalice's ``app.websocket_api.send``. A fan-out runs
+on a bounded pool of threads (the session's HTTP pool is sized to match, see
+:func:`chalicelib.aws.management_session`) and serialises nothing itself: the
+caller renders a frame once and it is posted as is to every target.
+
+Outcomes per target:
+
+* delivered — API Gateway accepted the post;
+* gone — 410: the socket is closed; the caller removes it from the registry;
+* failed — anything else after retries; logged and counted, never fatal to the
+  rest of the fan-out.
+
+``LimitExceededException`` (429: the account's throttle, or the client's
+buffer is full) and throttling errors are retried with full-jitter exponential
+backoff, bounded by attempts and by the invocation's deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from chalice.app import WebsocketDisconnectedError
+
+logger = logging.getLogger("switchboard.delivery")
+
+WORKERS = 32
+RETRYABLE_CODES = frozenset(
+    {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "Throttling"}
+)
+DEFAULT_BUDGET_SECONDS = 25.0
+DEADLINE_RESERVE_SECONDS = 1.0
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    delivered: int = 0
+    gone: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(
+            self.delivered + other.delivered,
+            self.gone + other.gone,
+            self.failed + other.failed,
+        )
+
+
+@dataclass
+class Deadline:
+    """When an invocation must stop starting work, on the monotonic clock."""
+
+    expires_at: float
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    @classmethod
+    def for_invocation(cls, lambda_context: Any) -> Deadline:
+        """The Lambda's remaining time less a reserve for answering and logging."""
+        remaining_ms = getattr(lambda_context, "get_remaining_time_in_millis", None)
+        if remaining_ms is None:
+            return cls.after(DEFAULT_BUDGET_SECONDS)
+        return cls.after(max(0.0, remaining_ms() / 1000 - DEADLINE_RESERVE_SECONDS))
+
+    def remaining(self) -> float:
+        return self.expires_at - self.clock()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay: float = 0.05
+    max_delay: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+class Delivery:
+    def __init__(
+        self,
+        websocket_api: Any,
+        workers: int = WORKERS,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._api = websocket_api
+        self._workers = workers
+        self._retry = retry
+        self._sleep = sleep
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    def send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
+        """Post one frame, retrying throttling until attempts or time run out."""
+        for attempt in range(self._retry.max_attempts):
+            try:
+                self._api.send(connection_id, text)
+                return Outcome.DELIVERED
+            except WebsocketDisconnectedError:
+                return Outcome.GONE
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code not in RETRYABLE_CODES:
+                    return _failed(connection_id, code)
+            except BotoCoreError as error:
+                return _failed(connection_id, type(error).__name__)
+            pause = self._retry.delay(attempt)
+            if attempt + 1 == self._retry.max_attempts or pause >= deadline.remaining():
+                break
+            self._sleep(pause)
+        return _failed(connection_id, "throttled until retries or time ran out")
+
+    def fan_out(
+        self, connection_ids: Sequence[str], text: str, deadline: Deadline
+    ) -> DeliveryReport:
+        """Post one rendered frame to every target; one failure never stops the rest."""
+        if len(connection_ids) <= 1:
+            outcomes = [self.send(cid, text, deadline) for cid in connection_ids]
+        else:
+            outcomes = list(
+                self._pool().map(
+                    lambda cid: self._send_before(cid, text, deadline), connection_ids
+                )
+            )
+        return _report(connection_ids, outcomes)
+
+    def _send_before(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
+        if deadline.remaining() <= 0:
+            return _failed(connection_id, "deadline passed before the post started")
+        return self.send(connection_id, text, deadline)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """One pool per container, reused by every warm invocation."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._workers, thread_name_prefix="delivery"
+                )
+            return self._executor
+
+
+def _failed(connection_id: str, reason: str) -> Outcome:
+    logger.warning("delivery to %s failed: %s", connection_id, reason)
+    return Outcome.FAILED
+
+
+def _report(connection_ids: Sequence[str], outcomes: Sequence[Outcome]) -> DeliveryReport:
+    pairs = list(zip(connection_ids, outcomes, strict=True))
+    return DeliveryReport(
+        delivered=sum(1 for _, outcome in pairs if outcome is Outcome.DELIVERED),
+        gone=tuple(cid for cid, outcome in pairs if outcome is Outcome.GONE),
+        failed=tuple(cid for cid, outcome in pairs if outcome is Outcome.FAILED),
+    )

@@ -1,0 +1,129 @@
+"""The three WebSocket routes, as Chalice hands them to ``app.py``.
+
+``$connect`` authenticates and registers, ``$disconnect`` forgets, and
+``$default`` answers every client frame with exactly one ``ack``, result or
+``error`` frame: bad input never raises out of a handler and never goes
+unanswered, because an unanswered client cannot tell a lost frame from a slow one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chalice.app import Response, WebsocketEvent
+
+from chalicelib import protocol
+from chalicelib.actions import ActionContext, perform, reply
+from chalicelib.delivery import Deadline
+from chalicelib.identity import AuthenticationError
+from chalicelib.logs import EventLog, logged_event
+from chalicelib.protocol import ProtocolError, parse_request
+from chalicelib.registry import ConnectionExists, NotConnected
+from chalicelib.runtime import Services
+
+logger = logging.getLogger("switchboard.handlers")
+
+_NOT_REGISTERED = "this connection is not registered; reconnect with a valid token"
+
+
+def on_connect(event: WebsocketEvent, services: Services) -> Response:
+    with logged_event("$connect", event.connection_id) as log:
+        try:
+            identity = services.verifier.verify(_query_parameter(event, "token"))
+        except AuthenticationError as error:
+            log.set(outcome="refused", status=error.status, reason=error.reason)
+            return _status(error.status)
+        log.set(userId=identity.user_id)
+        try:
+            services.registry.add_connection(
+                event.connection_id, identity.user_id, identity.roles,
+                management_endpoint(event),
+            )
+        except ConnectionExists:
+            return _repeated_connect(event, services, identity.user_id, log)
+        return _status(200)
+
+
+def on_disconnect(event: WebsocketEvent, services: Services) -> Response:
+    """Forget the connection; failures are logged, never surfaced.
+
+    API Gateway ignores the answer and may not even call ``$disconnect``: the
+    registry's TTL and the 410 cleanup in every fan-out are the safety net.
+    """
+    with logged_event("$disconnect", event.connection_id) as log:
+        try:
+            services.registry.remove_connection(event.connection_id)
+        except Exception:
+            logger.exception("cleanup of %s failed; TTL will reclaim it", event.connection_id)
+            log.set(outcome="cleanup_failed")
+        return _status(200)
+
+
+def on_message(event: WebsocketEvent, services: Services) -> None:
+    connection_id = event.connection_id
+    deadline = Deadline.for_invocation(event.context)
+    with logged_event("$default", connection_id) as log:
+        answer = _answer(event, services, deadline, log)
+        reply(services, connection_id, answer, deadline)
+
+
+def management_endpoint(event: WebsocketEvent) -> str:
+    """The management URL this connection is reachable through, as Chalice derives it."""
+    return f"https://{event.domain_name}/{event.stage}"
+
+
+def _answer(
+    event: WebsocketEvent, services: Services, deadline: Deadline, log: EventLog
+) -> str:
+    request_id = None
+    try:
+        request = parse_request(event.body, services.settings.max_text_bytes)
+        request_id = request.request_id
+        log.set(action=request.action)
+        connection = services.registry.get_connection(event.connection_id)
+        if connection is None:
+            raise ProtocolError(protocol.FORBIDDEN, _NOT_REGISTERED)
+        ctx = ActionContext(services, connection, request, deadline)
+        try:
+            return perform(ctx)
+        finally:
+            log.set(
+                delivered=ctx.report.delivered,
+                gone=len(ctx.report.gone),
+                failed=len(ctx.report.failed),
+            )
+    except ProtocolError as error:
+        log.set(outcome="error", code=error.code)
+        return protocol.error(error.code, error.message, error.request_id or request_id)
+    except NotConnected:
+        log.set(outcome="error", code=protocol.FORBIDDEN)
+        return protocol.error(protocol.FORBIDDEN, _NOT_REGISTERED, request_id)
+    except Exception:
+        logger.exception("action failed on %s", event.connection_id)
+        log.set(outcome="error", code=protocol.INTERNAL)
+        return protocol.error(
+            protocol.INTERNAL, "the server could not handle this frame; try again", request_id
+        )
+
+
+def _repeated_connect(
+    event: WebsocketEvent, services: Services, user_id: str, log: EventLog
+) -> Response:
+    """A ``$connect`` retried for the same user succeeds; a clash is refused."""
+    existing = services.registry.get_connection(event.connection_id)
+    if existing is not None and existing.user_id == user_id:
+        log.set(outcome="repeated")
+        return _status(200)
+    log.set(outcome="refused", status=409, reason="connection id already registered")
+    return _status(409)
+
+
+def _query_parameter(event: WebsocketEvent, name: str) -> str | None:
+    query: dict[str, Any] = event.to_dict().get("queryStringParameters") or {}
+    value = query.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _status(status_code: int) -> Response:
+    return Response(body="", status_code=status_code)

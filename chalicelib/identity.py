@@ -1,0 +1,106 @@
+"""Who is connecting: verification of the JWT presented on ``$connect``.
+
+The token arrives as ``?token=<JWT>`` because browsers cannot set headers on a
+WebSocket upgrade. Verification is PyJWT's; this module only decides which
+claims are required and how a failure maps to the HTTP status that refuses
+the handshake.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+ALGORITHM = "HS256"
+MAX_TOKEN_LENGTH = 4096
+MAX_USER_ID_LENGTH = 128
+
+
+class AuthenticationError(Exception):
+    """The handshake must be refused with ``status``; ``reason`` is for logs."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TokenVerifier:
+    secret: str
+    issuer: str | None = None
+    audience: str | None = None
+
+    def verify(self, token: str | None) -> Identity:
+        if not token:
+            raise AuthenticationError(401, "no token")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthenticationError(403, "token too long")
+        claims = self._decode(token)
+        return Identity(user_id=_user_id(claims), roles=_roles(claims))
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        required = ["exp", "sub"]
+        if self.issuer is not None:
+            required.append("iss")
+        if self.audience is not None:
+            required.append("aud")
+        try:
+            return jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": required},
+            )
+        except jwt.PyJWTError as error:
+            raise AuthenticationError(403, f"invalid token: {error}") from None
+
+
+def issue_token(
+    secret: str,
+    user_id: str,
+    roles: tuple[str, ...] = (),
+    lifetime_seconds: int = 3600,
+    issuer: str | None = None,
+    audience: str | None = None,
+    now: float | None = None,
+) -> str:
+    """Sign a token the verifier accepts; for local development and tests."""
+    issued_at = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "iat": issued_at,
+        "exp": issued_at + lifetime_seconds,
+    }
+    if roles:
+        claims["roles"] = list(roles)
+    if issuer is not None:
+        claims["iss"] = issuer
+    if audience is not None:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def _user_id(claims: dict[str, Any]) -> str:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_LENGTH:
+        raise AuthenticationError(403, "sub must be a user id of 1-128 characters")
+    return sub
+
+
+def _roles(claims: dict[str, Any]) -> tuple[str, ...]:
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise AuthenticationError(403, "roles must be a list of strings")
+    return tuple(roles)

@@ -1,0 +1,260 @@
+"""The wire protocol: the only code that knows the shape of frames.
+
+Client frames are JSON objects routed on ``action``, the rule API Gateway's
+``$request.body.action`` uses. Parsing turns text into a typed command or a
+:class:`ProtocolError` that carries the error code and a message a person
+understands; rendering turns results into the JSON text sent to clients.
+Nothing here does I/O, so every rule is testable in isolation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_ID_LENGTH = 64
+MAX_USER_ID_LENGTH = 128
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+BAD_JSON = "bad_json"
+BAD_REQUEST = "bad_request"
+UNKNOWN_ACTION = "unknown_action"
+FORBIDDEN = "forbidden"
+TOO_LARGE = "too_large"
+INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A frame that gets an ``error`` answer instead of being carried out."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    target_user_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class JoinRoom:
+    room: str
+
+
+@dataclass(frozen=True)
+class LeaveRoom:
+    room: str
+
+
+@dataclass(frozen=True)
+class SendToRoom:
+    room: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BroadcastAll:
+    text: str
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    pass
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+Command = SendMessage | JoinRoom | LeaveRoom | SendToRoom | BroadcastAll | WhoAmI | Ping
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str
+    command: Command
+    request_id: str | None
+
+
+# -- parsing -------------------------------------------------------------------
+
+
+class _Fields:
+    """Typed access to a frame's fields, raising ``bad_request`` on misuse."""
+
+    def __init__(self, frame: dict[str, Any], max_text_bytes: int) -> None:
+        self._frame = frame
+        self._max_text_bytes = max_text_bytes
+
+    def string(self, name: str) -> str:
+        value = self._frame.get(name)
+        if value is None:
+            raise ProtocolError(BAD_REQUEST, f"'{name}' is required")
+        if not isinstance(value, str):
+            raise ProtocolError(BAD_REQUEST, f"'{name}' must be a string")
+        if not _is_valid_unicode(value):
+            raise ProtocolError(BAD_REQUEST, f"'{name}' contains unpaired surrogates")
+        return value
+
+    def text(self) -> str:
+        text = self.string("text")
+        if not text:
+            raise ProtocolError(BAD_REQUEST, "'text' must not be empty")
+        size = len(text.encode("utf-8"))
+        if size > self._max_text_bytes:
+            raise ProtocolError(
+                TOO_LARGE,
+                f"'text' is {size} bytes; the limit is {self._max_text_bytes} bytes",
+            )
+        return text
+
+    def room(self) -> str:
+        room = self.string("room")
+        if not ROOM_PATTERN.fullmatch(room):
+            raise ProtocolError(
+                BAD_REQUEST,
+                "'room' must be 1-64 characters of letters, digits and _ . : -",
+            )
+        return room
+
+    def user_id(self, name: str) -> str:
+        user_id = self.string(name)
+        if not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
+            raise ProtocolError(BAD_REQUEST, f"'{name}' must be 1-128 characters")
+        return user_id
+
+
+_PARSERS: dict[str, Callable[[_Fields], Command]] = {
+    "sendMessage": lambda f: SendMessage(f.user_id("targetUserId"), f.text()),
+    "joinRoom": lambda f: JoinRoom(f.room()),
+    "leaveRoom": lambda f: LeaveRoom(f.room()),
+    "sendToRoom": lambda f: SendToRoom(f.room(), f.text()),
+    "broadcastAll": lambda f: BroadcastAll(f.text()),
+    "whoami": lambda f: WhoAmI(),
+    "ping": lambda f: Ping(),
+}
+
+ACTIONS = tuple(_PARSERS)
+
+
+def parse_request(body: str, max_text_bytes: int) -> Request:
+    """Turn one client frame into a command, or raise :class:`ProtocolError`."""
+    frame = _decode_object(body)
+    request_id = _request_id(frame)
+    try:
+        action = frame.get("action")
+        if action is None:
+            raise ProtocolError(BAD_REQUEST, "'action' is required")
+        if not isinstance(action, str):
+            raise ProtocolError(BAD_REQUEST, "'action' must be a string")
+        parser = _PARSERS.get(action)
+        if parser is None:
+            raise ProtocolError(
+                UNKNOWN_ACTION,
+                f"unknown action {action[:64]!r}; expected one of {', '.join(ACTIONS)}",
+            )
+        return Request(action, parser(_Fields(frame, max_text_bytes)), request_id)
+    except ProtocolError as error:
+        error.request_id = request_id
+        raise
+
+
+def _decode_object(body: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(body, object_pairs_hook=_reject_duplicate_keys)
+    except _DuplicateKey as error:
+        raise ProtocolError(BAD_JSON, f"duplicate key {str(error)[:64]!r} in frame") from None
+    except (ValueError, RecursionError):
+        raise ProtocolError(BAD_JSON, "frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(BAD_JSON, "frame must be a JSON object")
+    return frame
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    frame: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in frame:
+            raise _DuplicateKey(key)
+        frame[key] = value
+    return frame
+
+
+def _is_valid_unicode(value: str) -> bool:
+    """JSON escapes can smuggle lone surrogates, which no UTF-8 channel can carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _request_id(frame: dict[str, Any]) -> str | None:
+    request_id = frame.get("id")
+    if request_id is None:
+        return None
+    if (
+        not isinstance(request_id, str)
+        or len(request_id) > MAX_ID_LENGTH
+        or not _is_valid_unicode(request_id)
+    ):
+        raise ProtocolError(BAD_REQUEST, "'id' must be a string of at most 64 characters")
+    return request_id
+
+
+# -- rendering -----------------------------------------------------------------
+
+
+def _render(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def _with_id(frame: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    if request_id is not None:
+        frame["id"] = request_id
+    return frame
+
+
+def ack(action: str, request_id: str | None, delivered: int | None = None) -> str:
+    frame = _with_id({"type": "ack", "action": action}, request_id)
+    if delivered is not None:
+        frame["delivered"] = delivered
+    return _render(frame)
+
+
+def error(code: str, message: str, request_id: str | None = None) -> str:
+    return _render(_with_id({"type": "error", "code": code, "message": message}, request_id))
+
+
+def pong(request_id: str | None) -> str:
+    return _render(_with_id({"type": "pong"}, request_id))
+
+
+def whoami(
+    connection_id: str, user_id: str, rooms: list[str], request_id: str | None
+) -> str:
+    frame = {"type": "whoami", "connectionId": connection_id, "userId": user_id, "rooms": rooms}
+    return _render(_with_id(frame, request_id))
+
+
+def message(sender: str, text: str, sent_at: str, room: str | None = None) -> str:
+    frame: dict[str, Any] = {"type": "message", "from": sender, "text": text, "sentAt": sent_at}
+    if room is not None:
+        frame["room"] = room
+    return _render(frame)
+
+
+def broadcast(sender: str, text: str, sent_at: str) -> str:
+    return _render({"type": "broadcast", "from": sender, "text": text, "sentAt": sent_at})

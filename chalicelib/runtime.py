@@ -1,0 +1,86 @@
+"""The container's long-lived objects, built on the first event and then reused.
+
+Lambda reuses a warm container for many invocations, so settings, clients and
+the delivery pool are built once. Nothing is built at import: the Lambda init
+phase (and ``import app``) creates no AWS client and does no network I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.delivery import Delivery
+from chalicelib.identity import TokenVerifier
+from chalicelib.registry import Registry
+from chalicelib.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    registry: Registry
+    delivery: Delivery
+    verifier: TokenVerifier
+
+
+_services: Services | None = None
+_lock = threading.Lock()
+
+
+def services(websocket_api: Any) -> Services:
+    """The container's services, built from the environment on first use."""
+    global _services
+    with _lock:
+        if _services is None:
+            _services = build_services(Settings.from_environ(), websocket_api)
+        return _services
+
+
+def use(built: Services) -> None:
+    """Install services built elsewhere (tests, the local gateway)."""
+    global _services
+    with _lock:
+        _services = built
+
+
+def reset() -> None:
+    """Forget the built services, so the next event re-reads the environment.
+
+    For tests and the local gateway, which change the environment between apps.
+    """
+    global _services
+    with _lock:
+        _services = None
+
+
+def build_services(
+    settings: Settings, websocket_api: Any, dynamodb: Any | None = None
+) -> Services:
+    """Wire the services; ``dynamodb`` replaces the default client (tests)."""
+    return Services(
+        settings=settings,
+        registry=Registry(
+            dynamodb if dynamodb is not None else aws.dynamodb_client(),
+            settings.connections_table,
+            settings.connection_ttl_seconds,
+        ),
+        delivery=Delivery(websocket_api),
+        verifier=TokenVerifier(
+            secret=_token_secret(settings),
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+        ),
+    )
+
+
+def _token_secret(settings: Settings) -> str:
+    if settings.token_secret is not None:
+        return settings.token_secret
+    assert settings.token_secret_parameter is not None
+    response = aws.ssm_client().get_parameter(
+        Name=settings.token_secret_parameter, WithDecryption=True
+    )
+    return str(response["Parameter"]["Value"])

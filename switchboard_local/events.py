@@ -1,0 +1,121 @@
+"""API Gateway WebSocket proxy events with the field set AWS sends.
+
+The shapes follow events captured from API Gateway (see the project's
+reference notes): CONNECT carries headers and the query string, MESSAGE the
+body and a messageId, DISCONNECT a status code and reason; every event carries
+the same ``requestContext`` fields, with ``connectedAt`` fixed per connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def new_id() -> str:
+    """An id shaped like API Gateway's connection and request ids: 16 chars, '=' last."""
+    return base64.b64encode(secrets.token_bytes(11)).decode()[:15] + "="
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """Where the API lives: the values API Gateway puts in every requestContext."""
+
+    api_id: str = "local00001"
+    stage: str = "api"
+    domain_name: str = "local00001.execute-api.us-east-1.amazonaws.com"
+
+
+@dataclass
+class ConnectionContext:
+    """What API Gateway remembers about one connection for all its events."""
+
+    api: ApiContext
+    connection_id: str = field(default_factory=new_id)
+    connected_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    source_ip: str = "127.0.0.1"
+    user_agent: str | None = None
+
+    def connect_event(
+        self,
+        headers: Mapping[str, str | list[str]] | None = None,
+        query: Mapping[str, str | list[str]] | None = None,
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            **_headers_fields(headers or {}),
+            "requestContext": self._request_context("$connect", "CONNECT"),
+            "isBase64Encoded": False,
+        }
+        if query:
+            event.update(_query_fields(query))
+        return event
+
+    def message_event(self, body: str) -> dict[str, Any]:
+        context = self._request_context("$default", "MESSAGE")
+        context["messageId"] = new_id()
+        return {"requestContext": context, "body": body, "isBase64Encoded": False}
+
+    def disconnect_event(self, status_code: int, reason: str = "") -> dict[str, Any]:
+        context = self._request_context("$disconnect", "DISCONNECT")
+        context["disconnectStatusCode"] = status_code
+        context["disconnectReason"] = reason
+        headers = {
+            "Host": self.api.domain_name,
+            "x-api-key": "",
+            "X-Forwarded-For": "",
+            "x-restapi": "",
+        }
+        return {**_headers_fields(headers), "requestContext": context, "isBase64Encoded": False}
+
+    def _request_context(self, route_key: str, event_type: str) -> dict[str, Any]:
+        now = time.time()
+        request_id = new_id()
+        identity = {"sourceIp": self.source_ip}
+        if self.user_agent is not None:
+            identity["userAgent"] = self.user_agent
+        return {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": clf_time(now),
+            "messageDirection": "IN",
+            "stage": self.api.stage,
+            "connectedAt": self.connected_at_ms,
+            "requestTimeEpoch": int(now * 1000),
+            "identity": identity,
+            "requestId": request_id,
+            "domainName": self.api.domain_name,
+            "connectionId": self.connection_id,
+            "apiId": self.api.api_id,
+        }
+
+
+def clf_time(epoch_seconds: float) -> str:
+    """Common Log Format time, as in ``requestTime``: ``04/Dec/2024:15:02:11 +0000``."""
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def _headers_fields(headers: Mapping[str, str | list[str]]) -> dict[str, Any]:
+    multi = {name: _as_list(value) for name, value in headers.items()}
+    return {
+        "headers": {name: values[-1] for name, values in multi.items()},
+        "multiValueHeaders": multi,
+    }
+
+
+def _query_fields(query: Mapping[str, str | list[str]]) -> dict[str, Any]:
+    multi = {name: _as_list(value) for name, value in query.items()}
+    return {
+        "queryStringParameters": {name: values[-1] for name, values in multi.items()},
+        "multiValueQueryStringParameters": multi,
+    }
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)

@@ -1,0 +1,304 @@
+"""Run a Chalice WebSocket app's real handlers in-process, for pytest.
+
+Chalice's own test client has no WebSocket support. This one builds API
+Gateway events with the real field set, calls the Lambda handlers Chalice
+wrapped (middleware included) and emulates the management API behind a *real*
+botocore client: requests are answered by a ``before-send`` hook, so status
+codes and error types go through botocore's own parsing — a 410 becomes
+``GoneException`` and Chalice raises ``WebsocketDisconnectedError`` exactly as
+against AWS.
+
+    client = WebsocketTestClient(app)
+    alice = client.connect(query={"token": token})
+    frames = alice.send({"action": "ping"})
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import boto3
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+
+from chalicelib.clock import iso8601
+from switchboard_local.events import ApiContext, ConnectionContext
+
+MAX_POST_BYTES = 128 * 1024
+Frame = dict[str, Any]
+
+
+@dataclass
+class _Socket:
+    context: ConnectionContext
+    open: bool = True
+    received: list[str] = field(default_factory=list)
+    last_active: float = field(default_factory=time.time)
+
+
+class ManagementEmulator:
+    """The ``@connections`` API of one API Gateway stage, in memory.
+
+    Answers as AWS does: 200 on POST (the data is recorded as one message),
+    GET with connectedAt/lastActiveAt/identity, 204 on DELETE, 410
+    ``GoneException`` for unknown or closed connections and 413
+    ``PayloadTooLargeException`` above 128 KiB. Faults can be injected per
+    connection to exercise retry paths.
+    """
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, _Socket] = {}
+        self._faults: dict[str, deque[int]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self.on_delete: Callable[[str], None] | None = None
+        self.posts = 0
+
+    def open(self, context: ConnectionContext) -> None:
+        with self._lock:
+            self._sockets[context.connection_id] = _Socket(context)
+
+    def close(self, connection_id: str) -> bool:
+        """Mark closed; True when it was open."""
+        with self._lock:
+            socket = self._sockets.get(connection_id)
+            if socket is None or not socket.open:
+                return False
+            socket.open = False
+            return True
+
+    def received(self, connection_id: str) -> list[str]:
+        with self._lock:
+            return list(self._sockets[connection_id].received)
+
+    def inject(self, connection_id: str, *statuses: int) -> None:
+        """Answer the next posts to this connection with these statuses (429, 500, ...)."""
+        with self._lock:
+            self._faults[connection_id].extend(statuses)
+
+    def handle(self, request: AWSPreparedRequest) -> AWSResponse:
+        connection_id = unquote(urlsplit(request.url).path.rsplit("/@connections/", 1)[-1])
+        with self._lock:
+            self.posts += request.method == "POST"
+            fault = self._faults[connection_id].popleft() if self._faults[connection_id] else None
+            socket = self._sockets.get(connection_id)
+            if fault is not None:
+                return _error(request.url, fault, _FAULT_TYPES.get(fault, "InternalServerError"))
+            if socket is None or not socket.open:
+                return _error(request.url, 410, "GoneException")
+            if request.method == "POST":
+                return self._post(request, socket)
+            if request.method == "GET":
+                return _json(request.url, 200, _info(socket))
+            socket.open = False
+        if self.on_delete is not None:
+            self.on_delete(connection_id)
+        return AWSResponse(request.url, 204, {}, _Body(b""))
+
+    def _post(self, request: AWSPreparedRequest, socket: _Socket) -> AWSResponse:
+        body = request.body or b""
+        data = body if isinstance(body, bytes) else str(body).encode()
+        if len(data) > MAX_POST_BYTES:
+            return _error(request.url, 413, "PayloadTooLargeException")
+        socket.received.append(data.decode("utf-8"))
+        return AWSResponse(request.url, 200, {}, _Body(b""))
+
+
+_FAULT_TYPES = {
+    403: "ForbiddenException",
+    410: "GoneException",
+    413: "PayloadTooLargeException",
+    429: "LimitExceededException",
+}
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> list[bytes]:
+        return [self._data]
+
+
+def _json(url: str, status: int, payload: Mapping[str, Any]) -> AWSResponse:
+    headers = {"Content-Type": "application/json"}
+    return AWSResponse(url, status, headers, _Body(json.dumps(payload).encode()))
+
+
+def _error(url: str, status: int, error_type: str) -> AWSResponse:
+    response = _json(url, status, {"message": None})
+    response.headers["x-amzn-ErrorType"] = error_type
+    return response
+
+
+def _info(socket: _Socket) -> dict[str, Any]:
+    identity = {"sourceIp": socket.context.source_ip}
+    if socket.context.user_agent is not None:
+        identity["userAgent"] = socket.context.user_agent
+    connected = socket.context.connected_at_ms / 1000
+    return {
+        "connectedAt": iso8601(connected),
+        "lastActiveAt": iso8601(socket.last_active),
+        "identity": identity,
+    }
+
+
+
+
+class EmulatedManagementSession(boto3.session.Session):
+    """A boto3 session whose management API clients are answered by an emulator.
+
+    Assign it to ``app.websocket_api.session``. Chalice keeps the first client
+    it builds, so the session stays and only its emulator is swapped.
+    """
+
+    def __init__(self, emulator: ManagementEmulator, region_name: str) -> None:
+        super().__init__(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=region_name,
+        )
+        self.emulator = emulator
+
+    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        client = super().client(service_name, *args, **kwargs)
+        if service_name == "apigatewaymanagementapi":
+            client.meta.events.register(
+                "before-send.apigatewaymanagementapi",
+                lambda request, **_: self.emulator.handle(request),
+            )
+        return client
+
+
+class LambdaContext:
+    """The parts of Lambda's context object that handlers read."""
+
+    def __init__(self, function_name: str, budget_seconds: float = 30.0) -> None:
+        self.function_name = function_name
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + budget_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class WebsocketTestClient:
+    """Connect, send and disconnect against an app's real WebSocket handlers."""
+
+    def __init__(
+        self,
+        app: Any,
+        api: ApiContext | None = None,
+        region_name: str = "us-east-1",
+    ) -> None:
+        self.api = api or ApiContext(stage=getattr(app, "api_gateway_stage", None) or "api")
+        self.emulator = ManagementEmulator()
+        self.emulator.on_delete = lambda cid: self._run_disconnect(cid, 1000, "")
+        self._handlers = {
+            route: _resolve(config.handler_string)
+            for route, config in app.websocket_handlers.items()
+        }
+        self._contexts: dict[str, ConnectionContext] = {}
+        session = app.websocket_api.session
+        if isinstance(session, EmulatedManagementSession):
+            session.emulator = self.emulator
+        else:
+            app.websocket_api.session = EmulatedManagementSession(self.emulator, region_name)
+
+    def connect(
+        self,
+        query: Mapping[str, str | list[str]] | None = None,
+        headers: Mapping[str, str | list[str]] | None = None,
+        user_agent: str | None = "switchboard-tests",
+    ) -> TestConnection:
+        context = ConnectionContext(self.api, user_agent=user_agent)
+        all_headers = {"Host": self.api.domain_name, **(headers or {})}
+        if user_agent is not None:
+            all_headers.setdefault("User-Agent", user_agent)
+        response = self.invoke("$connect", context.connect_event(all_headers, query))
+        status = int(response.get("statusCode", 200))
+        if 200 <= status < 300:
+            self._contexts[context.connection_id] = context
+            self.emulator.open(context)
+        return TestConnection(self, context.connection_id, status)
+
+    def invoke(self, route: str, event: dict[str, Any]) -> dict[str, Any]:
+        handler = self._handlers.get(route)
+        if handler is None:
+            return {"statusCode": 200}
+        result = handler(event, LambdaContext(f"websocket_{route.strip('$')}"))
+        return result if isinstance(result, dict) else {"statusCode": 200}
+
+    def send(self, connection_id: str, body: str) -> dict[str, Any]:
+        context = self._contexts[connection_id]
+        return self.invoke("$default", context.message_event(body))
+
+    def disconnect(self, connection_id: str, status_code: int = 1000, reason: str = "") -> None:
+        if self.emulator.close(connection_id):
+            self._run_disconnect(connection_id, status_code, reason)
+
+    def vanish(self, connection_id: str) -> None:
+        """The socket dies and API Gateway never calls ``$disconnect`` (it may not)."""
+        self.emulator.close(connection_id)
+
+    def _run_disconnect(self, connection_id: str, status_code: int, reason: str) -> None:
+        context = self._contexts[connection_id]
+        self.invoke("$disconnect", context.disconnect_event(status_code, reason))
+
+
+class TestConnection:
+    """One client socket: what it sent and every frame posted to it."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, client: WebsocketTestClient, connection_id: str, status: int) -> None:
+        self.client = client
+        self.id = connection_id
+        self.status = status
+        self._seen = 0
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def frames(self) -> list[Frame]:
+        return [json.loads(text) for text in self.client.emulator.received(self.id)]
+
+    def new_frames(self) -> list[Frame]:
+        """Frames that arrived since the last call."""
+        frames = self.frames
+        fresh, self._seen = frames[self._seen:], len(frames)
+        return fresh
+
+    def send(self, frame: Mapping[str, Any] | str) -> list[Frame]:
+        """Send a frame; returns the frames this connection got while it was handled."""
+        self.new_frames()
+        body = frame if isinstance(frame, str) else json.dumps(frame)
+        self.client.send(self.id, body)
+        return self.new_frames()
+
+    def request(self, frame: Mapping[str, Any] | str) -> Frame:
+        """Send a frame and return the one answer this connection got."""
+        frames = self.send(frame)
+        if len(frames) != 1:
+            raise AssertionError(f"expected one answer, got {frames!r}")
+        return frames[0]
+
+    def disconnect(self, status_code: int = 1000, reason: str = "") -> None:
+        self.client.disconnect(self.id, status_code, reason)
+
+    def vanish(self) -> None:
+        self.client.vanish(self.id)
+
+
+def _resolve(handler_string: str) -> Callable[..., Any]:
+    module_name, _, attribute = handler_string.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]

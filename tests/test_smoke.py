@@ -1,0 +1,13 @@
+def test_smoke(connect):
+    alice = connect("alice")
+    bob = connect("bob")
+    print(alice.request({"action": "ping", "id": "1"}))
+    print(alice.request({"action": "sendMessage", "targetUserId": "bob", "text": "hi"}))
+    print(bob.frames)
+    print(alice.request({"action": "joinRoom", "room": "r1"}))
+    print(bob.request({"action": "joinRoom", "room": "r1"}))
+    print(alice.request({"action": "sendToRoom", "room": "r1", "text": "yo"}))
+    print(bob.new_frames())
+    print(alice.request({"action": "whoami"}))
+    bob.disconnect()
+    print(alice.request({"action": "sendToRoom", "room": "r1", "text": "yo"}))

@@ -2,11 +2,12 @@
 
 Chalice's own test client has no WebSocket support. This one builds API
 Gateway events with the real field set, calls the Lambda handlers Chalice
-wrapped (middleware included) and emulates the management API behind a *real*
-botocore client: requests are answered by a ``before-send`` hook, so status
-codes and error types go through botocore's own parsing — a 410 becomes
-``GoneException`` and Chalice raises ``WebsocketDisconnectedError`` exactly as
-against AWS.
+wrapped (middleware included) and emulates the management API behind the
+app's *own* botocore client: requests are answered by a ``before-send`` hook
+on ``app.websocket_api.session``, so status codes and error types go through
+botocore's own parsing — a 410 becomes ``GoneException`` and Chalice raises
+``WebsocketDisconnectedError`` exactly as against AWS. Install the client
+before the app's first send: Chalice keeps the first client it builds.
 
     client = WebsocketTestClient(app)
     alice = client.connect(query={"token": token})
@@ -20,6 +21,7 @@ import json
 import threading
 import time
 import uuid
+import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,29 +154,35 @@ def _info(socket: _Socket) -> dict[str, Any]:
 
 
 
-class EmulatedManagementSession(boto3.session.Session):
-    """A boto3 session whose management API clients are answered by an emulator.
+class _EmulatorRoute:
+    """The ``before-send`` hook on a session: answers from the current emulator.
 
-    Assign it to ``app.websocket_api.session``. Chalice keeps the first client
-    it builds, so the session stays and only its emulator is swapped.
+    botocore copies a session's event hooks into each client it creates and
+    Chalice keeps its first client for good, so the hook is registered once per
+    session and later test clients only repoint it.
     """
 
-    def __init__(self, emulator: ManagementEmulator, region_name: str) -> None:
-        super().__init__(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name=region_name,
-        )
+    def __init__(self, emulator: ManagementEmulator) -> None:
         self.emulator = emulator
 
-    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        client = super().client(service_name, *args, **kwargs)
-        if service_name == "apigatewaymanagementapi":
-            client.meta.events.register(
-                "before-send.apigatewaymanagementapi",
-                lambda request, **_: self.emulator.handle(request),
-            )
-        return client
+    def __call__(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        return self.emulator.handle(request)
+
+
+_ROUTES: weakref.WeakKeyDictionary[Any, _EmulatorRoute] = weakref.WeakKeyDictionary()
+
+
+def route_management_api(session: Any, emulator: ManagementEmulator) -> None:
+    """Answer the session's management API calls from ``emulator``.
+
+    The session keeps its own client configuration (pool size, retry policy),
+    so tests exercise the clients the app really builds.
+    """
+    route = _ROUTES.get(session)
+    if route is None:
+        route = _ROUTES[session] = _EmulatorRoute(emulator)
+        session.events.register("before-send.apigatewaymanagementapi", route)
+    route.emulator = emulator
 
 
 class LambdaContext:
@@ -206,11 +214,9 @@ class WebsocketTestClient:
             for route, config in app.websocket_handlers.items()
         }
         self._contexts: dict[str, ConnectionContext] = {}
-        session = app.websocket_api.session
-        if isinstance(session, EmulatedManagementSession):
-            session.emulator = self.emulator
-        else:
-            app.websocket_api.session = EmulatedManagementSession(self.emulator, region_name)
+        if app.websocket_api.session is None:
+            app.websocket_api.session = boto3.session.Session(region_name=region_name)
+        route_management_api(app.websocket_api.session, self.emulator)
 
     def connect(
         self,
@@ -235,6 +241,9 @@ class WebsocketTestClient:
             return {"statusCode": 200}
         result = handler(event, LambdaContext(f"websocket_{route.strip('$')}"))
         return result if isinstance(result, dict) else {"statusCode": 200}
+
+    def context_of(self, connection_id: str) -> ConnectionContext:
+        return self._contexts[connection_id]
 
     def send(self, connection_id: str, body: str) -> dict[str, Any]:
         context = self._contexts[connection_id]
@@ -263,6 +272,11 @@ class TestConnection:
         self.id = connection_id
         self.status = status
         self._seen = 0
+
+    @property
+    def context(self) -> ConnectionContext:
+        """API Gateway's view of this connection, to build further events by hand."""
+        return self.client.context_of(self.id)
 
     @property
     def accepted(self) -> bool:

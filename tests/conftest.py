@@ -7,6 +7,7 @@ serialisation and moto's validation.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections import Counter
@@ -30,6 +31,8 @@ from chalicelib.registry import table_definition
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
 from switchboard_local.testing import WebsocketTestClient
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 TEST_SECRET = "tests-only-signing-key-0123456789abcdef"
 

@@ -1,0 +1,138 @@
+"""Frame parsing and rendering, without I/O."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib import protocol
+from chalicelib.protocol import (
+    BroadcastAll,
+    JoinRoom,
+    LeaveRoom,
+    Ping,
+    ProtocolError,
+    SendMessage,
+    SendToRoom,
+    WhoAmI,
+    parse_request,
+)
+
+LIMIT = 32
+
+
+def parse(frame: object) -> protocol.Request:
+    body = frame if isinstance(frame, str) else json.dumps(frame)
+    return parse_request(body, LIMIT)
+
+
+def error_of(frame: object) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        parse(frame)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("frame", "command"),
+    [
+        ({"action": "sendMessage", "targetUserId": "bob", "text": "hi"}, SendMessage("bob", "hi")),
+        ({"action": "joinRoom", "room": "a.b:c-d_1"}, JoinRoom("a.b:c-d_1")),
+        ({"action": "leaveRoom", "room": "lobby"}, LeaveRoom("lobby")),
+        ({"action": "sendToRoom", "room": "lobby", "text": "yo"}, SendToRoom("lobby", "yo")),
+        ({"action": "broadcastAll", "text": "all"}, BroadcastAll("all")),
+        ({"action": "whoami"}, WhoAmI()),
+        ({"action": "ping"}, Ping()),
+    ],
+)
+def test_each_action_parses_to_its_command(frame: dict[str, str], command: object) -> None:
+    request = parse({**frame, "id": "r-1"})
+    assert request.command == command
+    assert request.action == frame["action"]
+    assert request.request_id == "r-1"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("not json", "bad_json"),
+        ("", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        ('"text"', "bad_json"),
+        ("null", "bad_json"),
+        ('{"action": "ping", "action": "whoami"}', "bad_json"),
+        ("[" * 100_000 + "]" * 100_000, "bad_json"),
+        ('{"action": "ping", "n": ' + "9" * 5000 + "}", "bad_json"),
+        ("{}", "bad_request"),
+        ('{"action": 7}', "bad_request"),
+        ('{"action": "dance"}', "unknown_action"),
+        ('{"action": "sendMessage", "text": "hi"}', "bad_request"),
+        ('{"action": "sendMessage", "targetUserId": 5, "text": "hi"}', "bad_request"),
+        ('{"action": "sendMessage", "targetUserId": "", "text": "hi"}', "bad_request"),
+        ('{"action": "sendMessage", "targetUserId": "b", "text": ""}', "bad_request"),
+        ('{"action": "sendMessage", "targetUserId": "b", "text": ["x"]}', "bad_request"),
+        ('{"action": "sendMessage", "targetUserId": "b", "text": "\\ud800"}', "bad_request"),
+        ('{"action": "joinRoom"}', "bad_request"),
+        ('{"action": "joinRoom", "room": "has space"}', "bad_request"),
+        ('{"action": "joinRoom", "room": "ROOM#x"}', "bad_request"),
+        ('{"action": "joinRoom", "room": ""}', "bad_request"),
+        ('{"action": "sendToRoom", "room": "r"}', "bad_request"),
+        ('{"action": "broadcastAll"}', "bad_request"),
+        ('{"action": "ping", "id": 5}', "bad_request"),
+    ],
+)
+def test_bad_frames_get_the_right_error_code(body: str, code: str) -> None:
+    assert error_of(body).code == code
+
+
+def test_long_room_and_user_ids_are_refused() -> None:
+    assert error_of({"action": "joinRoom", "room": "r" * 65}).code == "bad_request"
+    assert parse({"action": "joinRoom", "room": "r" * 64}).command == JoinRoom("r" * 64)
+    long_user = {"action": "sendMessage", "targetUserId": "u" * 129, "text": "x"}
+    assert error_of(long_user).code == "bad_request"
+
+
+def test_text_limit_counts_utf8_bytes() -> None:
+    at_limit = parse({"action": "broadcastAll", "text": "a" * LIMIT})
+    assert at_limit.command == BroadcastAll("a" * LIMIT)
+    too_large = error_of({"action": "broadcastAll", "text": "é" * (LIMIT // 2 + 1)})
+    assert too_large.code == "too_large"
+    assert f"{LIMIT} bytes" in too_large.message
+
+
+def test_the_request_id_is_kept_on_errors_found_after_it() -> None:
+    error = error_of({"action": "joinRoom", "room": "bad room", "id": "abc"})
+    assert error.request_id == "abc"
+    assert error_of({"action": "dance", "id": "x"}).request_id == "x"
+
+
+def test_an_over_long_id_is_refused_and_not_echoed() -> None:
+    error = error_of({"action": "ping", "id": "i" * 65})
+    assert error.code == "bad_request"
+    assert error.request_id is None
+
+
+def test_unknown_action_message_lists_the_actions() -> None:
+    message = error_of({"action": "dance"}).message
+    assert all(action in message for action in protocol.ACTIONS)
+
+
+def test_rendered_frames_have_the_documented_shapes() -> None:
+    assert json.loads(protocol.ack("joinRoom", None)) == {"type": "ack", "action": "joinRoom"}
+    assert json.loads(protocol.ack("sendMessage", "i", 2)) == {
+        "type": "ack", "action": "sendMessage", "id": "i", "delivered": 2,
+    }
+    assert json.loads(protocol.error("bad_json", "nope", "i")) == {
+        "type": "error", "code": "bad_json", "message": "nope", "id": "i",
+    }
+    assert json.loads(protocol.pong(None)) == {"type": "pong"}
+    assert json.loads(protocol.message("a", "t", "2024-01-01T00:00:00.000Z", "r")) == {
+        "type": "message", "from": "a", "text": "t", "sentAt": "2024-01-01T00:00:00.000Z",
+        "room": "r",
+    }
+    assert json.loads(protocol.broadcast("a", "t", "s")) == {
+        "type": "broadcast", "from": "a", "text": "t", "sentAt": "s",
+    }
+    assert json.loads(protocol.whoami("c", "u", ["r"], None)) == {
+        "type": "whoami", "connectionId": "c", "userId": "u", "rooms": ["r"],
+    }

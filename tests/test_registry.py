@@ -1,0 +1,157 @@
+"""The connection registry against moto over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from chalicelib.registry import ConnectionExists, NotConnected, Registry
+
+ENDPOINT = "https://abc.execute-api.us-east-1.amazonaws.com/api"
+
+
+@pytest.fixture
+def clock() -> list[float]:
+    return [time.time()]
+
+
+@pytest.fixture
+def registry(dynamodb: Any, table_name: str, clock: list[float]) -> Registry:
+    return Registry(dynamodb, table_name, ttl_seconds=7500, clock=lambda: clock[0])
+
+
+def all_items(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
+    return dynamodb.scan(TableName=table_name)["Items"]  # type: ignore[no-any-return]
+
+
+def every_connection(registry: Registry) -> list[str]:
+    return sorted(cid for page in registry.all_connection_pages() for cid in page)
+
+
+def test_a_connection_round_trips(registry: Registry, clock: list[float]) -> None:
+    added = registry.add_connection("c1", "alice", ["admin"], ENDPOINT)
+    found = registry.get_connection("c1")
+    assert found == added
+    assert found is not None
+    assert found.user_id == "alice"
+    assert found.roles == ("admin",)
+    assert found.endpoint == ENDPOINT
+    assert found.ttl == int(clock[0]) + 7500
+    assert found.connected_at.endswith("Z")
+
+
+def test_the_same_connection_id_cannot_be_registered_twice(registry: Registry) -> None:
+    registry.add_connection("c1", "alice", [], ENDPOINT)
+    with pytest.raises(ConnectionExists):
+        registry.add_connection("c1", "mallory", [], ENDPOINT)
+    found = registry.get_connection("c1")
+    assert found is not None
+    assert found.user_id == "alice"
+
+
+def test_a_user_with_several_devices(registry: Registry) -> None:
+    for cid in ("phone", "laptop"):
+        registry.add_connection(cid, "alice", [], ENDPOINT)
+    registry.add_connection("other", "bob", [], ENDPOINT)
+    assert sorted(registry.user_connections("alice")) == ["laptop", "phone"]
+    assert registry.user_connections("nobody") == []
+
+
+def test_room_membership_and_the_connections_rooms(registry: Registry) -> None:
+    alice = registry.add_connection("a", "alice", [], ENDPOINT)
+    bob = registry.add_connection("b", "bob", [], ENDPOINT)
+    registry.join_room(alice, "lobby")
+    registry.join_room(alice, "lobby")
+    registry.join_room(bob, "lobby")
+    registry.join_room(alice, "games")
+    assert sorted(registry.room_connections("lobby")) == ["a", "b"]
+    found = registry.get_connection("a")
+    assert found is not None
+    assert found.rooms == frozenset({"lobby", "games"})
+    registry.leave_room(alice, "lobby")
+    registry.leave_room(alice, "never-joined")
+    assert registry.room_connections("lobby") == ["b"]
+    found = registry.get_connection("a")
+    assert found is not None
+    assert found.rooms == frozenset({"games"})
+
+
+def test_room_changes_on_a_forgotten_connection_are_refused(
+    registry: Registry, dynamodb: Any, table_name: str
+) -> None:
+    alice = registry.add_connection("a", "alice", [], ENDPOINT)
+    registry.remove_connection("a")
+    with pytest.raises(NotConnected):
+        registry.join_room(alice, "lobby")
+    with pytest.raises(NotConnected):
+        registry.leave_room(alice, "lobby")
+    assert all_items(dynamodb, table_name) == []
+
+
+def test_remove_deletes_memberships_and_is_idempotent(
+    registry: Registry, dynamodb: Any, table_name: str
+) -> None:
+    alice = registry.add_connection("a", "alice", [], ENDPOINT)
+    for room in ("r1", "r2", "r3"):
+        registry.join_room(alice, room)
+    registry.add_connection("b", "bob", [], ENDPOINT)
+    registry.remove_connection("a")
+    registry.remove_connection("a")
+    registry.remove_connection("never-existed")
+    remaining = all_items(dynamodb, table_name)
+    assert [item["PK"]["S"] for item in remaining] == ["CONN#b"]
+
+
+def test_remove_many_in_batches(
+    registry: Registry, dynamodb: Any, table_name: str, dynamodb_calls: Counter[str]
+) -> None:
+    ids = [f"c{i}" for i in range(60)]
+    for cid in ids:
+        connection = registry.add_connection(cid, "u", [], ENDPOINT)
+        registry.join_room(connection, "lobby")
+    dynamodb_calls.clear()
+    registry.remove_connections(ids)
+    # 60 keys fit one BatchGetItem; 120 deletes need ceil(120 / 25) = 5 BatchWriteItem.
+    assert dynamodb_calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 5})
+    assert all_items(dynamodb, table_name) == []
+
+
+def test_broadcast_pages_read_only_connection_items(
+    registry: Registry, dynamodb: Any, table_name: str
+) -> None:
+    ids = [f"c{i:03d}" for i in range(30)]
+    for cid in ids:
+        connection = registry.add_connection(cid, f"user{cid}", [], ENDPOINT)
+        registry.join_room(connection, "lobby")
+        registry.join_room(connection, "games")
+    assert every_connection(registry) == ids
+    response = dynamodb.scan(TableName=table_name, IndexName="GSI1", Select="COUNT")
+    assert response["ScannedCount"] == len(ids)
+    assert len(all_items(dynamodb, table_name)) == 3 * len(ids)
+
+
+def test_broadcast_follows_pagination(registry: Registry, dynamodb: Any) -> None:
+    # ~3 KB per item (roles) pushes 500 items past DynamoDB's 1 MB page.
+    roles = ["r" * 100] * 30
+    ids = [f"c{i:04d}" for i in range(500)]
+    for cid in ids:
+        registry.add_connection(cid, "u", roles, ENDPOINT)
+    pages = list(registry.all_connection_pages())
+    assert sorted(cid for page in pages for cid in page) == ids
+
+
+def test_expired_items_are_gone_to_every_read(registry: Registry, clock: list[float]) -> None:
+    alice = registry.add_connection("a", "alice", [], ENDPOINT)
+    registry.join_room(alice, "lobby")
+    clock[0] += 7501
+    assert registry.get_connection("a") is None
+    assert registry.user_connections("alice") == []
+    assert registry.room_connections("lobby") == []
+    assert every_connection(registry) == []
+    fresh = registry.add_connection("b", "alice", [], ENDPOINT)
+    registry.join_room(fresh, "lobby")
+    assert registry.user_connections("alice") == ["b"]
+    assert registry.room_connections("lobby") == ["b"]

@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint typecheck unit venv clean
+.PHONY: run test lint typecheck unit venv clean bench
 
 venv: $(STAMP)
 
@@ -33,6 +33,12 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 test: lint typecheck unit
+
+# The benchmark suite (bench/): prints its tables and writes bench/results/latest.json.
+# SIZE=small runs it in seconds (the smoke test inside `make test` does).
+SIZE ?= full
+bench: $(STAMP)
+	$(BIN)/python -m bench --size $(SIZE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

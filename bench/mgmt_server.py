@@ -136,7 +136,10 @@ class _Http(asyncio.Protocol):
 
 def _json(payload: dict[str, Any]) -> bytes:
     body = json.dumps(payload).encode()
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 

@@ -251,7 +251,8 @@ def _figure(rows: list[dict[str, Any]], population: Population) -> dict[str, Any
         "checks": {
             "broadcast_items_read_equals_live_connections":
                 cell["broadcastAll", "ours"]["items_read"] == population.connections,
-            "broadcast_base_table_scans_zero": cell["broadcastAll", "ours"]["base_table_scans"] == 0,
+            "broadcast_base_table_scans_zero":
+                cell["broadcastAll", "ours"]["base_table_scans"] == 0,
             "send_message_one_query": cell["sendMessage", "ours"]["calls"] == {"Query": 1},
             "send_to_room_one_query": cell["sendToRoom", "ours"]["calls"] == {"Query": 1},
             "connect_one_write": cell["connect", "ours"]["calls"] == {"PutItem": 1},

@@ -62,8 +62,8 @@ def _summary(figures: list[Figure]) -> str:
             rows.append({
                 "figure": figure["figure"],
                 "measure": name,
-                "value": f"{value:.2f}×",
-                "target": "-" if threshold is None else f"{bound} {threshold}×",
+                "value": f"{value:.2f}x",
+                "target": "-" if threshold is None else f"{bound} {threshold}x",
                 "met": "-" if met is None else ("yes" if met else "NO"),
             })
         for name, ok in figure.get("checks", {}).items():
@@ -84,7 +84,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def _cell(value: Any) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{key}×{count}" for key, count in value.items())
+        return ", ".join(f"{key} {count}" for key, count in value.items())
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

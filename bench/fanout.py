@@ -64,6 +64,7 @@ class Run:
     targets: int
     delivered: int
     seconds: float
+    cpu_seconds: float  # this process, all threads: what the machine's load cannot inflate much
 
     @property
     def per_second(self) -> float:
@@ -76,6 +77,7 @@ class Run:
             "delivered": self.delivered,
             "seconds": round(self.seconds, 3),
             "posts_per_s": round(self.per_second, 1),
+            "cpu_ms_per_post": round(self.cpu_seconds / self.targets * 1000, 3),
         }
 
 
@@ -128,9 +130,12 @@ def ceiling_loop(client: Any, pool: ThreadPoolExecutor, targets: Sequence[str], 
 
 
 def timed(variant: str, targets: Sequence[str], send: Callable[[], int]) -> Run:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     delivered = send()
-    return Run(variant, len(targets), delivered, time.perf_counter() - started)
+    return Run(
+        variant, len(targets), delivered,
+        time.perf_counter() - started, time.process_time() - cpu_started,
+    )
 
 
 def ours(server: ManagementServer, targets: Sequence[str], text: str) -> Run:

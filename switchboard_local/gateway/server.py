@@ -237,15 +237,26 @@ class GatewayThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> Gateway:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.gateway.start(), self._loop).result()
+        try:
+            asyncio.run_coroutine_threadsafe(self.gateway.start(), self._loop).result()
+        except BaseException:
+            self._end_loop()
+            raise
         return self.gateway
 
     def stop(self) -> None:
         try:
             asyncio.run_coroutine_threadsafe(self.gateway.stop(), self._loop).result()
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+            self._end_loop()
+
+    def _end_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()

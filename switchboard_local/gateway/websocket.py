@@ -102,16 +102,25 @@ class WebsocketEndpoint:
         await self.lifecycle.finish(connection)
 
     async def _read(self, connection: Connection, socket: web.WebSocketResponse) -> None:
-        async for message in socket:
+        """Read until the socket closes, recording who closed it with what code and reason."""
+        while True:
+            message = await socket.receive()
             if message.type is WSMsgType.TEXT:
                 connection.touch()
                 connection.inbox.put_nowait(message.data)
             elif message.type is WSMsgType.BINARY:
                 await connection.close(WSCloseCode.UNSUPPORTED_DATA, "Binary frames unsupported")
+            elif message.type is WSMsgType.CLOSE:
+                connection.record_close(int(message.data), message.extra or "")
             elif message.type is WSMsgType.ERROR:
-                code = getattr(message.data, "code", ABNORMAL_CLOSURE)
-                connection.record_close(int(code), "Message too big" if code == 1009 else "")
+                code = int(getattr(message.data, "code", ABNORMAL_CLOSURE))
+                connection.record_close(code, "Message too big" if code == 1009 else "")
+            if message.type in _END_OF_SOCKET:
+                break
         connection.record_close(_client_close_code(socket), "")
+
+
+_END_OF_SOCKET = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
 def _client_close_code(socket: web.WebSocketResponse) -> int:

@@ -69,6 +69,8 @@ class Store:
     def _start_embedded(self) -> str:
         from moto.server import ThreadedMotoServer  # heavy: only when embedded
 
+        # Its request lines would drown the app's logs; warnings and errors still show.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

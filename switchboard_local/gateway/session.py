@@ -25,12 +25,12 @@ class LocalManagementSession(boto3.session.Session):
         self._endpoint_url = endpoint_url
         self._original = original
 
-    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
         if service_name == MANAGEMENT_SERVICE:
             kwargs["endpoint_url"] = self._endpoint_url()
         if self._original is not None:
             return self._original.client(service_name, *args, **kwargs)
-        return super().client(service_name, *args, **kwargs)
+        return super().client(service_name, *args, **kwargs)  # type: ignore[call-overload]
 
 
 def redirect_management(app: Any, endpoint_url: Callable[[], str]) -> None:

@@ -93,7 +93,8 @@ def make_tiny_project(root: Path, api_stage: str = "v1") -> Path:
 
 def start_tiny(root: Path, limits: Limits | None = None) -> tuple[GatewayThread, Running]:
     make_tiny_project(root)
-    return start(GatewayOptions(project_dir=root, port=0, tables=[], limits=limits or Limits()), root)
+    options = GatewayOptions(project_dir=root, port=0, tables=[], limits=limits or Limits())
+    return start(options, root)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from switchboard_local.gateway.config import ConfigError, load_project_config, process_environment
 from switchboard_local.gateway.connections import Limits
+from switchboard_local.gateway.loader import project_on_path
 from switchboard_local.gateway.server import Gateway, GatewayOptions
 from switchboard_local.gateway.store import DEFAULT_TABLE_SPECS
 from switchboard_local.gateway.tokens import (
@@ -97,9 +98,8 @@ def options_from(args: argparse.Namespace) -> GatewayOptions:
 
 def print_token(args: argparse.Namespace) -> int:
     project = load_project_config(args.project_dir, args.stage)
-    sys.path.insert(0, str(project.project_dir))
     issuer = TokenIssuer(project.environment, args.token_signer, args.token_secret_variable)
-    with process_environment(dict(project.environment)):
+    with project_on_path(project.project_dir), process_environment(dict(project.environment)):
         print(issuer.issue(args.print_token, parse_roles([args.roles])))
     return 0
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -32,7 +33,7 @@ class LoadedApp:
 
 
 def load_app(project_dir: Path) -> LoadedApp:
-    """Import ``app.py`` from the project (its directory first on ``sys.path``)."""
+    """Import ``app.py`` from the project and resolve its WebSocket handlers."""
     module = _import_app_module(project_dir)
     app = getattr(module, "app", None)
     if app is None or not hasattr(app, "websocket_handlers"):
@@ -46,10 +47,27 @@ def load_app(project_dir: Path) -> LoadedApp:
     return LoadedApp(module=module, app=app, handlers=handlers)
 
 
-def _import_app_module(project_dir: Path) -> ModuleType:
+@contextmanager
+def project_on_path(project_dir: Path) -> Iterator[None]:
+    """The project's directory first on ``sys.path`` while its app runs, as in Lambda.
+
+    Removed afterwards, so an embedding process (a test run) does not go on
+    importing the project's modules in place of its own.
+    """
     directory = str(project_dir)
-    if directory not in sys.path:
+    added = directory not in sys.path
+    if added:
         sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        if added and directory in sys.path:
+            sys.path.remove(directory)
+
+
+def _import_app_module(project_dir: Path) -> ModuleType:
+    """Import ``app.py``; the project must be on ``sys.path`` (:func:`project_on_path`)."""
+    directory = str(project_dir)
     _forget_shadowed_modules(project_dir)
     digest = hashlib.sha256(directory.encode()).hexdigest()[:12]
     name = f"_chalice_gateway_app_{digest}"

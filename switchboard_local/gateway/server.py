@@ -32,7 +32,7 @@ from switchboard_local.gateway.connections import (
     Limits,
 )
 from switchboard_local.gateway.invoker import Invoker
-from switchboard_local.gateway.loader import load_app
+from switchboard_local.gateway.loader import load_app, project_on_path
 from switchboard_local.gateway.management import ManagementApi
 from switchboard_local.gateway.session import redirect_management
 from switchboard_local.gateway.store import Store, TableSpec, default_specs
@@ -131,6 +131,7 @@ class Gateway:
         self._exit.enter_context(
             process_environment({"AWS_ENDPOINT_URL_DYNAMODB": self.store.endpoint})
         )
+        self._exit.enter_context(project_on_path(self.project.project_dir))
         loaded = load_app(self.project.project_dir)
         redirect_management(loaded.app, lambda: self.management_url)
         specs = (

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from chalicelib import runtime
@@ -42,6 +43,12 @@ class Running:
         return connect(
             url, open_timeout=WAIT, close_timeout=WAIT, max_size=None, legacy=True, **kwargs
         )
+
+    def refusal(self, query: str = "") -> int:
+        """The HTTP status a handshake is refused with (it must be refused)."""
+        with pytest.raises(InvalidStatus) as refused:
+            self.connect(query)
+        return int(refused.value.response.status_code)
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.gateway.page_url.rstrip("/") + path, timeout=WAIT) as r:

@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-# The local gateway: ws://$(HOST):$(PORT)/api, the chat page at http://$(HOST):$(PORT)/.
+# The local gateway: ws://$(HOST):$(PORT)/dev (the dev stage), the chat page at http://$(HOST):$(PORT)/.
 run: $(STAMP)
 	$(BIN)/python -m switchboard_local.gateway --host $(HOST) --port $(PORT)
 

@@ -16,7 +16,7 @@ from .conftest import REPO
 
 def test_this_repository_dev_stage() -> None:
     project = load_project_config(REPO, "dev")
-    assert project.api_gateway_stage == "api" and project.app_name == "switchboard"
+    assert project.api_gateway_stage == "dev" and project.app_name == "switchboard"
     assert project.environment["CONNECTIONS_TABLE"] == "switchboard-dev-connections"
     assert project.environment["MAX_TEXT_BYTES"] == "32768"  # top level, under the stage
 

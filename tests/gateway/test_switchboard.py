@@ -52,8 +52,9 @@ def management(running: Running) -> Any:
     )
 
 
-def test_stage_url_is_the_apps_default(switchboard_gateway: Running) -> None:
-    assert switchboard_gateway.gateway.websocket_url.endswith("/api")
+def test_stage_url_is_the_stages_api_gateway_stage(switchboard_gateway: Running) -> None:
+    # .chalice/config.json gives the dev stage `"api_gateway_stage": "dev"`, as deployed.
+    assert switchboard_gateway.gateway.websocket_url.endswith("/dev")
 
 
 def test_no_token_is_refused_with_401(switchboard_gateway: Running) -> None:

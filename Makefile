@@ -9,7 +9,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint typecheck unit venv clean bench
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test lint typecheck unit venv clean browser bench
 
 venv: $(STAMP)
 
@@ -19,9 +21,18 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# The local gateway: ws://$(HOST):$(PORT)/dev (the dev stage), the chat page at http://$(HOST):$(PORT)/.
 run: $(STAMP)
-	@echo "The local gateway is not built yet (issue: local gateway)."
-	@echo "Until then, try the app through the tests: make test"
+	$(BIN)/python -m switchboard_local.gateway --host $(HOST) --port $(PORT)
+
+# Chromium for the chat page's browser test; without it that test is skipped.
+browser:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Chromium for the browser test..."; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium) >/dev/null 2>&1 \
+			|| echo "Chromium could not be installed; the browser test will be skipped."; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 test: lint typecheck unit

@@ -1,21 +1,25 @@
 """Switchboard: a serverless WebSocket backend on API Gateway, Lambda and DynamoDB.
 
-Each route delegates to :mod:`chalicelib.handlers`; the container's services
-are built on the first event, so importing this module creates no AWS client.
-The handlers (and with them PyJWT and cryptography) are imported on the first
-event too: the Lambda init phase pays only for Chalice and boto3, which every
-Chalice WebSocket app needs.
+Each function delegates to :mod:`chalicelib`; the container's services are
+built on the first event, so importing this module creates no AWS client.
+The modules behind the functions (and with them PyJWT and cryptography) are
+imported on the first event too: the Lambda init phase pays only for Chalice
+and boto3, which every Chalice WebSocket app needs.
+
+* ``websocket_connect`` / ``websocket_message`` / ``websocket_disconnect``: the routes.
+* ``push``: invoked by other services to reach users, rooms or everyone.
+* ``fanout_worker``: delivers the batches large audiences are split into.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from chalice.app import Chalice, Response, WebsocketEvent
+from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
 from chalicelib import aws
 from chalicelib.delivery import WORKERS
+from chalicelib.settings import fanout_queue_name
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Services
@@ -24,29 +28,48 @@ app = Chalice(app_name="switchboard")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.websocket_api.session = aws.management_session(pool_size=WORKERS)
 
+FANOUT_BATCH_SIZE = 10
 
-def _handlers() -> tuple[ModuleType, Services]:
-    """The handlers module and the container's services, imported on first use."""
-    from chalicelib import handlers, runtime
 
-    return handlers, runtime.services(app.websocket_api)
+def _services() -> Services:
+    """The container's services; importing them is deferred to the first event."""
+    from chalicelib import runtime
+
+    return runtime.services(app.websocket_api)
 
 
 @app.on_ws_connect()
 def connect(event: WebsocketEvent) -> Response:
-    handlers, services = _handlers()
-    response: Response = handlers.on_connect(event, services)
-    return response
+    from chalicelib import handlers
+
+    return handlers.on_connect(event, _services())
 
 
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> Response:
-    handlers, services = _handlers()
-    response: Response = handlers.on_disconnect(event, services)
-    return response
+    from chalicelib import handlers
+
+    return handlers.on_disconnect(event, _services())
 
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
-    handlers, services = _handlers()
-    handlers.on_message(event, services)
+    from chalicelib import handlers
+
+    handlers.on_message(event, _services())
+
+
+@app.lambda_function(name="push")
+def push(event: Any, context: Any) -> dict[str, Any]:
+    from chalicelib import push as push_module
+
+    return push_module.handle(event, context, _services())
+
+
+@app.on_sqs_message(queue=fanout_queue_name(), batch_size=FANOUT_BATCH_SIZE, name="fanout_worker")
+def fanout_worker(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib import fanout
+    from chalicelib.delivery import Deadline
+
+    deadline = Deadline.for_invocation(event.context)
+    return fanout.handle_batch(list(event), _services(), deadline)

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench import coldstart, fanout, reads, throttle
+from bench import coldstart, fanout, gateway, reads, throttle
 from bench.mgmt_server import ManagementServer
 from bench.report import Figure
 
-FIGURES = ("fanout", "reads", "coldstart", "throttle")
+FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway")
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,14 @@ class Size:
     coldstart_runs: int
     throttle_connections: int
     throttle_retry_sample: int
+    gateway_clients: int
+    gateway_messages: int
     judge_timing: bool  # too small a run says nothing about speed: report, never judge
 
 
 SIZES = {
-    "full": Size(2000, 3, 0.010, 1000, 15, 1000, 100, judge_timing=True),
-    "small": Size(50, 1, 0.001, 40, 1, 50, 5, judge_timing=False),
+    "full": Size(2000, 3, 0.010, 1000, 15, 1000, 100, 100, 20, judge_timing=True),
+    "small": Size(50, 1, 0.001, 40, 1, 50, 5, 5, 3, judge_timing=False),
 }
 
 
@@ -82,6 +84,9 @@ def run(size: Size, only: tuple[str, ...] = FIGURES,
     if "coldstart" in only:
         progress("coldstart")
         figures.append(coldstart.measure(size.coldstart_runs))
+    if "gateway" in only:
+        progress("gateway")
+        figures.append(gateway.measure(size.gateway_clients, size.gateway_messages))
     if not size.judge_timing:
         for figure in figures:
             figure.pop("targets", None)

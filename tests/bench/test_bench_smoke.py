@@ -73,6 +73,12 @@ def test_lean_reads_read_only_their_audience(figures: dict[str, Any]) -> None:
         assert scan["targets"] == rows[operation, "ours"]["targets"]
 
 
+def test_every_echo_comes_back_through_the_gateway(figures: dict[str, Any]) -> None:
+    rows = rows_by(figures["gateway"], "server")
+    expected = SMALL.gateway_clients * SMALL.gateway_messages
+    assert rows["gateway",]["echoed"] == rows["bare",]["echoed"] == expected
+
+
 def test_the_report_renders_every_figure(figures: dict[str, Any]) -> None:
     text = report.render(list(figures.values()), report.machine())
     assert text.count("### ") == len(figures) + 1

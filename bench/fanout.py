@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from chalice.app import Chalice
 
-from bench.mgmt_server import ManagementServer
+from bench.mgmt_server import ManagementServer, calibrate
 from chalicelib import aws, protocol
 from chalicelib.delivery import WORKERS, Deadline, Delivery
 
@@ -168,6 +168,7 @@ def measure(server: ManagementServer, count: int, delay: float, repeats: int) ->
     hits both alike. ``naive`` is bound by latency, not CPU, and runs once.
     """
     text = frame()
+    server_alone = calibrate(server, delay, WORKERS)
     runs: dict[str, list[Run]] = {"ours": [], "naive": [], "ceiling": []}
     schedule = [ours, ceiling] * repeats
     schedule.insert(1, naive)
@@ -184,6 +185,11 @@ def measure(server: ManagementServer, count: int, delay: float, repeats: int) ->
         "title": f"Fan-out to {count} connections, {delay * 1000:g} ms per post, "
                  f"{WORKERS} workers (median of {repeats} for ours and ceiling)",
         "rows": [run.row() | {"runs": len(runs[run.variant])} for run in median.values()],
+        "server_alone": server_alone,
+        "note": (
+            f"The management endpoint alone (raw asyncio client, {WORKERS} posts in flight): "
+            f"{server_alone['mean_ms']} ms per post, {server_alone['posts_per_s']:g} posts/s."
+        ),
         "ratios": {
             "ours_vs_naive": median["ours"].per_second / median["naive"].per_second,
             "ours_vs_ceiling": median["ours"].per_second / median["ceiling"].per_second,

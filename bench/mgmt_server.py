@@ -202,6 +202,45 @@ class ManagementServer:
             return json.loads(response.read())  # type: ignore[no-any-return]
 
 
+async def _poster(host: str, port: int, posts: int, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    request = (
+        b"POST /bench/@connections/probe HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    loop = asyncio.get_running_loop()
+    for _ in range(posts):
+        started = loop.time()
+        writer.write(request)
+        await reader.readuntil(b"\r\n\r\n")
+        latencies.append(loop.time() - started)
+    writer.close()
+
+
+async def _calibrate(port: int, concurrency: int, posts: int) -> dict[str, float]:
+    latencies: list[float] = []
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(*(
+        _poster("127.0.0.1", port, posts, latencies) for _ in range(concurrency)
+    ))
+    elapsed = asyncio.get_running_loop().time() - started
+    return {
+        "concurrent_posts": concurrency,
+        "mean_ms": round(sum(latencies) / len(latencies) * 1000, 2),
+        "posts_per_s": round(len(latencies) / elapsed, 1),
+    }
+
+
+def calibrate(server: ManagementServer, delay: float, concurrency: int = 32) -> dict[str, float]:
+    """The server alone, driven by a raw asyncio client: proof it is not the bottleneck.
+
+    With ``concurrency`` posts in flight each should take about ``delay``, so
+    its capacity is far above what any botocore client here reaches.
+    """
+    server.configure(delay=delay)
+    return asyncio.run(_calibrate(server.port, concurrency, posts=50))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)

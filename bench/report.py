@@ -42,7 +42,8 @@ def target_met(figure: Figure, name: str, value: float) -> bool | None:
 def render(figures: list[Figure], described: dict[str, Any]) -> str:
     parts = [_machine_line(described)]
     for figure in figures:
-        parts.append(f"### {figure['title']}\n\n{_table(figure['rows'])}")
+        note = f"\n\n{figure['note']}" if figure.get("note") else ""
+        parts.append(f"### {figure['title']}\n\n{_table(figure['rows'])}{note}")
     parts.append("### Ratios and targets\n\n" + _summary(figures))
     return "\n\n".join(parts) + "\n"
 

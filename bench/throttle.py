@@ -7,9 +7,10 @@ included) with 429 ``LimitExceededException``. Compared, on the same targets:
   attempts and by the invocation's deadline, on the worker pool;
 * ``naive`` — the tutorial loop with a fail-fast client (one attempt, as a
   client tuned for latency is): every throttled post is lost;
-* ``naive+botocore-retry`` — the same loop with botocore's default (legacy)
-  retry mode, which does retry 429, but sleeps up to seconds per retry inside a
-  sequential loop, so one throttled target delays every target after it.
+* ``naive+botocore-retry`` — the same loop with botocore's default retry mode
+  (``standard``: 3 attempts, jittered backoff with a 1 s base): it retries 429
+  but sleeps up to seconds per retry inside a sequential loop, so one throttled
+  target delays every target after it, and a target throttled 3 times is lost.
 
 The server counts distinct connections it accepted a post for; ``lost`` is
 targets minus that.
@@ -81,7 +82,7 @@ def measure(
 ) -> dict[str, Any]:
     """The 429 figure; botocore's retrying loop gets only ``retry_sample`` targets.
 
-    Its legacy backoff sleeps up to seconds per retry inside a sequential loop,
+    Its backoff sleeps up to seconds per retry inside a sequential loop,
     so a full-size run would take minutes; its time is compared per target.
     """
     text = frame()

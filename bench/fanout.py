@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -32,6 +33,7 @@ from bench.mgmt_server import ManagementServer, calibrate
 from chalicelib import aws, protocol
 from chalicelib.delivery import WORKERS, Deadline, Delivery
 
+ROOT = Path(__file__).resolve().parent.parent
 STAGE = "bench"
 REGION = "us-east-1"
 WARMUP_POSTS = 2 * WORKERS

@@ -1,35 +1,30 @@
 """``python -m bench.profile_gateway``: where the local gateway's CPU goes under echo load.
 
-It starts the gateway on ``bench/echo_app``, samples it with py-spy (``--gil``:
-only samples of the thread holding the GIL, i.e. the CPU that one Python
-process can spend) while 100 clients echo, and prints the share of samples
-per stage of a round trip. py-spy is a development requirement; it needs
-permission to read the gateway's memory (root, or ``ptrace`` allowed).
+It starts the gateway on ``bench/echo_app``, samples it with py-spy while 100
+clients echo, and prints the share of CPU per stage of a round trip.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from subprocess import DEVNULL, PIPE, Popen
+from typing import Any
 
-from bench import gateway, suite
+from bench import gateway, profiling, suite
 
-# (bucket, a frame that marks it); the first match from the leaf's side wins.
+# (stage, a frame that marks it); the first match in this order wins.
 BUCKETS = [
     ("handler: SigV4 signing", "SigV4Auth.add_auth"),
     ("handler: HTTP client (urllib3/http.client)", "URLLib3Session.send"),
     ("handler: botocore request building, events", "BaseClient._make_api_call"),
     ("handler: Chalice wrapper, event parsing", "EventSourceHandler.__call__"),
     ("event loop: @connections POST, incl. the frame out", "ManagementApi.post"),
-    ("event loop: WebSocket frame out", "WebSocketResponse.send_str"),
     ("event loop: invoking a handler (executor hand-off)", "Invoker.invoke"),
     ("event loop: HTTP parsing and responses (aiohttp)", "RequestHandler"),
     ("event loop: WebSocket frames in, lifecycle", "Lifecycle.run_messages"),
@@ -38,27 +33,8 @@ BUCKETS = [
 ]
 
 
-def bucket_of(stack: str) -> str:
-    names = [frame.split(" (")[0] for frame in stack.split(";")]
-    for label, marker in BUCKETS:
-        if any(name == marker or name.startswith(marker) for name in names):
-            return label
-    return "other (stacks py-spy caught mid-unwind; mostly botocore)"
-
-
-def breakdown(folded: Path) -> tuple[int, Counter[str]]:
-    shares: Counter[str] = Counter()
-    for line in folded.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        shares[bucket_of(stack)] += int(count)
-    return sum(shares.values()), shares
-
-
-def profile(clients: int, messages: int, output: Path) -> dict[str, object]:
+def profile(clients: int, messages: int, output: Path) -> dict[str, Any]:
     """Run the load once under py-spy and return the load's figures."""
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if spy is None:
-        raise SystemExit("py-spy is not installed: pip install -r requirements-dev.txt")
     process = Popen(
         [sys.executable, *gateway.GATEWAY_COMMAND], cwd=gateway.ROOT, stdout=PIPE,
         stderr=DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -67,15 +43,10 @@ def profile(clients: int, messages: int, output: Path) -> dict[str, object]:
         assert process.stdout is not None
         url = next(line.split()[-1] for line in process.stdout if "WebSocket" in line)
         gateway.run_load(url, 10, 2)
-        sampler = Popen(
-            [spy, "record", "--pid", str(process.pid), "--gil", "--rate", "250",
-             "--format", "raw", "--output", str(output), "--nonblocking"],
-            stdout=DEVNULL, stderr=DEVNULL,
-        )
+        sampler = profiling.start_sampling(process.pid, output)
         time.sleep(1.0)  # py-spy attaches
         result = gateway.run_load(url, clients, messages)
-        sampler.send_signal(signal.SIGINT)
-        sampler.wait(timeout=30)
+        profiling.stop_sampling(sampler)
         return result
     finally:
         process.send_signal(signal.SIGINT)
@@ -91,12 +62,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         folded = Path(scratch) / "gateway.folded"
         result = profile(args.clients, args.messages, folded)
-        total, shares = breakdown(folded)
-    print(f"load: {result}")
-    print(f"{total} samples of the GIL-holding thread\n")
-    print("| where | share of CPU |\n|---|---|")
-    for label, count in shares.most_common():
-        print(f"| {label} | {count / total:.0%} |")
+        print(f"load: {result}\n")
+        print(profiling.table(*profiling.breakdown(folded, BUCKETS)))
     return 0
 
 

@@ -48,7 +48,7 @@ def server(arguments: list[str], marker: str) -> Iterator[str]:
         assert process.stdout is not None
         for line in process.stdout:
             if marker in line:
-                yield line.split()[-1] if line.split()[-1].startswith("ws") else line.strip()
+                yield line.split()[-1]  # the URL ends the line the server prints
                 break
         else:
             raise RuntimeError(f"{arguments} exited before it served")

@@ -162,7 +162,7 @@ def dynamodb_endpoint(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def dynamodb_engine(dynamodb_endpoint: str, request: pytest.FixtureRequest) -> str:
     """The name of the engine this test runs on: ``moto`` or ``dynalite``."""
-    return str(getattr(request.node, "callspec").params["dynamodb_endpoint"])
+    return str(request.node.callspec.params["dynamodb_endpoint"])
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from switchboard_local.testing import Fault, WebsocketTestClient
 from tests.hardening.conftest import keys, table_items
 
 ROUNDS = 6
+LEAVE_B = json.dumps({"action": "leaveRoom", "room": "b"})
 
 
 def together(*calls: Callable[[], Any]) -> list[Any]:
@@ -204,6 +205,5 @@ def test_leave_racing_disconnect_leaves_nothing(
         alice = connect("alice")
         for room in ("a", "b", "c"):
             alice.request({"action": "joinRoom", "room": room})
-        leave = json.dumps({"action": "leaveRoom", "room": "b"})
-        together(lambda c=alice: client.send(c.id, leave), alice.disconnect)
+        together(lambda c=alice: client.send(c.id, LEAVE_B), alice.disconnect)
         assert table_items(services, dynamodb) == []

@@ -11,7 +11,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint typecheck unit venv engines clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test lint typecheck unit venv engines clean browser
 
 venv: $(STAMP)
 
@@ -28,9 +30,18 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+# The local gateway: ws://$(HOST):$(PORT)/dev (the dev stage), the chat page at http://$(HOST):$(PORT)/.
 run: $(STAMP)
-	@echo "The local gateway is not built yet (issue: local gateway)."
-	@echo "Until then, try the app through the tests: make test"
+	$(BIN)/python -m switchboard_local.gateway --host $(HOST) --port $(PORT)
+
+# Chromium for the chat page's browser test; without it that test is skipped.
+browser:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Chromium for the browser test..."; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium) >/dev/null 2>&1 \
+			|| echo "Chromium could not be installed; the browser test will be skipped."; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,7 +49,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(NODE_STAMP)
+unit: $(STAMP) $(NODE_STAMP) browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 test: lint typecheck unit

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import protocol
+from chalicelib import fanout, protocol
 from chalicelib.clock import iso8601
 from chalicelib.delivery import Deadline, DeliveryReport, Outcome
 from chalicelib.protocol import (
@@ -39,24 +39,30 @@ class ActionContext:
     request: Request
     deadline: Deadline
     report: DeliveryReport = field(default_factory=DeliveryReport)
+    audience: int = 0
 
     def fan_out(self, connection_ids: list[str], frame: str) -> DeliveryReport:
-        """Deliver to targets, forget the ones that are gone, and tally the result."""
-        report = fan_out(self.services, connection_ids, frame, self.deadline)
+        """Deliver to targets (through the queue for large audiences) and tally."""
+        report = fan_out(self.services, connection_ids, frame, self.deadline, self.audience)
+        self.audience += len(connection_ids)
         self.report = self.report + report
         return report
 
     def ack(self, delivered: int | None = None) -> str:
-        return protocol.ack(self.request.action, self.request.request_id, delivered)
+        return protocol.ack(
+            self.request.action, self.request.request_id, delivered, self.report.queued
+        )
 
 
 def fan_out(
-    services: Services, connection_ids: list[str], frame: str, deadline: Deadline
+    services: Services,
+    connection_ids: list[str],
+    frame: str,
+    deadline: Deadline,
+    audience_so_far: int = 0,
 ) -> DeliveryReport:
-    report = services.delivery.fan_out(connection_ids, frame, deadline)
-    if report.gone:
-        services.registry.remove_connections(report.gone)
-    return report
+    """Deliver now, or hand a large audience to the fan-out queue."""
+    return fanout.fan_out(services, connection_ids, frame, deadline, audience_so_far)
 
 
 def reply(services: Services, connection_id: str, frame: str, deadline: Deadline) -> None:

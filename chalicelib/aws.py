@@ -50,3 +50,7 @@ def dynamodb_client() -> Any:
 
 def ssm_client() -> Any:
     return boto3.client("ssm", config=_DATA_CLIENT_CONFIG)
+
+
+def sqs_client() -> Any:
+    return boto3.client("sqs", config=_DATA_CLIENT_CONFIG)

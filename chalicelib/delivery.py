@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import WebsocketDisconnectedError
@@ -40,6 +41,8 @@ RETRYABLE_CODES = frozenset(
 )
 DEFAULT_BUDGET_SECONDS = 25.0
 DEADLINE_RESERVE_SECONDS = 1.0
+MAX_POST_BYTES = 128 * 1024
+"""API Gateway's largest message; a bigger post is refused with 413."""
 
 
 class Outcome(Enum):
@@ -53,12 +56,15 @@ class DeliveryReport:
     delivered: int = 0
     gone: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    queued: int = 0
+    """Targets handed to the fan-out queue, delivered later by its worker."""
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
         return DeliveryReport(
             self.delivered + other.delivered,
             self.gone + other.gone,
             self.failed + other.failed,
+            self.queued + other.queued,
         )
 
 
@@ -109,6 +115,26 @@ class Delivery:
         self._sleep = sleep
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._endpoint: str | None = None
+
+    @property
+    def endpoint(self) -> str | None:
+        """The management URL set by :meth:`use_endpoint`, if any."""
+        return self._endpoint
+
+    def use_endpoint(self, url: str) -> None:
+        """Point the management client at a full URL, outside WebSocket handlers.
+
+        Chalice configures its client only inside WebSocket handlers; a push or
+        queue worker must do it before the first post or Chalice raises
+        "WebsocketAPI.configure must be called". ``configure`` takes a domain
+        and a path and joins them as ``https://{domain}/{path}``, so any URL —
+        the execute-api one or a custom domain with a base path — round-trips.
+        Chalice keeps the first endpoint configured in a container.
+        """
+        parts = urlsplit(url)
+        self._api.configure(parts.netloc, parts.path.strip("/"))
+        self._endpoint = url
 
     def send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         """Post one frame, retrying throttling until attempts or time run out."""

@@ -9,6 +9,7 @@ unanswered, because an unanswered client cannot tell a lost frame from a slow on
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from chalice.app import Response, WebsocketEvent
@@ -71,8 +72,18 @@ def on_message(event: WebsocketEvent, services: Services) -> None:
 
 
 def management_endpoint(event: WebsocketEvent) -> str:
-    """The management URL this connection is reachable through, as Chalice derives it."""
-    return f"https://{event.domain_name}/{event.stage}"
+    """The management URL this connection is reachable through, as Chalice derives it.
+
+    Chalice builds it from ``apiId`` and the region, not from ``domainName``:
+    behind a custom domain ``domainName`` is the custom host, whose base path
+    need not be the stage, while the execute-api URL always works.
+    """
+    api_id = event.to_dict()["requestContext"]["apiId"]
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        return f"https://{event.domain_name}/{event.stage}"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{api_id}.execute-api.{region}.{suffix}/{event.stage}"
 
 
 def _answer(

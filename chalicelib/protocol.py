@@ -227,10 +227,15 @@ def _with_id(frame: dict[str, Any], request_id: str | None) -> dict[str, Any]:
     return frame
 
 
-def ack(action: str, request_id: str | None, delivered: int | None = None) -> str:
+def ack(
+    action: str, request_id: str | None, delivered: int | None = None, queued: int = 0
+) -> str:
+    """``queued`` (only when non-zero) counts targets handed to the fan-out queue."""
     frame = _with_id({"type": "ack", "action": action}, request_id)
     if delivered is not None:
         frame["delivered"] = delivered
+    if queued:
+        frame["queued"] = queued
     return _render(frame)
 
 
@@ -258,3 +263,8 @@ def message(sender: str, text: str, sent_at: str, room: str | None = None) -> st
 
 def broadcast(sender: str, text: str, sent_at: str) -> str:
     return _render({"type": "broadcast", "from": sender, "text": text, "sentAt": sent_at})
+
+
+def push(data: dict[str, Any], sent_at: str) -> str:
+    """What another service sends through the ``push`` function, wrapped as given."""
+    return _render({"type": "push", "data": data, "sentAt": sent_at})

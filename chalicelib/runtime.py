@@ -13,6 +13,7 @@ from typing import Any
 
 from chalicelib import aws
 from chalicelib.delivery import Delivery
+from chalicelib.fanout_queue import FanoutQueue
 from chalicelib.identity import TokenVerifier
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings
@@ -24,6 +25,8 @@ class Services:
     registry: Registry
     delivery: Delivery
     verifier: TokenVerifier
+    fanout_queue: FanoutQueue | None = None
+    """Where large fan-outs go; ``None`` when the stage names no queue."""
 
 
 _services: Services | None = None
@@ -57,9 +60,12 @@ def reset() -> None:
 
 
 def build_services(
-    settings: Settings, websocket_api: Any, dynamodb: Any | None = None
+    settings: Settings,
+    websocket_api: Any,
+    dynamodb: Any | None = None,
+    sqs: Any | None = None,
 ) -> Services:
-    """Wire the services; ``dynamodb`` replaces the default client (tests)."""
+    """Wire the services; ``dynamodb`` and ``sqs`` replace the default clients (tests)."""
     return Services(
         settings=settings,
         registry=Registry(
@@ -73,6 +79,19 @@ def build_services(
             issuer=settings.token_issuer,
             audience=settings.token_audience,
         ),
+        fanout_queue=_fanout_queue(settings, sqs),
+    )
+
+
+def _fanout_queue(settings: Settings, sqs: Any | None) -> FanoutQueue | None:
+    """The stage's fan-out queue; its client is built on the first hand-off only."""
+    if settings.fanout_queue_name is None:
+        return None
+    return FanoutQueue(
+        (lambda: sqs) if sqs is not None else aws.sqs_client,
+        settings.fanout_queue_name,
+        settings.fanout_batch_targets,
+        settings.fanout_retry_delay_seconds,
     )
 
 

@@ -10,6 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# Above this many targets in one fan-out, delivery is handed to the SQS queue so
+# that no invocation runs into API Gateway's 29 s integration timeout.
+DEFAULT_FANOUT_QUEUE_THRESHOLD = 1000
+# Connection ids per queue message: ~20 bytes each, so 500 of them plus a
+# 128 KiB frame stay far below SQS's 256 KiB message limit.
+DEFAULT_FANOUT_BATCH_TARGETS = 500
+DEFAULT_FANOUT_RETRY_DELAY_SECONDS = 2
+# Names the queue ``@app.on_sqs_message`` subscribes to when the stage sets none.
+DEFAULT_FANOUT_QUEUE_NAME = "switchboard-fanout"
 
 
 class SettingsError(ValueError):
@@ -26,6 +37,11 @@ class Settings:
     token_issuer: str | None
     token_audience: str | None
     max_rooms_per_connection: int
+    fanout_queue_name: str | None = None
+    fanout_queue_threshold: int = DEFAULT_FANOUT_QUEUE_THRESHOLD
+    fanout_batch_targets: int = DEFAULT_FANOUT_BATCH_TARGETS
+    fanout_retry_delay_seconds: int = DEFAULT_FANOUT_RETRY_DELAY_SECONDS
+    management_endpoint: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +62,17 @@ class Settings:
             token_issuer=_optional(env, "TOKEN_ISSUER"),
             token_audience=_optional(env, "TOKEN_AUDIENCE"),
             max_rooms_per_connection=_positive_int(env, "MAX_ROOMS_PER_CONNECTION", 100),
+            fanout_queue_name=_optional(env, "FANOUT_QUEUE_NAME"),
+            fanout_queue_threshold=_positive_int(
+                env, "FANOUT_QUEUE_THRESHOLD", DEFAULT_FANOUT_QUEUE_THRESHOLD
+            ),
+            fanout_batch_targets=_bounded_int(
+                env, "FANOUT_BATCH_TARGETS", DEFAULT_FANOUT_BATCH_TARGETS, 1, 5000
+            ),
+            fanout_retry_delay_seconds=_bounded_int(
+                env, "FANOUT_RETRY_DELAY_SECONDS", DEFAULT_FANOUT_RETRY_DELAY_SECONDS, 0, 900
+            ),
+            management_endpoint=_endpoint(env, "APIGW_MANAGEMENT_ENDPOINT"),
         )
 
 
@@ -72,3 +99,41 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
     return value
+
+
+def _bounded_int(
+    env: Mapping[str, str], name: str, default: int, low: int, high: int
+) -> int:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _endpoint(env: Mapping[str, str], name: str) -> str | None:
+    """A management endpoint must be a full https URL (custom domains plus base path)."""
+    value = _optional(env, name)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(
+            f"{name} must be an https URL such as https://ws.example.com/prod, got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def fanout_queue_name(environ: Mapping[str, str] | None = None) -> str:
+    """The queue the worker subscribes to, read when Chalice loads ``app.py``.
+
+    ``chalice deploy`` and ``chalice package`` load the app with the stage's
+    environment variables set, so each stage subscribes to its own queue.
+    """
+    env = os.environ if environ is None else environ
+    return _optional(env, "FANOUT_QUEUE_NAME") or DEFAULT_FANOUT_QUEUE_NAME

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import boto3
-from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
 from chalicelib.clock import iso8601
 from switchboard_local.events import ApiContext, ConnectionContext
@@ -125,7 +125,7 @@ class ManagementEmulator:
             socket.open = False
         if self.on_delete is not None:
             self.on_delete(connection_id)
-        return AWSResponse(request.url, 204, {}, _Body(b""))
+        return _response(request.url, 204)
 
     def _post(self, request: AWSPreparedRequest, socket: _Socket) -> AWSResponse:
         body = request.body or b""
@@ -133,7 +133,7 @@ class ManagementEmulator:
         if len(data) > MAX_POST_BYTES:
             return _error(request.url, 413, "PayloadTooLargeException")
         socket.received.append(data.decode("utf-8"))
-        return AWSResponse(request.url, 200, {}, _Body(b""))
+        return _response(request.url, 200)
 
 
 _FAULT_TYPES = {
@@ -152,9 +152,18 @@ class _Body:
         return [self._data]
 
 
+def _response(
+    url: str, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
+) -> AWSResponse:
+    http_headers = HTTPHeaders()
+    for name, value in (headers or {}).items():
+        http_headers[name] = value
+    return AWSResponse(url, status, http_headers, _Body(body))
+
+
 def _json(url: str, status: int, payload: Mapping[str, Any]) -> AWSResponse:
     headers = {"Content-Type": "application/json"}
-    return AWSResponse(url, status, headers, _Body(json.dumps(payload).encode()))
+    return _response(url, status, json.dumps(payload).encode(), headers)
 
 
 def _error(url: str, status: int, error_type: str) -> AWSResponse:

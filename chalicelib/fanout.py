@@ -1,0 +1,154 @@
+"""Fan-out: deliver inline, or hand large audiences to the queue and its worker.
+
+One invocation must finish inside API Gateway's 29 s integration timeout (and
+its own Lambda timeout), which a broadcast to tens of thousands of sockets will
+not. Above ``FANOUT_QUEUE_THRESHOLD`` targets in one request, batches of
+connection ids go to SQS and the ``fanout_worker`` Lambda delivers them.
+
+Exactly once per connection: a queued record is delivered once; targets whose
+post failed (after :mod:`chalicelib.delivery`'s own retries) are re-queued as a
+*new, smaller* message holding only those targets, so a retry never reaches a
+connection that already got the frame. A record is reported as a batch item
+failure (and so comes back whole) only when nothing of it was posted — it was
+unreadable or its turn came too close to the deadline — or when re-queueing
+its failed targets failed, the one case where at-least-once wins over losing
+a message. SQS standard queues may themselves deliver a message twice, rarely.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from chalicelib.delivery import Deadline, DeliveryReport
+from chalicelib.fanout_queue import BadMessage, Batch, decode
+from chalicelib.runtime import Services
+
+logger = logging.getLogger("switchboard.fanout")
+
+MAX_ATTEMPTS = 5
+"""Times a target is re-queued before it is given up (logged) as undeliverable."""
+RECORD_RESERVE_SECONDS = 3.0
+"""A record is not started with less time left; it is retried instead."""
+
+
+def fan_out(
+    services: Services,
+    connection_ids: Sequence[str],
+    frame: str,
+    deadline: Deadline,
+    audience_so_far: int = 0,
+) -> DeliveryReport:
+    """Deliver a frame to targets, through the queue when the audience is large.
+
+    ``audience_so_far`` counts targets of the same request already handled, so
+    a broadcast paging through the registry switches to the queue once its
+    total passes the threshold, whatever the page sizes.
+    """
+    queue = services.fanout_queue
+    threshold = services.settings.fanout_queue_threshold
+    queued = 0
+    inline = list(connection_ids)
+    if queue is not None and inline and audience_so_far + len(inline) > threshold:
+        left = queue.enqueue(inline, frame)
+        queued = len(inline) - len(left)
+        inline = left
+        if left:
+            logger.warning("%d targets could not be queued; delivering inline", len(left))
+    report = deliver_now(services, inline, frame, deadline)
+    return report + DeliveryReport(queued=queued)
+
+
+def deliver_now(
+    services: Services, connection_ids: Sequence[str], frame: str, deadline: Deadline
+) -> DeliveryReport:
+    """Post to every target now and forget the ones that are gone."""
+    report = services.delivery.fan_out(connection_ids, frame, deadline)
+    if report.gone:
+        services.registry.remove_connections(report.gone)
+    return report
+
+
+def ensure_endpoint(services: Services, connection_ids: Sequence[str]) -> bool:
+    """Configure the management endpoint outside WebSocket handlers.
+
+    The stage's ``APIGW_MANAGEMENT_ENDPOINT`` wins (custom domains); otherwise
+    the endpoint recorded on ``$connect`` for one of the targets. False when
+    none of the targets is registered any more: there is nobody to post to.
+    """
+    if services.delivery.endpoint is not None:
+        return True
+    url = services.settings.management_endpoint
+    for connection_id in connection_ids[:_ENDPOINT_LOOKUPS]:
+        if url is not None:
+            break
+        connection = services.registry.get_connection(connection_id)
+        url = connection.endpoint if connection is not None else None
+    if url is None:
+        return False
+    services.delivery.use_endpoint(url)
+    return True
+
+
+_ENDPOINT_LOOKUPS = 10
+
+
+# -- the worker ------------------------------------------------------------------
+
+
+def handle_batch(records: Sequence[Any], services: Services, deadline: Deadline) -> dict[str, Any]:
+    """Deliver each SQS record; answer with the records that must come back.
+
+    The answer is Lambda's partial batch response: with ``ReportBatchItemFailures``
+    enabled on the event source mapping (the deployment templates enable it),
+    only the listed records return to the queue.
+    """
+    failures: list[str] = []
+    for record in records:
+        message_id = str(record.to_dict()["messageId"])
+        if deadline.remaining() < RECORD_RESERVE_SECONDS or not _handle_record(
+            record.body, services, deadline
+        ):
+            failures.append(message_id)
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
+    """True when the record is done with (delivered, gone, or failures re-queued)."""
+    try:
+        batch = decode(body)
+    except BadMessage as error:
+        logger.error("unreadable fan-out message: %s", error)
+        return False
+    try:
+        if not ensure_endpoint(services, batch.targets):
+            return True
+    except Exception:
+        logger.exception("could not resolve the management endpoint")
+        return False
+    report = services.delivery.fan_out(batch.targets, batch.frame, deadline)
+    _forget(services, report.gone)
+    return _requeue(services, batch, report.failed)
+
+
+def _forget(services: Services, gone: Sequence[str]) -> None:
+    """Remove gone connections; a failure here must not redeliver the record."""
+    if not gone:
+        return
+    try:
+        services.registry.remove_connections(gone)
+    except Exception:
+        logger.exception("cleanup of %d gone connections failed; TTL will reclaim them", len(gone))
+
+
+def _requeue(services: Services, batch: Batch, failed: Sequence[str]) -> bool:
+    if not failed:
+        return True
+    queue = services.fanout_queue
+    attempt = batch.attempt + 1
+    if queue is None or attempt >= MAX_ATTEMPTS:
+        logger.error("giving up on %d targets after %d attempts", len(failed), attempt)
+        return True
+    left = queue.enqueue(failed, batch.frame, attempt, queue.retry_delay_seconds)
+    return not left

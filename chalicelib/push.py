@@ -1,0 +1,118 @@
+"""Push from outside a WebSocket handler: the ``push`` Lambda other services invoke.
+
+The invocation event names one audience and the data::
+
+    {"userId": "alice", "data": {...}}      every connection of one user
+    {"room": "lobby", "data": {...}}        every member connection of a room
+    {"all": true, "data": {...}}            every connection
+
+``data`` (a JSON object) reaches clients wrapped in a ``push`` frame,
+``{"type": "push", "data": {...}, "sentAt": "..."}``, so a client can tell it
+from a message another client sent. The answer says what happened::
+
+    {"ok": true, "delivered": 3, "queued": 0, "gone": 1, "failed": 0}
+    {"ok": false, "error": "..."}            a request that can never succeed
+
+A bad request is answered, not raised: an asynchronous invocation that raised
+would be retried twice by Lambda for nothing. Infrastructure errors (DynamoDB
+unavailable, ...) do raise, so those retries can help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import protocol
+from chalicelib.clock import iso8601
+from chalicelib.delivery import MAX_POST_BYTES, Deadline, DeliveryReport
+from chalicelib.fanout import ensure_endpoint, fan_out
+from chalicelib.logs import logged_event
+from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
+from chalicelib.registry import Registry
+from chalicelib.runtime import Services
+
+AUDIENCES = ("userId", "room", "all")
+
+
+class PushError(ValueError):
+    """An invocation that can never succeed; the message says why."""
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    audience: str
+    value: str | bool
+    data: dict[str, Any]
+
+
+def parse(event: Any) -> PushRequest:
+    if not isinstance(event, dict):
+        raise PushError("the event must be a JSON object")
+    named = [key for key in AUDIENCES if key in event]
+    if len(named) != 1:
+        raise PushError("name exactly one audience: 'userId', 'room' or 'all'")
+    audience = named[0]
+    value = event[audience]
+    _check_audience(audience, value)
+    data = event.get("data")
+    if not isinstance(data, dict):
+        raise PushError("'data' must be a JSON object")
+    return PushRequest(audience, value, data)
+
+
+def _check_audience(audience: str, value: Any) -> None:
+    if audience == "all" and value is not True:
+        raise PushError("'all' must be true")
+    if audience == "room" and not (isinstance(value, str) and ROOM_PATTERN.fullmatch(value)):
+        raise PushError("'room' must be 1-64 characters of letters, digits and _ . : -")
+    if audience == "userId" and not (
+        isinstance(value, str) and 1 <= len(value) <= MAX_USER_ID_LENGTH
+    ):
+        raise PushError("'userId' must be a string of 1-128 characters")
+
+
+def handle(event: Any, lambda_context: Any, services: Services) -> dict[str, Any]:
+    """Deliver ``data`` to the audience; large audiences go through the queue."""
+    deadline = Deadline.for_invocation(lambda_context)
+    with logged_event("push", "-") as log:
+        try:
+            request = parse(event)
+            frame = _frame(request.data)
+        except PushError as error:
+            log.set(outcome="refused", reason=str(error))
+            return {"ok": False, "error": str(error)}
+        log.set(audience=request.audience)
+        report = DeliveryReport()
+        audience = 0
+        for page in _audience_pages(services.registry, request):
+            if page and ensure_endpoint(services, page):
+                report += fan_out(services, page, frame, deadline, audience)
+            audience += len(page)
+        log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
+                failed=len(report.failed))
+        return {
+            "ok": True,
+            "delivered": report.delivered,
+            "queued": report.queued,
+            "gone": len(report.gone),
+            "failed": len(report.failed),
+        }
+
+
+def _frame(data: dict[str, Any]) -> str:
+    frame = protocol.push(data, iso8601())
+    size = len(frame.encode("utf-8"))
+    if size > MAX_POST_BYTES:
+        raise PushError(f"the push frame is {size} bytes; API Gateway's limit is {MAX_POST_BYTES}")
+    return frame
+
+
+def _audience_pages(registry: Registry, request: PushRequest) -> Iterator[list[str]]:
+    if request.audience == "userId":
+        yield registry.user_connections(str(request.value))
+    elif request.audience == "room":
+        yield registry.room_connections(str(request.value))
+    else:
+        yield from registry.all_connection_pages()

@@ -1,0 +1,247 @@
+"""Provision what ``chalice deploy`` does not create, idempotently.
+
+Chalice creates functions, roles and the WebSocket API, but no table, no queue
+and no secret, and it cannot enable partial batch responses or stage
+throttling. Run before the first deploy (and any time after: it only creates
+what is missing and says what already existed)::
+
+    python -m deploy.provision --stage prod
+
+and once after each ``chalice deploy`` to finish what Chalice leaves out::
+
+    python -m deploy.provision --stage prod --after-deploy
+
+Names come from the stage's variables in ``.chalice/config.json``, the same
+ones the functions read and the stage's policy file grants access to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from chalicelib.registry import TTL_ATTRIBUTE, table_definition
+
+PROJECT = Path(__file__).resolve().parent.parent
+QUEUE_VISIBILITY_SECONDS = 360  # six times the worker's 60 s timeout, as AWS advises
+QUEUE_RETENTION_SECONDS = 3600
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+MAX_RECEIVE_COUNT = 5
+DEFAULT_RATE_LIMIT = 100.0
+DEFAULT_BURST_LIMIT = 200
+Clients = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """The names one Chalice stage uses, from ``.chalice/config.json``."""
+
+    stage: str
+    app_name: str
+    api_gateway_stage: str
+    table: str
+    queue: str | None
+    secret_parameter: str | None
+
+    @property
+    def dead_letter_queue(self) -> str | None:
+        return None if self.queue is None else f"{self.queue}-dlq"
+
+    @classmethod
+    def load(cls, stage: str, project_dir: Path = PROJECT) -> StageConfig:
+        config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+        if stage not in config.get("stages", {}):
+            raise SystemExit(f"stage {stage!r} is not in .chalice/config.json")
+        stage_config = config["stages"][stage]
+        env = {**config.get("environment_variables", {}),
+               **stage_config.get("environment_variables", {})}
+        if "CONNECTIONS_TABLE" not in env:
+            raise SystemExit(f"stage {stage!r} sets no CONNECTIONS_TABLE")
+        return cls(
+            stage=stage,
+            app_name=config["app_name"],
+            api_gateway_stage=stage_config.get(
+                "api_gateway_stage", config.get("api_gateway_stage", "api")
+            ),
+            table=env["CONNECTIONS_TABLE"],
+            queue=env.get("FANOUT_QUEUE_NAME"),
+            secret_parameter=env.get("TOKEN_SECRET_PARAMETER"),
+        )
+
+
+@dataclass
+class Report:
+    """What a run did and what was already there, one line each."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def created(self, what: str) -> None:
+        self.lines.append(f"created: {what}")
+
+    def existed(self, what: str) -> None:
+        self.lines.append(f"already there: {what}")
+
+
+def provision(stage: StageConfig, clients: Clients) -> Report:
+    report = Report()
+    ensure_table(clients("dynamodb"), stage.table, report)
+    if stage.queue is not None and stage.dead_letter_queue is not None:
+        ensure_queues(clients("sqs"), stage.queue, stage.dead_letter_queue, report)
+    if stage.secret_parameter is not None:
+        ensure_signing_key(clients("ssm"), stage.secret_parameter, report)
+    return report
+
+
+def ensure_table(dynamodb: Any, name: str, report: Report) -> None:
+    """The registry table with TTL and point-in-time recovery, as the templates describe it."""
+    try:
+        dynamodb.describe_table(TableName=name)
+        report.existed(f"table {name}")
+    except dynamodb.exceptions.ResourceNotFoundException:
+        dynamodb.create_table(
+            **table_definition(name),
+            SSESpecification={"Enabled": True},
+            Tags=[{"Key": "app", "Value": "switchboard"}],
+        )
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
+        report.created(f"table {name} (on-demand, encrypted with the AWS managed key)")
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        report.existed(f"TTL on {name}.{ttl.get('AttributeName')}")
+    else:
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+        report.created(f"TTL on {name}.{TTL_ATTRIBUTE}")
+    backups = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    pitr = backups.get("PointInTimeRecoveryDescription", {})
+    if pitr.get("PointInTimeRecoveryStatus") == "ENABLED":
+        report.existed(f"point-in-time recovery on {name}")
+    else:
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+        report.created(f"point-in-time recovery on {name}")
+
+
+def ensure_queues(sqs: Any, name: str, dead_letter_name: str, report: Report) -> None:
+    """The fan-out queue and its dead-letter queue, encrypted, with a redrive policy."""
+    dlq_url = _ensure_queue(
+        sqs, dead_letter_name, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}, report
+    )
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+    _ensure_queue(
+        sqs,
+        name,
+        {
+            "VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS),
+            "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
+            "RedrivePolicy": redrive,
+        },
+        report,
+    )
+
+
+def _ensure_queue(sqs: Any, name: str, attributes: Mapping[str, str], report: Report) -> str:
+    try:
+        url = str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+        report.existed(f"queue {name}")
+        return url
+    except sqs.exceptions.QueueDoesNotExist:
+        pass
+    url = str(sqs.create_queue(
+        QueueName=name, Attributes={**attributes, "SqsManagedSseEnabled": "true"}
+    )["QueueUrl"])
+    report.created(f"queue {name}")
+    return url
+
+
+def ensure_signing_key(ssm: Any, name: str, report: Report) -> None:
+    """A random HS256 key as a SecureString (AWS managed key ``alias/aws/ssm``); never replaced."""
+    try:
+        ssm.get_parameter(Name=name)
+        report.existed(f"signing key parameter {name}")
+        return
+    except ssm.exceptions.ParameterNotFound:
+        pass
+    ssm.put_parameter(
+        Name=name,
+        Value=secrets.token_urlsafe(48),
+        Type="SecureString",
+        Overwrite=False,
+        Description="Switchboard HS256 token signing key",
+    )
+    report.created(f"signing key parameter {name} (SecureString, random 48-byte key)")
+
+
+# -- after chalice deploy -----------------------------------------------------------
+
+
+def after_deploy(
+    stage: StageConfig,
+    clients: Clients,
+    deployed: Mapping[str, Any],
+    rate_limit: float = DEFAULT_RATE_LIMIT,
+    burst_limit: int = DEFAULT_BURST_LIMIT,
+) -> Report:
+    """Stage throttling and partial batch responses, which ``chalice deploy`` cannot set."""
+    report = Report()
+    resources = {r["name"]: r for r in deployed.get("resources", [])}
+    api = resources.get("websocket_api")
+    if api is None:
+        raise SystemExit("no websocket_api in the deployed resources; run chalice deploy first")
+    clients("apigatewayv2").update_stage(
+        ApiId=api["websocket_api_id"],
+        StageName=stage.api_gateway_stage,
+        DefaultRouteSettings={
+            "ThrottlingRateLimit": rate_limit,
+            "ThrottlingBurstLimit": burst_limit,
+        },
+    )
+    report.created(f"stage throttling {rate_limit}/s, burst {burst_limit}")
+    mapping = resources.get("fanout_worker-sqs-event-source")
+    if mapping is not None:
+        clients("lambda").update_event_source_mapping(
+            UUID=mapping["event_uuid"], FunctionResponseTypes=["ReportBatchItemFailures"]
+        )
+        report.created("ReportBatchItemFailures on the fanout_worker queue subscription")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.provision", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--region", default=None)
+    parser.add_argument("--after-deploy", action="store_true")
+    parser.add_argument("--rate-limit", type=float, default=DEFAULT_RATE_LIMIT)
+    parser.add_argument("--burst-limit", type=int, default=DEFAULT_BURST_LIMIT)
+    args = parser.parse_args(argv)
+    stage = StageConfig.load(args.stage)
+    session = boto3.session.Session(region_name=args.region)
+    if args.after_deploy:
+        deployed_file = PROJECT / ".chalice" / "deployed" / f"{args.stage}.json"
+        deployed = json.loads(deployed_file.read_text())
+        report = after_deploy(stage, session.client, deployed, args.rate_limit, args.burst_limit)
+    else:
+        report = provision(stage, session.client)
+    print("\n".join(report.lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Development tokens, signed with the stage's key: a local-only convenience.
+
+The signing function is the project's own (by default
+``chalicelib.identity:issue_token``, called as ``issue(secret, user_id, roles)``),
+so a token from the gateway is exactly what the app verifies. Served at
+``GET /_local/token?userId=alice&roles=admin`` and by ``--print-token``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+
+DEFAULT_SIGNER = "chalicelib.identity:issue_token"
+DEFAULT_SECRET_VARIABLE = "TOKEN_SECRET"
+
+Signer = Callable[[str, str, tuple[str, ...]], str]
+
+
+class TokensUnavailable(Exception):
+    """The project has no signer or the stage no key; the message says which."""
+
+
+class TokenIssuer:
+    def __init__(
+        self,
+        environment: Mapping[str, str],
+        signer: str = DEFAULT_SIGNER,
+        secret_variable: str = DEFAULT_SECRET_VARIABLE,
+    ) -> None:
+        self._spec = signer
+        self._secret = environment.get(secret_variable) or None
+        self._secret_variable = secret_variable
+
+    def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> str:
+        if not user_id:
+            raise ValueError("a user id is required")
+        if self._secret is None:
+            raise TokensUnavailable(
+                f"the stage sets no {self._secret_variable}: there is no key to sign with"
+            )
+        return self._signer()(self._secret, user_id, roles)
+
+    def _signer(self) -> Signer:
+        module_name, _, function_name = self._spec.partition(":")
+        try:
+            function: Signer = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError):
+            raise TokensUnavailable(f"the project has no token signer {self._spec}") from None
+        return function
+
+
+def parse_roles(values: list[str]) -> tuple[str, ...]:
+    """Roles given repeated (``roles=a&roles=b``) or comma-separated (``roles=a,b``)."""
+    return tuple(role.strip() for value in values for role in value.split(",") if role.strip())

@@ -1,0 +1,70 @@
+"""Fixtures for the deployment tests: moto's SQS beside its DynamoDB, queue-aware services.
+
+The moto server of ``tests/conftest.py`` answers every service, so SQS requests go
+to the same loopback port through ``AWS_ENDPOINT_URL_SQS``. Nothing here needs
+credentials or the network.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib import runtime
+from chalicelib.runtime import Services, build_services
+from chalicelib.settings import Settings
+from tests.conftest import TEST_SECRET
+
+
+@pytest.fixture
+def sqs(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_endpoint)
+    return boto3.client("sqs", endpoint_url=moto_endpoint)
+
+
+@pytest.fixture
+def fanout_queue(sqs: Any) -> Iterator[str]:
+    """A fresh fan-out queue per test; yields its name."""
+    name = f"switchboard-test-fanout-{uuid.uuid4().hex[:12]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    yield name
+    sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def extra_settings() -> dict[str, str]:
+    """Stage variables a test adds on top of the table and the signing key."""
+    return {}
+
+
+@pytest.fixture
+def settings(table_name: str, extra_settings: dict[str, str]) -> Settings:
+    return Settings.from_environ(
+        {"CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET, **extra_settings}
+    )
+
+
+@pytest.fixture
+def services(
+    settings: Settings, dynamodb: Any, sqs: Any, app_module: Any
+) -> Iterator[Services]:
+    """The app's services with moto's SQS, and Chalice's endpoint forgotten.
+
+    Chalice keeps the first management endpoint configured in a process; the
+    push and worker tests check how that endpoint is found, so each starts
+    without one, as a fresh Lambda container does.
+    """
+    websocket_api = app_module.app.websocket_api
+    websocket_api._endpoint = None
+    websocket_api._client = None
+    built = build_services(settings, websocket_api, dynamodb, sqs)
+    runtime.use(built)
+    yield built
+    runtime.reset()
+    websocket_api._endpoint = None
+    websocket_api._client = None
+

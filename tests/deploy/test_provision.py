@@ -1,0 +1,149 @@
+"""``python -m deploy.provision`` against moto: creates what is missing, reports what existed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from deploy.provision import StageConfig, after_deploy, main, provision
+
+PROJECT = Path(__file__).resolve().parents[2]
+MAPPING_UUID = "6d9f8e0c-1b2a-4c3d-9e8f-0a1b2c3d4e5f"
+
+
+@pytest.fixture
+def stage(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> StageConfig:
+    for service in ("DYNAMODB", "SQS", "SSM"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_endpoint)
+    suffix = uuid.uuid4().hex[:10]
+    return StageConfig(
+        stage="prod",
+        app_name="switchboard",
+        api_gateway_stage="prod",
+        table=f"switchboard-{suffix}-connections",
+        queue=f"switchboard-{suffix}-fanout",
+        secret_parameter=f"/switchboard/{suffix}/token-secret",
+    )
+
+
+def clients(service: str) -> Any:
+    return boto3.client(service)
+
+
+def test_first_run_creates_the_table_queues_and_key(stage: StageConfig):
+    report = provision(stage, clients)
+
+    assert report.lines == [
+        f"created: table {stage.table} (on-demand, encrypted with the AWS managed key)",
+        f"created: TTL on {stage.table}.ttl",
+        f"created: point-in-time recovery on {stage.table}",
+        f"created: queue {stage.queue}-dlq",
+        f"created: queue {stage.queue}",
+        f"created: signing key parameter {stage.secret_parameter}"
+        " (SecureString, random 48-byte key)",
+    ]
+    dynamodb = clients("dynamodb")
+    table = dynamodb.describe_table(TableName=stage.table)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["PK", "SK"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["GSI1"]
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    ttl = dynamodb.describe_time_to_live(TableName=stage.table)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
+    backups = dynamodb.describe_continuous_backups(TableName=stage.table)
+    pitr = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert pitr["PointInTimeRecoveryStatus"] == "ENABLED"
+    sqs = clients("sqs")
+    url = sqs.get_queue_url(QueueName=stage.queue)["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
+    assert attributes["VisibilityTimeout"] == "360"
+    parameter = clients("ssm").get_parameter(Name=stage.secret_parameter, WithDecryption=True)
+    assert parameter["Parameter"]["Type"] == "SecureString"
+    assert len(parameter["Parameter"]["Value"]) >= 64
+
+
+def test_second_run_changes_nothing_and_says_so(stage: StageConfig):
+    provision(stage, clients)
+    key = clients("ssm").get_parameter(Name=stage.secret_parameter, WithDecryption=True)
+
+    report = provision(stage, clients)
+
+    assert all(line.startswith("already there: ") for line in report.lines), report.lines
+    assert len(report.lines) == 6
+    again = clients("ssm").get_parameter(Name=stage.secret_parameter, WithDecryption=True)
+    assert again["Parameter"]["Value"] == key["Parameter"]["Value"]
+
+
+def test_ttl_is_enabled_on_a_table_that_exists_without_it(stage: StageConfig):
+    from chalicelib.registry import table_definition
+
+    clients("dynamodb").create_table(**table_definition(stage.table))
+
+    report = provision(stage, clients)
+
+    assert report.lines[:2] == [
+        f"already there: table {stage.table}",
+        f"created: TTL on {stage.table}.ttl",
+    ]
+
+
+def test_stage_names_come_from_the_chalice_config():
+    prod = StageConfig.load("prod", PROJECT)
+    dev = StageConfig.load("dev", PROJECT)
+
+    assert (prod.table, prod.queue, prod.secret_parameter) == (
+        "switchboard-prod-connections",
+        "switchboard-prod-fanout",
+        "/switchboard/prod/token-secret",
+    )
+    assert dev.secret_parameter is None  # dev signs with TOKEN_SECRET: no parameter
+    with pytest.raises(SystemExit, match=r"not in \.chalice/config\.json"):
+        StageConfig.load("staging", PROJECT)
+
+
+def test_command_line_provisions_the_configured_stage(
+    stage: StageConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setattr(StageConfig, "load", classmethod(lambda cls, name: stage))
+
+    assert main(["--stage", "prod", "--region", "us-east-1"]) == 0
+
+    assert f"created: table {stage.table}" in capsys.readouterr().out
+
+
+def test_after_deploy_sets_throttling_and_partial_batch_responses():
+    stage = StageConfig.load("prod", PROJECT)
+    apigw = boto3.client("apigatewayv2")
+    lambda_client = boto3.client("lambda")
+    deployed = {
+        "resources": [
+            {"name": "websocket_api", "websocket_api_id": "abc123"},
+            {"name": "fanout_worker-sqs-event-source", "event_uuid": MAPPING_UUID},
+        ]
+    }
+    with Stubber(apigw) as apigw_stub, Stubber(lambda_client) as lambda_stub:
+        apigw_stub.add_response("update_stage", {}, {
+            "ApiId": "abc123",
+            "StageName": "prod",
+            "DefaultRouteSettings": {"ThrottlingRateLimit": 50.0, "ThrottlingBurstLimit": 80},
+        })
+        lambda_stub.add_response("update_event_source_mapping", {}, {
+            "UUID": MAPPING_UUID, "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        })
+        stubs = {"apigatewayv2": apigw, "lambda": lambda_client}
+
+        report = after_deploy(stage, stubs.__getitem__, deployed, 50.0, 80)
+
+        apigw_stub.assert_no_pending_responses()
+        lambda_stub.assert_no_pending_responses()
+    assert report.lines == [
+        "created: stage throttling 50.0/s, burst 80",
+        "created: ReportBatchItemFailures on the fanout_worker queue subscription",
+    ]

@@ -176,6 +176,16 @@ class Registry:
 
     # -- rooms --------------------------------------------------------------
 
+    def remove_memberships(self, room: str, connection_ids: Iterable[str]) -> None:
+        """Delete these connections' memberships of one room, in batches.
+
+        For targets a room send found gone: a ``joinRoom`` that raced
+        ``$disconnect`` can leave a membership whose connection item is already
+        deleted, which :meth:`remove_connections` (led by ``rooms``) cannot see.
+        """
+        ids = list(dict.fromkeys(connection_ids))
+        self._batch_delete([_membership_key(room, cid) for cid in ids])
+
     def join_room(self, connection: Connection, room: str) -> None:
         """Store a membership; joining a room twice is harmless.
 

@@ -216,3 +216,37 @@ def test_leave_racing_disconnect_leaves_nothing(
             alice.request({"action": "joinRoom", "room": room})
         together(lambda c=alice: client.send(c.id, LEAVE_B), alice.disconnect)
         assert table_items(services, dynamodb) == []
+
+
+def test_join_racing_disconnect_is_cleaned_by_the_next_room_send(
+    client: WebsocketTestClient, connect: Any, services: Services, dynamodb: Any
+) -> None:
+    """The worst interleaving, forced: ``$disconnect`` lands between the join's two writes.
+
+    The membership is written after the connection item is gone, so nothing
+    names it; the next room send posts to it, gets 410 and deletes it.
+    """
+    alice, bob = connect("alice"), connect("bob")
+    alice.request({"action": "joinRoom", "room": "lobby"})
+    fired = threading.Event()
+
+    def disconnect_between_writes(**_: Any) -> None:
+        if not fired.is_set():
+            fired.set()
+            bob.disconnect()
+
+    dynamodb.meta.events.register("after-call.dynamodb.UpdateItem", disconnect_between_writes)
+    try:
+        client.send(bob.id, json.dumps({"action": "joinRoom", "room": "lobby"}))
+    finally:
+        dynamodb.meta.events.unregister(
+            "after-call.dynamodb.UpdateItem", disconnect_between_writes
+        )
+    assert fired.is_set()
+    assert sorted(services.registry.room_connections("lobby")) == sorted([alice.id, bob.id])
+    ack = alice.request({"action": "sendToRoom", "room": "lobby", "text": "anyone?"})
+    assert ack["delivered"] == 0
+    assert services.registry.room_connections("lobby") == [alice.id]
+    assert keys(table_items(services, dynamodb)) == {
+        (f"CONN#{alice.id}", "CONN"), ("ROOM#lobby", f"CONN#{alice.id}"),
+    }

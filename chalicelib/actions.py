@@ -99,7 +99,10 @@ def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
     members = ctx.services.registry.room_connections(command.room)
     targets = _excluding(members, ctx.connection.connection_id)
     frame = protocol.message(ctx.connection.user_id, command.text, iso8601(), command.room)
-    return ctx.ack(ctx.fan_out(targets, frame).delivered)
+    report = ctx.fan_out(targets, frame)
+    if report.gone:
+        ctx.services.registry.remove_memberships(command.room, report.gone)
+    return ctx.ack(report.delivered)
 
 
 def broadcast_all(ctx: ActionContext, command: BroadcastAll) -> str:

@@ -9,6 +9,7 @@ unanswered, because an unanswered client cannot tell a lost frame from a slow on
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from chalice.app import Response, WebsocketEvent
@@ -42,6 +43,8 @@ def on_connect(event: WebsocketEvent, services: Services) -> Response:
             )
         except ConnectionExists:
             return _repeated_connect(event, services, identity.user_id, log)
+        except Exception as error:
+            return _registration_failed(event, services, error, log)
         return _status(200)
 
 
@@ -69,8 +72,18 @@ def on_message(event: WebsocketEvent, services: Services) -> None:
 
 
 def management_endpoint(event: WebsocketEvent) -> str:
-    """The management URL this connection is reachable through, as Chalice derives it."""
-    return f"https://{event.domain_name}/{event.stage}"
+    """The management URL this connection is reachable through, as Chalice derives it.
+
+    Chalice builds it from ``apiId`` and the region, not from ``domainName``:
+    behind a custom domain ``domainName`` is the custom host, whose base path
+    need not be the stage, while the execute-api URL always works.
+    """
+    api_id = event.to_dict()["requestContext"]["apiId"]
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        return f"https://{event.domain_name}/{event.stage}"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://{api_id}.execute-api.{region}.{suffix}/{event.stage}"
 
 
 def _answer(
@@ -117,6 +130,32 @@ def _repeated_connect(
         return _status(200)
     log.set(outcome="refused", status=409, reason="connection id already registered")
     return _status(409)
+
+
+def _registration_failed(
+    event: WebsocketEvent, services: Services, error: Exception, log: EventLog
+) -> Response:
+    """Refuse the handshake with 500 and leave no record behind.
+
+    botocore has already retried throttling; what reaches here is final. A
+    write may have landed even so (its answer lost, then retries refused), and
+    a refused handshake never becomes a socket, so any record of this id is
+    garbage: it is deleted, best-effort (TTL is the backstop). Only the error's
+    class is logged — a botocore message can quote the request.
+    """
+    log.set(outcome="error", status=500, error=type(error).__name__)
+    logger.error(
+        "registering %s failed (%s); handshake refused",
+        event.connection_id, type(error).__name__,
+    )
+    try:
+        services.registry.remove_connection(event.connection_id)
+    except Exception as cleanup:
+        logger.error(
+            "cleanup of %s failed (%s); TTL will reclaim it",
+            event.connection_id, type(cleanup).__name__,
+        )
+    return _status(500)
 
 
 def _query_parameter(event: WebsocketEvent, name: str) -> str | None:

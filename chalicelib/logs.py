@@ -15,6 +15,15 @@ from typing import Any
 
 logger = logging.getLogger("switchboard.events")
 
+# Chalice makes the app's own logger ("switchboard", the app name) ERROR-level
+# and non-propagating, and every logger of this package is its child: without a
+# level of their own, each event line (INFO) and each failed delivery (WARNING)
+# would be dropped before reaching a handler. INFO keeps botocore's DEBUG wire
+# logs, which quote request bodies, out as well.
+OPERATIONAL_LOGGERS = ("switchboard.events", "switchboard.handlers", "switchboard.delivery")
+for _name in OPERATIONAL_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.INFO)
+
 
 class EventLog:
     """The fields of one event's log line, filled in while it is handled."""

@@ -176,30 +176,59 @@ class Registry:
 
     # -- rooms --------------------------------------------------------------
 
+    def remove_memberships(self, room: str, connection_ids: Iterable[str]) -> None:
+        """Delete these connections' memberships of one room, in batches.
+
+        For targets a room send found gone: a ``joinRoom`` that raced
+        ``$disconnect`` can leave a membership whose connection item is already
+        deleted, which :meth:`remove_connections` (led by ``rooms``) cannot see.
+        """
+        ids = list(dict.fromkeys(connection_ids))
+        self._batch_delete([_membership_key(room, cid) for cid in ids])
+
     def join_room(self, connection: Connection, room: str) -> None:
-        """Store a membership; joining a room twice is harmless."""
-        membership = {
-            **_membership_key(room, connection.connection_id),
-            "connectionId": {"S": connection.connection_id},
-            "userId": {"S": connection.user_id},
-            TTL_ATTRIBUTE: {"N": str(connection.ttl)},
-        }
-        self._transact(
-            {"Put": {"TableName": self._table, "Item": membership}},
-            self._update_rooms(connection.connection_id, "ADD", room),
+        """Store a membership; joining a room twice is harmless.
+
+        Two single-item writes, not a transaction (DynamoDB-compatible engines
+        such as dynalite have no ``TransactWriteItems``), ordered so that the
+        connection's ``rooms`` set always covers its membership items:
+
+        1. ``ADD rooms`` on the connection item, on condition it exists — a
+           forgotten connection raises :class:`NotConnected` and nothing is written;
+        2. ``PutItem`` of the membership.
+
+        A crash between the two leaves the room in ``rooms`` without a
+        membership: the connection misses that room's messages until it joins
+        again (idempotent), and ``$disconnect`` still deletes everything it
+        owns, because it deletes the memberships ``rooms`` names. No membership
+        item can outlive its connection through a crash, only through a
+        ``$disconnect`` racing the join, and then only until its ``ttl``.
+        """
+        self._update_rooms(connection.connection_id, "ADD", room)
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_membership_key(room, connection.connection_id),
+                "connectionId": {"S": connection.connection_id},
+                "userId": {"S": connection.user_id},
+                TTL_ATTRIBUTE: {"N": str(connection.ttl)},
+            },
         )
 
     def leave_room(self, connection: Connection, room: str) -> None:
-        """Remove a membership; leaving a room one is not in is harmless."""
-        self._transact(
-            {
-                "Delete": {
-                    "TableName": self._table,
-                    "Key": _membership_key(room, connection.connection_id),
-                }
-            },
-            self._update_rooms(connection.connection_id, "DELETE", room),
+        """Remove a membership; leaving a room one is not in is harmless.
+
+        The mirror of :meth:`join_room`: ``DeleteItem`` of the membership first,
+        then ``DELETE rooms`` on the connection item on condition it exists
+        (:class:`NotConnected` otherwise). A crash between the two leaves the
+        room in ``rooms`` with no membership — the same harmless state as a
+        half-done join, which leaving again repairs — so ``rooms`` still covers
+        every membership item and ``$disconnect`` still finds them all.
+        """
+        self._client.delete_item(
+            TableName=self._table, Key=_membership_key(room, connection.connection_id)
         )
+        self._update_rooms(connection.connection_id, "DELETE", room)
 
     # -- audiences ------------------------------------------------------------
 
@@ -269,25 +298,18 @@ class Registry:
                 return items
             request["ExclusiveStartKey"] = last_key
 
-    def _update_rooms(self, connection_id: str, verb: str, room: str) -> Item:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": _connection_key(connection_id),
-                "UpdateExpression": f"{verb} rooms :room",
-                "ConditionExpression": "attribute_exists(PK)",
-                "ExpressionAttributeValues": {":room": {"SS": [room]}},
-            }
-        }
-
-    def _transact(self, *items: Item) -> None:
+    def _update_rooms(self, connection_id: str, verb: str, room: str) -> None:
+        """``ADD`` or ``DELETE`` one room in the set on a registered connection."""
         try:
-            self._client.transact_write_items(TransactItems=list(items))
-        except self._client.exceptions.TransactionCanceledException as error:
-            reasons = error.response.get("CancellationReasons", [])
-            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
-                raise NotConnected() from None
-            raise
+            self._client.update_item(
+                TableName=self._table,
+                Key=_connection_key(connection_id),
+                UpdateExpression=f"{verb} rooms :room",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues={":room": {"SS": [room]}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise NotConnected(connection_id) from None
 
     def _batch_get(self, keys: list[Item], projection: str) -> list[Item]:
         found: list[Item] = []

@@ -38,6 +38,19 @@ MAX_POST_BYTES = 128 * 1024
 Frame = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """What the emulated endpoint does with one request: wait ``delay`` seconds,
+    then answer ``status`` with its AWS error type, or as usual when ``status`` is None."""
+
+    status: int | None = None
+    delay: float = 0.0
+
+
+FaultPolicy = Callable[[str, str], "Fault | None"]
+"""Decides each request's fault from its method and connection id; None: no fault."""
+
+
 @dataclass
 class _Socket:
     context: ConnectionContext
@@ -53,7 +66,9 @@ class ManagementEmulator:
     GET with connectedAt/lastActiveAt/identity, 204 on DELETE, 410
     ``GoneException`` for unknown or closed connections and 413
     ``PayloadTooLargeException`` above 128 KiB. Faults can be injected per
-    connection to exercise retry paths.
+    connection to exercise retry paths (:meth:`inject`), or decided for every
+    request by a :data:`FaultPolicy` set as ``policy`` — a random mix of
+    statuses and slow answers, say. Injected faults come first.
     """
 
     def __init__(self) -> None:
@@ -61,6 +76,7 @@ class ManagementEmulator:
         self._faults: dict[str, deque[int]] = defaultdict(deque)
         self._lock = threading.Lock()
         self.on_delete: Callable[[str], None] | None = None
+        self.policy: FaultPolicy | None = None
         self.posts = 0
 
     def open(self, context: ConnectionContext) -> None:
@@ -88,10 +104,17 @@ class ManagementEmulator:
     def handle(self, request: AWSPreparedRequest) -> AWSResponse:
         connection_id = unquote(urlsplit(request.url).path.rsplit("/@connections/", 1)[-1])
         with self._lock:
+            queued = self._faults[connection_id]
+            fault = queued.popleft() if queued else None
+        if fault is None and self.policy is not None:
+            decided = self.policy(request.method, connection_id)
+            if decided is not None:
+                time.sleep(decided.delay)  # outside the lock: slow answers overlap
+                fault = decided.status
+        with self._lock:
             self.posts += request.method == "POST"
-            fault = self._faults[connection_id].popleft() if self._faults[connection_id] else None
             socket = self._sockets.get(connection_id)
-            if fault is not None:
+            if fault:
                 return _error(request.url, fault, _FAULT_TYPES.get(fault, "InternalServerError"))
             if socket is None or not socket.open:
                 return _error(request.url, 410, "GoneException")
@@ -223,6 +246,7 @@ class WebsocketTestClient:
             for route, config in app.websocket_handlers.items()
         }
         self._contexts: dict[str, ConnectionContext] = {}
+        self.budget_seconds = 30.0  # each invocation's Lambda time budget
         if app.websocket_api.session is None:
             app.websocket_api.session = boto3.session.Session(region_name=region_name)
         route_management_api(app.websocket_api.session, self.emulator)
@@ -248,7 +272,8 @@ class WebsocketTestClient:
         handler = self._handlers.get(route)
         if handler is None:
             return {"statusCode": 200}
-        result = handler(event, LambdaContext(f"websocket_{route.strip('$')}"))
+        context = LambdaContext(f"websocket_{route.strip('$')}", self.budget_seconds)
+        result = handler(event, context)
         return result if isinstance(result, dict) else {"statusCode": 200}
 
     def context_of(self, connection_id: str) -> ConnectionContext:

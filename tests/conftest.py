@@ -1,21 +1,38 @@
-"""Shared fixtures: a moto DynamoDB server per test process, a fresh table per test.
+"""Shared fixtures: two DynamoDB engines per test process, a fresh table per test.
 
-The app talks to moto over HTTP through ``AWS_ENDPOINT_URL_DYNAMODB``, the same
-way it would talk to DynamoDB, so requests go through botocore's real
-serialisation and moto's validation.
+The app talks to its engine over HTTP, the same way it would talk to DynamoDB,
+so requests go through botocore's real serialisation and the engine's
+validation. Every test that uses DynamoDB runs twice, on two independent
+engines started as real servers on free loopback ports:
+
+* ``moto`` — a ``ThreadedMotoServer``;
+* ``dynalite`` — the npm package (``make test`` installs it with ``npm ci``),
+  which validates requests the way DynamoDB does and refuses some that moto
+  accepts (it has no ``TransactWriteItems``, for one).
+
+A request either engine refuses fails the suite. A test that is about
+something other than storage and would only be slower twice (property tests,
+the 1,000-connection fan-out) opts out with ``@pytest.mark.engines("moto")``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
@@ -35,6 +52,28 @@ from switchboard_local.testing import WebsocketTestClient
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 TEST_SECRET = "tests-only-signing-key-0123456789abcdef"
+ROOT = Path(__file__).parent.parent
+DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
+ENGINES = ("moto", "dynalite")
+_DYNALITE_START_SECONDS = 20.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "engines(*names): run only on these DynamoDB engines (default: all)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that touches DynamoDB once per engine."""
+    if "dynamodb_endpoint" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("engines")
+    engines = tuple(marker.args) if marker is not None else ENGINES
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        raise pytest.UsageError(f"unknown DynamoDB engine(s) {sorted(unknown)}")
+    metafunc.parametrize("dynamodb_endpoint", engines, indirect=True, scope="function")
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +90,81 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(endpoint: str) -> bool:
+    client = boto3.client(
+        "dynamodb", endpoint_url=endpoint,
+        config=Config(connect_timeout=0.5, read_timeout=2, retries={"max_attempts": 1}),
+    )
+    try:
+        client.list_tables(Limit=1)
+    except Exception:
+        return False
+    return True
+
+
+def _start_dynalite(log: Any) -> tuple[subprocess.Popen[bytes], str]:
+    """Start dynalite in memory on a free port; fail loudly when it cannot run."""
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed: the dynalite engine cannot run", pytrace=False)
+    if not DYNALITE.exists():
+        pytest.fail(
+            f"{DYNALITE.relative_to(ROOT)} is missing: run `make test` "
+            "(it runs `npm ci`) or `npm ci --no-audit --no-fund`",
+            pytrace=False,
+        )
+    port = _free_port()
+    command = [
+        str(DYNALITE), "--host", "127.0.0.1", "--port", str(port),
+        "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0",
+    ]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + _DYNALITE_START_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        if _answers(endpoint):
+            return process, endpoint
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    pytest.fail(f"dynalite did not answer on {endpoint}:\n{output}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def dynalite_endpoint() -> Iterator[str]:
+    """A dynalite server (in memory) for this test process."""
+    with tempfile.TemporaryFile() as log:
+        process, endpoint = _start_dynalite(log)
+        yield endpoint
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def dynamodb_endpoint(request: pytest.FixtureRequest) -> str:
+    """The endpoint of the engine this test runs on (see ``pytest_generate_tests``)."""
+    engine = getattr(request, "param", "moto")
+    fixture = "moto_endpoint" if engine == "moto" else "dynalite_endpoint"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def dynamodb_engine(dynamodb_endpoint: str, request: pytest.FixtureRequest) -> str:
+    """The name of the engine this test runs on: ``moto`` or ``dynalite``."""
+    return str(request.node.callspec.params["dynamodb_endpoint"])
+
+
 @pytest.fixture
 def dynamodb_calls() -> Counter[str]:
     """DynamoDB operations the app makes, counted by name."""
@@ -58,8 +172,8 @@ def dynamodb_calls() -> Counter[str]:
 
 
 @pytest.fixture
-def dynamodb(moto_endpoint: str, dynamodb_calls: Counter[str]) -> Any:
-    client = boto3.client("dynamodb", endpoint_url=moto_endpoint)
+def dynamodb(dynamodb_endpoint: str, dynamodb_calls: Counter[str]) -> Any:
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
 
     def count(model: Any, **_: Any) -> None:
         dynamodb_calls[model.name] += 1
@@ -69,9 +183,9 @@ def dynamodb(moto_endpoint: str, dynamodb_calls: Counter[str]) -> Any:
 
 
 @pytest.fixture
-def table_name(moto_endpoint: str) -> Iterator[str]:
+def table_name(dynamodb_endpoint: str) -> Iterator[str]:
     name = f"switchboard-test-{uuid.uuid4().hex[:12]}"
-    admin = boto3.client("dynamodb", endpoint_url=moto_endpoint)
+    admin = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     admin.create_table(**table_definition(name))
     yield name
     admin.delete_table(TableName=name)

@@ -380,3 +380,17 @@ def test_the_prod_key_is_read_from_ssm_once_per_container(
         assert first.verifier.verify(good).user_id == "alice"
     finally:
         runtime.reset()
+
+
+def test_the_recorded_endpoint_is_the_execute_api_url_behind_a_custom_domain(
+    client: WebsocketTestClient, token: Any, services: Services
+) -> None:
+    from switchboard_local.events import ApiContext, ConnectionContext
+
+    api = ApiContext(api_id="k3v9q2x7ab", stage="prod", domain_name="chat.example.com")
+    context = ConnectionContext(api)
+    answer = client.invoke("$connect", context.connect_event(query={"token": token("alice")}))
+    assert answer["statusCode"] == 200
+    connection = services.registry.get_connection(context.connection_id)
+    assert connection is not None
+    assert connection.endpoint == "https://k3v9q2x7ab.execute-api.us-east-1.amazonaws.com/prod"

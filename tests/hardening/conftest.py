@@ -1,0 +1,88 @@
+"""Shared pieces of the hardening suite: a deterministic hypothesis profile and table views.
+
+Hypothesis runs derandomized (a fixed seed per test), with no example database
+and no per-example deadline: CI sees the same frames on every run, and the
+registry calls over HTTP make example timing meaningless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+from chalicelib.runtime import Services
+
+hypothesis_settings.register_profile(
+    "switchboard",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile("switchboard")
+
+ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami"})
+ERROR_CODES = frozenset(
+    {"bad_json", "bad_request", "unknown_action", "forbidden", "too_large", "internal"}
+)
+
+
+def table_items(services: Services, dynamodb: Any) -> list[dict[str, Any]]:
+    """Every item in the registry's table, in a stable order for comparisons."""
+    table = services.settings.connections_table
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        response = dynamodb.scan(**request)
+        items.extend(response["Items"])
+        if "LastEvaluatedKey" not in response:
+            break
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return sorted(items, key=lambda item: (item["PK"]["S"], item["SK"]["S"]))
+
+
+def keys(items: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(item["PK"]["S"], item["SK"]["S"]) for item in items}
+
+
+def event_lines(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
+    """The structured event lines among captured log records."""
+    return [
+        json.loads(record.getMessage())
+        for record in records
+        if record.name == "switchboard.events"
+    ]
+
+
+@pytest.fixture
+def all_logs() -> Iterator[list[logging.LogRecord]]:
+    """Every record any logger emits at INFO and above (the production level)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.INFO)
+    root = logging.getLogger()
+    loggers = [root, *(
+        logger for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.propagate
+    )]
+    previous = root.level
+    root.setLevel(logging.INFO)
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        root.setLevel(previous)

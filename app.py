@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
 from chalicelib import aws
+from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
 from chalicelib.delivery import WORKERS
 from chalicelib.settings import fanout_queue_name
 

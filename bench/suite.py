@@ -31,7 +31,7 @@ class Size:
 
 
 SIZES = {
-    "full": Size(2000, 3, 0.010, 1000, 15, 1000, 100, 100, 20, judge_timing=True),
+    "full": Size(2000, 5, 0.010, 1000, 15, 1000, 100, 100, 20, judge_timing=True),
     "small": Size(50, 1, 0.001, 40, 1, 50, 5, 5, 3, judge_timing=False),
 }
 

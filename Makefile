@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 2
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint typecheck unit venv engines clean browser
+.PHONY: run test lint typecheck unit venv engines clean browser bench
 
 venv: $(STAMP)
 
@@ -53,6 +53,12 @@ unit: $(STAMP) $(NODE_STAMP) browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 test: lint typecheck unit
+
+# The benchmark suite (bench/): prints its tables and writes bench/results/latest.json.
+# SIZE=small runs it in seconds (the smoke test inside `make test` does).
+SIZE ?= full
+bench: $(STAMP)
+	$(BIN)/python -m bench --size $(SIZE)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

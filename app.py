@@ -2,20 +2,28 @@
 
 Each function delegates to :mod:`chalicelib`; the container's services are
 built on the first event, so importing this module creates no AWS client.
+The modules behind the functions (and with them PyJWT and cryptography) are
+imported on the first event too: the Lambda init phase pays only for Chalice
+and boto3, which every Chalice WebSocket app needs.
 
 * ``websocket_connect`` / ``websocket_message`` / ``websocket_disconnect``: the routes.
 * ``push``: invoked by other services to reach users, rooms or everyone.
 * ``fanout_worker``: delivers the batches large audiences are split into.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
-from chalicelib import aws, fanout, handlers, runtime
-from chalicelib import push as push_module
-from chalicelib.delivery import WORKERS, Deadline
+from chalicelib import aws
+from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
+from chalicelib.delivery import WORKERS
 from chalicelib.settings import fanout_queue_name
+
+if TYPE_CHECKING:
+    from chalicelib.runtime import Services
 
 app = Chalice(app_name="switchboard")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -24,27 +32,45 @@ app.websocket_api.session = aws.management_session(pool_size=WORKERS)
 FANOUT_BATCH_SIZE = 10
 
 
+def _services() -> Services:
+    """The container's services; importing them is deferred to the first event."""
+    from chalicelib import runtime
+
+    return runtime.services(app.websocket_api)
+
+
 @app.on_ws_connect()
 def connect(event: WebsocketEvent) -> Response:
-    return handlers.on_connect(event, runtime.services(app.websocket_api))
+    from chalicelib import handlers
+
+    return handlers.on_connect(event, _services())
 
 
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> Response:
-    return handlers.on_disconnect(event, runtime.services(app.websocket_api))
+    from chalicelib import handlers
+
+    return handlers.on_disconnect(event, _services())
 
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
-    handlers.on_message(event, runtime.services(app.websocket_api))
+    from chalicelib import handlers
+
+    handlers.on_message(event, _services())
 
 
 @app.lambda_function(name="push")
 def push(event: Any, context: Any) -> dict[str, Any]:
-    return push_module.handle(event, context, runtime.services(app.websocket_api))
+    from chalicelib import push as push_module
+
+    return push_module.handle(event, context, _services())
 
 
 @app.on_sqs_message(queue=fanout_queue_name(), batch_size=FANOUT_BATCH_SIZE, name="fanout_worker")
 def fanout_worker(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib import fanout
+    from chalicelib.delivery import Deadline
+
     deadline = Deadline.for_invocation(event.context)
-    return fanout.handle_batch(list(event), runtime.services(app.websocket_api), deadline)
+    return fanout.handle_batch(list(event), _services(), deadline)

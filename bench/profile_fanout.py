@@ -1,0 +1,76 @@
+"""``python -m bench.profile_fanout``: where our fan-out's CPU goes.
+
+A child process runs ``Delivery.fan_out`` (the fan-out figure's ``ours``) to
+2,000 connections through the local management endpoint, three times; py-spy
+samples it and the CPU is split between Switchboard's own code, Chalice and
+botocore. It answers one question: is anything left to win above boto3?
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from subprocess import PIPE, Popen
+
+from bench import fanout, profiling, suite
+from bench.mgmt_server import ManagementServer
+from chalicelib.delivery import Deadline
+
+BUCKETS = [
+    ("botocore: SigV4 signing", "SigV4Auth.add_auth"),
+    ("botocore: HTTP client (urllib3/http.client)", "URLLib3Session.send"),
+    ("botocore: request building, events, parsing", "BaseClient._make_api_call"),
+    ("Chalice: WebsocketAPI.send around the call", "WebsocketAPI.send"),
+    ("Switchboard: Delivery (retry loop, report)", "Delivery."),
+    ("thread pool hand-off", "_worker"),
+]
+
+
+def child(targets: int, delay: float) -> None:
+    """The profiled process: warm up, say so, then fan out three times."""
+    suite.local_environment()
+    with ManagementServer() as server:
+        server.configure(delay=delay)
+        delivery = fanout.chalice_delivery(server)
+        text = fanout.frame()
+        delivery.fan_out(fanout.connection_ids(100, "w"), text, Deadline.after(30))
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for _ in range(3):
+            delivery.fan_out(fanout.connection_ids(targets), text, Deadline.after(120))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=2000)
+    parser.add_argument("--delay", type=float, default=0.01)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.targets, args.delay)
+        return 0
+    command = [sys.executable, "-m", "bench.profile_fanout", "--child",
+               "--targets", str(args.targets), "--delay", str(args.delay)]
+    with tempfile.TemporaryDirectory() as scratch:
+        folded = Path(scratch) / "fanout.folded"
+        process = Popen(command, cwd=fanout.ROOT, stdin=PIPE, stdout=PIPE, text=True)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdout.readline()
+        sampler = profiling.start_sampling(process.pid, folded)
+        time.sleep(1.0)  # py-spy attaches
+        started = time.perf_counter()
+        process.stdin.write("go\n")
+        process.stdin.close()
+        process.wait(timeout=600)
+        elapsed = time.perf_counter() - started
+        profiling.stop_sampling(sampler)
+        print(f"{3 * args.targets} posts in {elapsed:.2f} s under py-spy\n")
+        print(profiling.table(*profiling.breakdown(folded, BUCKETS)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

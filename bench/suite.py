@@ -1,0 +1,93 @@
+"""The whole suite at one size: every figure, measured side by side in one run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from bench import coldstart, fanout, gateway, reads, throttle
+from bench.mgmt_server import ManagementServer
+from bench.report import Figure
+
+FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway")
+
+
+@dataclass(frozen=True)
+class Size:
+    fanout_connections: int
+    fanout_repeats: int
+    post_delay: float
+    reads_connections: int
+    coldstart_runs: int
+    throttle_connections: int
+    throttle_retry_sample: int
+    gateway_clients: int
+    gateway_messages: int
+    judge_timing: bool  # too small a run says nothing about speed: report, never judge
+
+
+SIZES = {
+    "full": Size(2000, 5, 0.010, 1000, 15, 1000, 100, 100, 20, judge_timing=True),
+    "small": Size(50, 1, 0.001, 40, 1, 50, 5, 5, 3, judge_timing=False),
+}
+
+
+def local_environment() -> None:
+    """Credentials and region for botocore; every endpoint used is on loopback."""
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)
+    os.environ.pop("AWS_PROFILE", None)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+@contextmanager
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def run(size: Size, only: tuple[str, ...] = FIGURES,
+        progress: Callable[[str], Any] = lambda _: None) -> list[Figure]:
+    """Measure the chosen figures in a fixed order and return them."""
+    local_environment()
+    figures: list[Figure] = []
+    with ManagementServer() as server:
+        if "fanout" in only:
+            progress("fanout")
+            figures.append(fanout.measure(
+                server, size.fanout_connections, size.post_delay, size.fanout_repeats
+            ))
+        if "throttle" in only:
+            progress("throttle")
+            figures.append(throttle.measure(
+                server, size.throttle_connections, size.post_delay, size.throttle_retry_sample
+            ))
+    if "reads" in only:
+        progress("reads")
+        with moto_endpoint() as endpoint:
+            figures.append(reads.measure(endpoint, size.reads_connections))
+    if "coldstart" in only:
+        progress("coldstart")
+        figures.append(coldstart.measure(size.coldstart_runs))
+    if "gateway" in only:
+        progress("gateway")
+        figures.append(gateway.measure(size.gateway_clients, size.gateway_messages))
+    if not size.judge_timing:
+        for figure in figures:
+            figure.pop("targets", None)
+    return figures

@@ -1,0 +1,105 @@
+"""The benchmark suite at its small size: it runs, and its counts are right.
+
+Timing is never asserted (the machine is shared and noisy); only what is
+exact is: every target delivered, nothing lost to 429 by our delivery, and
+the registry's items read and requests.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bench import __main__ as cli
+from bench import report, suite
+from bench.mgmt_server import ManagementServer
+
+SMALL = suite.SIZES["small"]
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("bench") / "latest.json"
+    assert cli.main(["--size", "small", "--json", str(path)]) == 0
+    written = json.loads(path.read_text())
+    assert set(written["machine"]) >= {"cpu", "cores", "python", "os", "date"}
+    return {figure["figure"]: figure for figure in written["figures"]}
+
+
+def rows_by(figure: dict[str, Any], *keys: str) -> dict[Any, dict[str, Any]]:
+    return {tuple(row[key] for key in keys): row for row in figure["rows"]}
+
+
+def test_every_figure_runs(figures: dict[str, Any]) -> None:
+    assert set(figures) == set(suite.FIGURES)
+    for figure in figures.values():
+        assert "targets" not in figure  # a small run reports speed, never judges it
+        assert all(check is True for check in figure.get("checks", {}).values()), figure
+
+
+def test_fan_out_delivers_to_every_target(figures: dict[str, Any]) -> None:
+    rows = rows_by(figures["fanout"], "variant")
+    assert set(rows) == {("ours",), ("naive",), ("ceiling",)}
+    assert all(row["delivered"] == SMALL.fanout_connections for row in rows.values())
+
+
+def test_nothing_is_lost_to_429_by_our_delivery(figures: dict[str, Any]) -> None:
+    rows = rows_by(figures["throttle"], "variant")
+    ours, naive = rows["ours",], rows["naive",]
+    assert ours["throttled_posts"] > 0
+    assert ours["lost"] == 0 and ours["delivered"] == SMALL.throttle_connections
+    assert ours["duplicates"] == 0
+    assert naive["lost"] == naive["throttled_posts"] > 0
+
+
+def test_lean_reads_read_only_their_audience(figures: dict[str, Any]) -> None:
+    figure = figures["reads"]
+    rows = rows_by(figure, "operation", "design")
+    population = figure["population"]
+    table_items = population["connections"] + population["memberships"]
+    broadcast = rows["broadcastAll", "ours"]
+    assert broadcast["items_read"] == broadcast["targets"] == population["connections"]
+    assert broadcast["base_table_scans"] == 0
+    assert rows["sendMessage", "ours"]["calls"] == {"Query": 1}
+    assert rows["sendMessage", "ours"]["items_read"] == rows["sendMessage", "ours"]["targets"]
+    assert rows["sendToRoom", "ours"]["calls"] == {"Query": 1}
+    assert rows["connect", "ours"]["calls"] == {"PutItem": 1}
+    assert rows["disconnect", "ours"]["calls"] == {"BatchGetItem": 1, "BatchWriteItem": 1}
+    for operation in ("broadcastAll", "sendMessage", "sendToRoom"):
+        scan = rows[operation, "scan"]
+        assert scan["items_read"] == table_items and scan["base_table_scans"] == 1
+        assert scan["targets"] == rows[operation, "ours"]["targets"]
+
+
+def test_every_echo_comes_back_through_the_gateway(figures: dict[str, Any]) -> None:
+    rows = rows_by(figures["gateway"], "server")
+    expected = SMALL.gateway_clients * SMALL.gateway_messages
+    assert rows["gateway",]["echoed"] == rows["bare",]["echoed"] == expected
+
+
+def test_the_report_renders_every_figure(figures: dict[str, Any]) -> None:
+    text = report.render(list(figures.values()), report.machine())
+    assert text.count("### ") == len(figures) + 1
+    assert "ours_vs_ceiling" in text
+
+
+def test_the_management_endpoint_answers_429_as_api_gateway_does() -> None:
+    import boto3
+    from botocore.config import Config
+
+    suite.local_environment()
+    with ManagementServer() as server:
+        server.configure(delay=0.0, throttle_ratio=1.0)
+        client = boto3.client(
+            "apigatewaymanagementapi", endpoint_url=server.url("s"), region_name="us-east-1",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        with pytest.raises(client.exceptions.LimitExceededException):
+            client.post_to_connection(ConnectionId="abc=", Data=b"x")
+        assert server.stats() == {
+            "posts": 1, "throttled": 1, "delivered": 0, "connections": 0, "duplicates": 0,
+        }
+
+

@@ -1,0 +1,36 @@
+"""Cold start does no network I/O: ``import app`` with the network refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import socket
+
+def refuse(*args, **kwargs):
+    raise SystemExit(f"network I/O at import time: {args!r}")
+
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.socket.sendto = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+socket.gethostbyname = refuse
+
+import app
+
+assert app.app.websocket_api.session is not None
+assert "jwt" not in __import__("sys").modules, "PyJWT is imported on the first event"
+"""
+
+
+def test_importing_the_app_does_no_network_io() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stderr

@@ -89,20 +89,11 @@ def _required(env: Mapping[str, str], name: str) -> str:
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = _optional(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
-    return value
+    return _bounded_int(env, name, default, 1, None)
 
 
 def _bounded_int(
-    env: Mapping[str, str], name: str, default: int, low: int, high: int
+    env: Mapping[str, str], name: str, default: int, low: int, high: int | None
 ) -> int:
     raw = _optional(env, name)
     if raw is None:
@@ -111,8 +102,9 @@ def _bounded_int(
         value = int(raw)
     except ValueError:
         value = low - 1
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    if value < low or (high is not None and value > high):
+        expected = "a positive integer" if high is None else f"an integer from {low} to {high}"
+        raise SettingsError(f"{name} must be {expected}, got {raw!r}")
     return value
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +14,7 @@ from chalicelib.identity import issue_token
 from chalicelib.registry import Registry, table_definition
 from chalicelib.runtime import Services
 from switchboard_local.testing import WebsocketTestClient
-
-ROOT = Path(__file__).parent.parent
+from tests.fresh_interpreter import run_fresh
 
 
 def table_items(services: Services, dynamodb: Any) -> list[dict[str, Any]]:
@@ -341,10 +337,7 @@ def test_importing_the_app_creates_no_aws_client() -> None:
         "import app\n"
         "assert app.app.websocket_api.session is not None\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
-    )
+    result = run_fresh(probe)
     assert result.returncode == 0, result.stderr
 
 

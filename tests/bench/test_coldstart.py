@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fresh_interpreter import run_fresh
 
 PROBE = """
 import socket
@@ -29,8 +25,5 @@ assert "jwt" not in __import__("sys").modules, "PyJWT is imported on the first e
 
 
 def test_importing_the_app_does_no_network_io() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
-    )
+    result = run_fresh(PROBE)
     assert result.returncode == 0, result.stderr

@@ -9,17 +9,14 @@ neither — while each handled event left exactly one structured line.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from chalicelib.registry import table_definition
 from chalicelib.runtime import Services
 from switchboard_local.testing import WebsocketTestClient
+from tests.fresh_interpreter import run_fresh
 from tests.hardening.conftest import event_lines
 
-ROOT = Path(__file__).parent.parent.parent
 SECRET_TEXT = "zebra-quartz-7f3a9c-do-not-log"
 EVENT_FIELDS = {"route", "connectionId", "outcome", "durationMs"}
 MESSAGE_FIELDS = EVENT_FIELDS | {"action", "delivered", "failed", "gone"}
@@ -109,8 +106,5 @@ def test_event_lines_survive_chalices_logger_setup_in_a_fresh_process() -> None:
         "assert delivery.isEnabledFor(logging.WARNING), delivery.getEffectiveLevel()\n"
         "assert not logging.getLogger('botocore').isEnabledFor(logging.DEBUG)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
-    )
+    result = run_fresh(probe)
     assert result.returncode == 0, result.stderr

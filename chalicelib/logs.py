@@ -20,7 +20,12 @@ logger = logging.getLogger("switchboard.events")
 # level of their own, each event line (INFO) and each failed delivery (WARNING)
 # would be dropped before reaching a handler. INFO keeps botocore's DEBUG wire
 # logs, which quote request bodies, out as well.
-OPERATIONAL_LOGGERS = ("switchboard.events", "switchboard.handlers", "switchboard.delivery")
+OPERATIONAL_LOGGERS = (
+    "switchboard.events",
+    "switchboard.handlers",
+    "switchboard.delivery",
+    "switchboard.fanout",
+)
 for _name in OPERATIONAL_LOGGERS:
     logging.getLogger(_name).setLevel(logging.INFO)
 

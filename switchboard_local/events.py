@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.clock import iso8601
+
+MAX_POST_BYTES = 128 * 1024
+"""API Gateway's largest message either way: a larger client message closes the
+socket with 1009, a larger PostToConnection is refused with 413."""
+
 
 def new_id() -> str:
     """An id shaped like API Gateway's connection and request ids: 16 chars, '=' last."""
@@ -71,6 +77,17 @@ class ConnectionContext:
             "x-restapi": "",
         }
         return {**_headers_fields(headers), "requestContext": context, "isBase64Encoded": False}
+
+    def description(self, last_active: float) -> dict[str, Any]:
+        """GetConnection's answer: connectedAt, lastActiveAt and identity, ISO-8601."""
+        identity = {"sourceIp": self.source_ip}
+        if self.user_agent is not None:
+            identity["userAgent"] = self.user_agent
+        return {
+            "connectedAt": iso8601(self.connected_at_ms / 1000),
+            "lastActiveAt": iso8601(last_active),
+            "identity": identity,
+        }
 
     def _request_context(self, route_key: str, event_type: str) -> dict[str, Any]:
         now = time.time()

@@ -31,10 +31,8 @@ from urllib.parse import unquote, urlsplit
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
-from chalicelib.clock import iso8601
-from switchboard_local.events import ApiContext, ConnectionContext
+from switchboard_local.events import MAX_POST_BYTES, ApiContext, ConnectionContext
 
-MAX_POST_BYTES = 128 * 1024
 Frame = dict[str, Any]
 
 
@@ -121,7 +119,7 @@ class ManagementEmulator:
             if request.method == "POST":
                 return self._post(request, socket)
             if request.method == "GET":
-                return _json(request.url, 200, _info(socket))
+                return _json(request.url, 200, socket.context.description(socket.last_active))
             socket.open = False
         if self.on_delete is not None:
             self.on_delete(connection_id)
@@ -170,20 +168,6 @@ def _error(url: str, status: int, error_type: str) -> AWSResponse:
     response = _json(url, status, {"message": None})
     response.headers["x-amzn-ErrorType"] = error_type
     return response
-
-
-def _info(socket: _Socket) -> dict[str, Any]:
-    identity = {"sourceIp": socket.context.source_ip}
-    if socket.context.user_agent is not None:
-        identity["userAgent"] = socket.context.user_agent
-    connected = socket.context.connected_at_ms / 1000
-    return {
-        "connectedAt": iso8601(connected),
-        "lastActiveAt": iso8601(socket.last_active),
-        "identity": identity,
-    }
-
-
 
 
 class _EmulatorRoute:

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from switchboard_local.events import ConnectionContext
+from switchboard_local.events import MAX_POST_BYTES, ConnectionContext
 from switchboard_local.gateway.invoker import Invoker
 
 logger = logging.getLogger("switchboard_local.gateway")
@@ -41,7 +41,7 @@ class Limits:
 
     idle_timeout: float = 600.0
     max_duration: float = 7200.0
-    max_message_bytes: int = 128 * 1024
+    max_message_bytes: int = MAX_POST_BYTES
 
 
 @dataclass

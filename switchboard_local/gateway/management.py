@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from switchboard_local.events import MAX_POST_BYTES
 from switchboard_local.gateway.connections import Connection, ConnectionTable
-from switchboard_local.testing import MAX_POST_BYTES, _info, _Socket
 
 DELETE_CLOSE_CODE = 1000
 
@@ -57,7 +57,7 @@ class ManagementApi:
 
 def describe(connection: Connection) -> dict[str, Any]:
     """GetConnection's answer: connectedAt, lastActiveAt and identity, ISO-8601 times."""
-    return _info(_Socket(connection.context, last_active=connection.last_active))
+    return connection.context.description(connection.last_active)
 
 
 def error(status: int, error_type: str, message: str | None = None) -> web.Response:

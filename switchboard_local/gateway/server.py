@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 from contextlib import ExitStack
@@ -128,9 +129,7 @@ class Gateway:
             process_environment({**local_aws_defaults(), **self.project.environment})
         )
         self.store = Store(self.options.dynamodb_endpoint)
-        self._exit.enter_context(
-            process_environment({"AWS_ENDPOINT_URL_DYNAMODB": self.store.endpoint})
-        )
+        self._exit.enter_context(process_environment(self._aws_endpoints()))
         self._exit.enter_context(project_on_path(self.project.project_dir))
         loaded = load_app(self.project.project_dir)
         redirect_management(loaded.app, lambda: self.management_url)
@@ -143,6 +142,21 @@ class Gateway:
         prefix = f"{self.project.app_name}-{self.project.chalice_stage}"
         invoker = Invoker(loaded.handlers, prefix)
         self._lifecycle = Lifecycle(invoker, self.table, self.options.limits)
+
+    def _aws_endpoints(self) -> dict[str, str]:
+        """DynamoDB goes to the store; with the embedded store, so does every other service.
+
+        moto emulates SQS, SSM, S3 and the rest, so an app's other AWS calls stay
+        on this machine instead of failing slowly against AWS with dummy
+        credentials. Management API clients are unaffected: Chalice passes them
+        an explicit endpoint, which the session hook replaces. A user's own
+        ``AWS_ENDPOINT_URL`` is kept.
+        """
+        assert self.store is not None
+        endpoints = {"AWS_ENDPOINT_URL_DYNAMODB": self.store.endpoint}
+        if self.store.embedded and "AWS_ENDPOINT_URL" not in os.environ:
+            endpoints["AWS_ENDPOINT_URL"] = self.store.endpoint
+        return endpoints
 
     def _web_app(self) -> web.Application:
         assert self._lifecycle is not None

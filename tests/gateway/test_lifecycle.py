@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -196,6 +197,17 @@ def test_app_management_client_reaches_the_gateway(tiny_gateway: Running) -> Non
         client.send("info")
         info = json.loads(client.recv(timeout=WAIT))
     assert info["Identity"] == {"SourceIp": "127.0.0.1", "UserAgent": "tiny-info"}
+
+
+def test_other_aws_calls_stay_on_the_embedded_store(tiny_gateway: Running) -> None:
+    """An app's SQS (or SSM, S3, ...) call reaches the embedded moto, not AWS."""
+    store = tiny_gateway.gateway.store
+    assert store is not None and store.embedded
+    boto3.client("sqs", endpoint_url=store.endpoint).create_queue(QueueName="tiny-local-queue")
+    with tiny_gateway.connect() as client:
+        client.send("queues")
+        queues = json.loads(client.recv(timeout=WAIT))["queues"]
+    assert [url.rsplit("/", 1)[-1] for url in queues] == ["tiny-local-queue"]
 
 
 def test_idle_timeout_closes_with_1001(tiny_factory: Any) -> None:

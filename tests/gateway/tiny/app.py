@@ -4,7 +4,8 @@ Events go to the JSON-lines file named by ``TINY_EVENTS`` (a stage variable);
 every message is echoed with its event through the app's own management client.
 Query parameters on ``$connect`` steer it: ``status=NNN`` answers that status,
 ``raise=1`` raises, ``sleep=S`` sleeps S seconds after trying to post to itself.
-A message ``raise`` raises, ``sleep:S`` sleeps first, ``info`` answers GetConnection;
+A message ``raise`` raises, ``sleep:S`` sleeps first, ``info`` answers GetConnection,
+``queues`` lists SQS queues (wherever the gateway points other AWS calls);
 a long message is answered with its length only.
 """
 
@@ -56,6 +57,10 @@ def message(event: WebsocketEvent) -> None:
         raise RuntimeError("message failed on purpose")
     if body.startswith("sleep:"):
         time.sleep(float(body.split(":", 1)[1]))
+    if body == "queues":
+        queues = boto3.client("sqs").list_queues().get("QueueUrls", [])
+        app.websocket_api.send(event.connection_id, json.dumps({"queues": queues}))
+        return
     if body == "info":
         info = app.websocket_api.info(event.connection_id)
         app.websocket_api.send(event.connection_id, json.dumps(info, default=str))

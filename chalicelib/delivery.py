@@ -93,7 +93,16 @@ class Deadline:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    """Full-jitter exponential backoff for throttled posts.
+
+    Ten attempts: with one post in five throttled independently (the benchmark's
+    injection), six attempts lose a target with probability 0.2**6 — about one
+    run in sixteen of a 1,000-target fan-out, as measured — while ten make it
+    1e-7. The deadline, not the attempt count, is what bounds the time: the
+    worst case is under 6 s of sleeping per target.
+    """
+
+    max_attempts: int = 10
     base_delay: float = 0.05
     max_delay: float = 1.0
 

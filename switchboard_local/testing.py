@@ -100,7 +100,7 @@ class ManagementEmulator:
             self._faults[connection_id].extend(statuses)
 
     def handle(self, request: AWSPreparedRequest) -> AWSResponse:
-        connection_id = unquote(urlsplit(request.url).path.rsplit("/@connections/", 1)[-1])
+        connection_id = connection_id_of(request)
         with self._lock:
             queued = self._faults[connection_id]
             fault = queued.popleft() if queued else None
@@ -123,15 +123,14 @@ class ManagementEmulator:
             socket.open = False
         if self.on_delete is not None:
             self.on_delete(connection_id)
-        return _response(request.url, 204)
+        return response(request.url, 204)
 
     def _post(self, request: AWSPreparedRequest, socket: _Socket) -> AWSResponse:
-        body = request.body or b""
-        data = body if isinstance(body, bytes) else str(body).encode()
+        data = request_data(request)
         if len(data) > MAX_POST_BYTES:
             return _error(request.url, 413, "PayloadTooLargeException")
         socket.received.append(data.decode("utf-8"))
-        return _response(request.url, 200)
+        return response(request.url, 200)
 
 
 _FAULT_TYPES = {
@@ -150,9 +149,20 @@ class _Body:
         return [self._data]
 
 
-def _response(
+def connection_id_of(request: AWSPreparedRequest) -> str:
+    """The id in a management request's ``.../@connections/{id}`` path."""
+    return unquote(urlsplit(request.url).path.rsplit("/@connections/", 1)[-1])
+
+
+def request_data(request: AWSPreparedRequest) -> bytes:
+    body = request.body or b""
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
+def response(
     url: str, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
 ) -> AWSResponse:
+    """A response botocore parses as if it had come over HTTP."""
     http_headers = HTTPHeaders()
     for name, value in (headers or {}).items():
         http_headers[name] = value
@@ -161,13 +171,13 @@ def _response(
 
 def _json(url: str, status: int, payload: Mapping[str, Any]) -> AWSResponse:
     headers = {"Content-Type": "application/json"}
-    return _response(url, status, json.dumps(payload).encode(), headers)
+    return response(url, status, json.dumps(payload).encode(), headers)
 
 
 def _error(url: str, status: int, error_type: str) -> AWSResponse:
-    response = _json(url, status, {"message": None})
-    response.headers["x-amzn-ErrorType"] = error_type
-    return response
+    answer = _json(url, status, {"message": None})
+    answer.headers["x-amzn-ErrorType"] = error_type
+    return answer
 
 
 class _EmulatorRoute:
@@ -245,8 +255,8 @@ class WebsocketTestClient:
         all_headers = {"Host": self.api.domain_name, **(headers or {})}
         if user_agent is not None:
             all_headers.setdefault("User-Agent", user_agent)
-        response = self.invoke("$connect", context.connect_event(all_headers, query))
-        status = int(response.get("statusCode", 200))
+        answer = self.invoke("$connect", context.connect_event(all_headers, query))
+        status = int(answer.get("statusCode", 200))
         if 200 <= status < 300:
             self._contexts[context.connection_id] = context
             self.emulator.open(context)

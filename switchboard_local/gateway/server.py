@@ -34,8 +34,8 @@ from switchboard_local.gateway.connections import (
 )
 from switchboard_local.gateway.invoker import Invoker
 from switchboard_local.gateway.loader import load_app, project_on_path
-from switchboard_local.gateway.management import ManagementApi
-from switchboard_local.gateway.session import redirect_management
+from switchboard_local.gateway.management import InProcessRoute, ManagementApi
+from switchboard_local.gateway.session import LocalManagementSession, redirect_management
 from switchboard_local.gateway.store import Store, TableSpec, default_specs
 from switchboard_local.gateway.tokens import (
     DEFAULT_SECRET_VARIABLE,
@@ -79,6 +79,7 @@ class Gateway:
         self.api = ApiContext(api_id=API_ID, stage=self.project.api_gateway_stage)
         self.table = ConnectionTable()
         self.store: Store | None = None
+        self._session: LocalManagementSession | None = None
         self._exit = ExitStack()
         self._runner: web.AppRunner | None = None
         self._lifecycle: Lifecycle | None = None
@@ -132,7 +133,7 @@ class Gateway:
         self._exit.enter_context(process_environment(self._aws_endpoints()))
         self._exit.enter_context(project_on_path(self.project.project_dir))
         loaded = load_app(self.project.project_dir)
-        redirect_management(loaded.app, lambda: self.management_url)
+        self._session = redirect_management(loaded.app, lambda: self.management_url)
         specs = (
             [TableSpec.parse(text) for text in self.options.tables]
             if self.options.tables is not None
@@ -162,15 +163,17 @@ class Gateway:
         assert self._lifecycle is not None
         websocket = WebsocketEndpoint(self.api, self._lifecycle)
         management = ManagementApi(self.table)
+        assert self._session is not None
+        self._session.in_process = InProcessRoute(management, asyncio.get_running_loop())
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         stage = self.api.stage
         connection = f"/{stage}/@connections/{{connection_id:.+}}"
         app.add_routes(
             [
                 web.get(f"/{stage}", websocket.handle),
-                web.post(connection, management.post),
-                web.get(connection, management.get),
-                web.delete(connection, management.delete),
+                web.post(connection, management.handle),
+                web.get(connection, management.handle),
+                web.delete(connection, management.handle),
                 web.get("/", self._page),
                 web.get("/_local/config", self._config),
                 web.get("/_local/token", self._token),

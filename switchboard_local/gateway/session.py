@@ -4,7 +4,9 @@ Chalice builds its ``apigatewaymanagementapi`` client from
 ``app.websocket_api.session`` with an AWS URL made of ``apiId`` and the region.
 The session assigned here hands out the same clients, built by the app's own
 session (so its client configuration stays), with the endpoint replaced by the
-gateway's ``http://HOST:PORT/<stage>``.
+gateway's ``http://HOST:PORT/<stage>``. Once the gateway serves, its
+``in_process`` hook answers those clients' requests without the loopback HTTP
+round trip; until then (and without it) they go over HTTP.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 MANAGEMENT_SERVICE = "apigatewaymanagementapi"
+Route = Callable[[AWSPreparedRequest], AWSResponse]
 
 
 class LocalManagementSession(boto3.session.Session):
@@ -24,17 +28,30 @@ class LocalManagementSession(boto3.session.Session):
         super().__init__()
         self._endpoint_url = endpoint_url
         self._original = original
+        self.in_process: Route | None = None
 
     def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
-        if service_name == MANAGEMENT_SERVICE:
-            kwargs["endpoint_url"] = self._endpoint_url()
+        if service_name != MANAGEMENT_SERVICE:
+            return self._build(service_name, *args, **kwargs)
+        kwargs["endpoint_url"] = self._endpoint_url()
+        client = self._build(service_name, *args, **kwargs)
+        client.meta.events.register(f"before-send.{MANAGEMENT_SERVICE}", self._route)
+        return client
+
+    def _build(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
         if self._original is not None:
             return self._original.client(service_name, *args, **kwargs)
         return super().client(service_name, *args, **kwargs)  # type: ignore[call-overload]
 
+    def _route(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
+        """Answer in-process when the gateway serves; ``None`` lets botocore send over HTTP."""
+        return self.in_process(request) if self.in_process is not None else None
 
-def redirect_management(app: Any, endpoint_url: Callable[[], str]) -> None:
+
+def redirect_management(app: Any, endpoint_url: Callable[[], str]) -> LocalManagementSession:
     """Install the session once, before any event; the app's own session is kept inside."""
-    original = app.websocket_api.session
-    if not isinstance(original, LocalManagementSession):
-        app.websocket_api.session = LocalManagementSession(endpoint_url, original)
+    session = app.websocket_api.session
+    if not isinstance(session, LocalManagementSession):
+        session = LocalManagementSession(endpoint_url, session)
+        app.websocket_api.session = session
+    return session

@@ -43,7 +43,9 @@ class ActionContext:
 
     def fan_out(self, connection_ids: list[str], frame: str) -> DeliveryReport:
         """Deliver to targets (through the queue for large audiences) and tally."""
-        report = fan_out(self.services, connection_ids, frame, self.deadline, self.audience)
+        report = fanout.fan_out(
+            self.services, connection_ids, frame, self.deadline, self.audience
+        )
         self.audience += len(connection_ids)
         self.report = self.report + report
         return report
@@ -52,17 +54,6 @@ class ActionContext:
         return protocol.ack(
             self.request.action, self.request.request_id, delivered, self.report.queued
         )
-
-
-def fan_out(
-    services: Services,
-    connection_ids: list[str],
-    frame: str,
-    deadline: Deadline,
-    audience_so_far: int = 0,
-) -> DeliveryReport:
-    """Deliver now, or hand a large audience to the fan-out queue."""
-    return fanout.fan_out(services, connection_ids, frame, deadline, audience_so_far)
 
 
 def reply(services: Services, connection_id: str, frame: str, deadline: Deadline) -> None:

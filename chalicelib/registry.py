@@ -314,37 +314,38 @@ class Registry:
     def _batch_get(self, keys: list[Item], projection: str) -> list[Item]:
         found: list[Item] = []
         for chunk in _chunks(keys, _BATCH_GET_LIMIT):
-            pending: dict[str, Any] = {
-                self._table: {
-                    "Keys": chunk,
-                    "ProjectionExpression": projection,
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(_UNPROCESSED_RETRIES):
-                response = self._client.batch_get_item(RequestItems=pending)
+            request = {"Keys": chunk, "ProjectionExpression": projection, "ConsistentRead": True}
+            for response in self._until_processed(
+                self._client.batch_get_item, {self._table: request}, "UnprocessedKeys"
+            ):
                 found.extend(response["Responses"].get(self._table, []))
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                _backoff(attempt)
-            else:
-                raise RegistryError("BatchGetItem left keys unprocessed after retries")
         return found
 
     def _batch_delete(self, keys: list[Item]) -> None:
         for chunk in _chunks(keys, _BATCH_WRITE_LIMIT):
-            pending: dict[str, Any] = {
-                self._table: [{"DeleteRequest": {"Key": key}} for key in chunk]
-            }
-            for attempt in range(_UNPROCESSED_RETRIES):
-                response = self._client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                _backoff(attempt)
-            else:
-                raise RegistryError("BatchWriteItem left items unprocessed after retries")
+            deletes = [{"DeleteRequest": {"Key": key}} for key in chunk]
+            for _ in self._until_processed(
+                self._client.batch_write_item, {self._table: deletes}, "UnprocessedItems"
+            ):
+                pass
+
+    @staticmethod
+    def _until_processed(
+        call: Callable[..., Any], pending: dict[str, Any], unprocessed: str
+    ) -> Iterator[Any]:
+        """Repeat a batch call on what DynamoDB left unprocessed, with backoff.
+
+        Real DynamoDB returns unprocessed keys or items under load instead of
+        failing the request; moto never does, so dynalite's runs matter here.
+        """
+        for attempt in range(_UNPROCESSED_RETRIES):
+            response = call(RequestItems=pending)
+            yield response
+            pending = response.get(unprocessed) or {}
+            if not pending:
+                return
+            _backoff(attempt)
+        raise RegistryError(f"{unprocessed} left after {_UNPROCESSED_RETRIES} attempts")
 
 
 def _connection_key(connection_id: str) -> Item:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.registry import ConnectionExists, NotConnected, Registry
+from chalicelib.registry import ConnectionExists, NotConnected, Registry, RegistryError
 
 ENDPOINT = "https://abc.execute-api.us-east-1.amazonaws.com/api"
 
@@ -155,3 +155,57 @@ def test_expired_items_are_gone_to_every_read(registry: Registry, clock: list[fl
     registry.join_room(fresh, "lobby")
     assert registry.user_connections("alice") == ["b"]
     assert registry.room_connections("lobby") == ["b"]
+
+
+class LeavesHalfUnprocessed:
+    """A DynamoDB client that, like DynamoDB under load, processes only half a batch.
+
+    moto never returns unprocessed items; this proves the registry finishes the job.
+    """
+
+    def __init__(self, client: Any, times: int) -> None:
+        self._client = client
+        self._times = times
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.calls["BatchWriteItem"] += 1
+        if self.calls["BatchWriteItem"] > self._times:
+            return self._client.batch_write_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
+        [(table, requests)] = RequestItems.items()
+        half = len(requests) // 2
+        if half:
+            self._client.batch_write_item(RequestItems={table: requests[:half]})
+        return {"UnprocessedItems": {table: requests[half:]}}
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chalicelib.registry._backoff", lambda attempt: None)
+
+
+def test_unprocessed_items_are_retried_until_done(
+    dynamodb: Any, table_name: str, no_backoff: None
+) -> None:
+    seeding = Registry(dynamodb, table_name, ttl_seconds=7500)
+    ids = [f"c{i}" for i in range(10)]
+    for cid in ids:
+        seeding.add_connection(cid, "u", [], ENDPOINT)
+    flaky = LeavesHalfUnprocessed(dynamodb, times=2)
+    Registry(flaky, table_name, ttl_seconds=7500).remove_connections(ids)
+    assert flaky.calls["BatchWriteItem"] == 3
+    assert all_items(dynamodb, table_name) == []
+
+
+def test_items_left_unprocessed_after_every_retry_raise(
+    dynamodb: Any, table_name: str, no_backoff: None
+) -> None:
+    seeding = Registry(dynamodb, table_name, ttl_seconds=7500)
+    seeding.add_connection("c1", "u", [], ENDPOINT)
+    seeding.add_connection("c2", "u", [], ENDPOINT)
+    flaky = LeavesHalfUnprocessed(dynamodb, times=99)
+    with pytest.raises(RegistryError, match="UnprocessedItems"):
+        Registry(flaky, table_name, ttl_seconds=7500).remove_connections(["c1", "c2"])

@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from chalicelib import actions, aws, runtime
+from chalicelib import aws, fanout, runtime
 from chalicelib.delivery import WORKERS, Deadline
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
@@ -153,7 +153,7 @@ def test_every_fault_mix_is_accounted_for(
     targets = seed_connections(client, services, size)
     mix = FaultMix.plan(targets, seed)
     client.emulator.policy = mix
-    report = actions.fan_out(services, targets, '{"type":"message"}', Deadline.after(20))
+    report = fanout.fan_out(services, targets, '{"type":"message"}', Deadline.after(20))
     reached = mix.of("ok") | mix.of("throttled") | mix.of("slow")
     assert report.delivered == len(reached)
     assert set(report.gone) == mix.of("gone")
@@ -189,7 +189,7 @@ def test_no_post_starts_after_the_deadline(
     targets = seed_connections(client, services, 150)
     clock = PostClock()
     client.emulator.policy = clock.policy
-    report = actions.fan_out(
+    report = fanout.fan_out(
         services, targets, '{"type":"message"}', Deadline(expires_at=40, clock=clock)
     )
     assert clock.ticks <= 40 + WORKERS

@@ -61,10 +61,8 @@ def client_services(modules: list[ast.Module]) -> set[str]:
 
 
 def called_methods(module: ast.Module) -> set[str]:
-    return {
-        node.func.attr for node in ast.walk(module)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-    }
+    """Methods called, or referenced to be called later (``call = client.batch_get_item``)."""
+    return {node.attr for node in ast.walk(module) if isinstance(node, ast.Attribute)}
 
 
 def transact_item_kinds(module: ast.Module) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -230,16 +231,30 @@ def test_an_unregistered_connection_is_told_to_reconnect(
     assert "reconnect" in error["message"]
 
 
+@pytest.fixture
+def drop_table(services: Services, dynamodb: Any) -> Iterator[Callable[[], None]]:
+    """Make DynamoDB fail: the table disappears until the test ends."""
+    table = services.settings.connections_table
+    dropped: list[bool] = []
+
+    def drop() -> None:
+        dynamodb.delete_table(TableName=table)
+        dropped.append(True)
+
+    yield drop
+    if dropped:
+        dynamodb.create_table(**table_definition(table))
+
+
 def test_a_storage_failure_is_an_internal_error(
-    connect: Any, services: Services, dynamodb: Any, caplog: pytest.LogCaptureFixture
+    connect: Any, drop_table: Callable[[], None], caplog: pytest.LogCaptureFixture
 ) -> None:
     alice = connect("alice")
-    dynamodb.delete_table(TableName=services.settings.connections_table)
+    drop_table()
     with caplog.at_level(logging.ERROR):
         error = alice.request({"action": "whoami", "id": "w"})
     assert (error["type"], error["code"], error["id"]) == ("error", "internal", "w")
     assert "ResourceNotFoundException" in caplog.text
-    dynamodb.create_table(**table_definition(services.settings.connections_table))
 
 
 # -- delivery, cleanup, TTL ---------------------------------------------------------
@@ -294,17 +309,15 @@ def test_disconnect_removes_the_connection_and_its_memberships(
 
 
 def test_a_failing_disconnect_still_answers_200(
-    connect: Any, client: WebsocketTestClient, services: Services, dynamodb: Any,
+    connect: Any, client: WebsocketTestClient, drop_table: Callable[[], None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     alice = connect("alice")
-    context = alice.context
-    dynamodb.delete_table(TableName=services.settings.connections_table)
+    drop_table()
     with caplog.at_level(logging.ERROR):
-        answer = client.invoke("$disconnect", context.disconnect_event(1006))
+        answer = client.invoke("$disconnect", alice.context.disconnect_event(1006))
     assert answer["statusCode"] == 200
     assert "TTL will reclaim it" in caplog.text
-    dynamodb.create_table(**table_definition(services.settings.connections_table))
 
 
 def test_expired_connections_are_not_delivered_to(

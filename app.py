@@ -70,7 +70,7 @@ def push(event: Any, context: Any) -> dict[str, Any]:
 @app.on_sqs_message(queue=fanout_queue_name(), batch_size=FANOUT_BATCH_SIZE, name="fanout_worker")
 def fanout_worker(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import fanout
-    from chalicelib.delivery import Deadline
+    from chalicelib.invocation import Deadline
 
     deadline = Deadline.for_invocation(event.context)
     return fanout.handle_batch(list(event), _services(), deadline)

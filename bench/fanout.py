@@ -31,7 +31,8 @@ from chalice.app import Chalice
 
 from bench.mgmt_server import ManagementServer, calibrate
 from chalicelib import aws, protocol
-from chalicelib.delivery import WORKERS, Deadline, Delivery
+from chalicelib.delivery import WORKERS, Delivery
+from chalicelib.invocation import Deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "bench"
@@ -143,9 +144,9 @@ def timed(variant: str, targets: Sequence[str], send: Callable[[], int]) -> Run:
 def ours(server: ManagementServer, targets: Sequence[str], text: str) -> Run:
     delivery = chalice_delivery(server)
     delivery.send("warm", text, Deadline.after(30))  # Chalice builds its client on first send
-    delivery.fan_out(connection_ids(WARMUP_POSTS, "w"), text, Deadline.after(30))
+    delivery.post_all(connection_ids(WARMUP_POSTS, "w"), text, Deadline.after(30))
     return timed(
-        "ours", targets, lambda: delivery.fan_out(targets, text, Deadline.after(600)).delivered
+        "ours", targets, lambda: delivery.post_all(targets, text, Deadline.after(600)).delivered
     )
 
 

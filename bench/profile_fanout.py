@@ -1,6 +1,6 @@
 """``python -m bench.profile_fanout``: where our fan-out's CPU goes.
 
-A child process runs ``Delivery.fan_out`` (the fan-out figure's ``ours``) to
+A child process runs ``Delivery.post_all`` (the fan-out figure's ``ours``) to
 2,000 connections through the local management endpoint, three times; py-spy
 samples it and the CPU is split between Switchboard's own code, Chalice and
 botocore. It answers one question: is anything left to win above boto3?
@@ -17,7 +17,7 @@ from subprocess import PIPE, Popen
 
 from bench import fanout, profiling, suite
 from bench.mgmt_server import ManagementServer
-from chalicelib.delivery import Deadline
+from chalicelib.invocation import Deadline
 
 BUCKETS = [
     ("botocore: SigV4 signing", "SigV4Auth.add_auth"),
@@ -36,11 +36,11 @@ def child(targets: int, delay: float) -> None:
         server.configure(delay=delay)
         delivery = fanout.chalice_delivery(server)
         text = fanout.frame()
-        delivery.fan_out(fanout.connection_ids(100, "w"), text, Deadline.after(30))
+        delivery.post_all(fanout.connection_ids(100, "w"), text, Deadline.after(30))
         print("ready", flush=True)
         sys.stdin.readline()
         for _ in range(3):
-            delivery.fan_out(fanout.connection_ids(targets), text, Deadline.after(120))
+            delivery.post_all(fanout.connection_ids(targets), text, Deadline.after(120))
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 The local management endpoint answers a seeded 20 % of posts (retries
 included) with 429 ``LimitExceededException``. Compared, on the same targets:
 
-* ``ours`` — ``Delivery.fan_out``: full-jitter backoff per target, bounded by
+* ``ours`` — ``Delivery.post_all``: full-jitter backoff per target, bounded by
   attempts and by the invocation's deadline, on the worker pool;
 * ``naive`` — the tutorial loop with a fail-fast client (one attempt, as a
   client tuned for latency is): every throttled post is lost;
@@ -32,7 +32,7 @@ from bench.fanout import (
     timed,
 )
 from bench.mgmt_server import ManagementServer
-from chalicelib.delivery import Deadline
+from chalicelib.invocation import Deadline
 
 THROTTLE_RATIO = 0.2
 DEADLINE_SECONDS = 25.0  # what a Lambda with a 29 s integration timeout has left
@@ -42,8 +42,8 @@ DEADLINE_SECONDS = 25.0  # what a Lambda with a 29 s integration timeout has lef
 
 def ours(server: ManagementServer, targets: Sequence[str], text: str, delay: float) -> Run:
     delivery = chalice_delivery(server)
-    delivery.fan_out(connection_ids(WARMUP_POSTS, "w"), text, Deadline.after(30))
-    return _throttled_run(server, delay, "ours", targets, lambda: delivery.fan_out(
+    delivery.post_all(connection_ids(WARMUP_POSTS, "w"), text, Deadline.after(30))
+    return _throttled_run(server, delay, "ours", targets, lambda: delivery.post_all(
         targets, text, Deadline.after(DEADLINE_SECONDS)
     ).delivered)
 

@@ -1,24 +1,31 @@
-"""What each client action does, given an authenticated connection.
+"""What each client action does, given an authenticated connection: the action table.
 
-Each action takes the caller's context and its parsed command and returns the
-frame that answers the caller. The sender's identity always comes from the
-registry record of its connection, never from the frame.
+:data:`ACTIONS` is the one table of actions. An entry names the action, the
+parser of its fields (a command's ``parse``, built on
+:class:`chalicelib.protocol.Fields`) and the handler that carries it out and
+returns the frame answering the caller. Adding an action is one entry here:
+the registry, the protocol plumbing and delivery need no edit.
+
+The sender's identity always comes from the registry record of its
+connection, never from the frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import fanout, protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import Deadline, DeliveryReport, Outcome
+from chalicelib.delivery import DeliveryReport
+from chalicelib.invocation import Deadline
 from chalicelib.protocol import (
     FORBIDDEN,
     BroadcastAll,
     JoinRoom,
     LeaveRoom,
+    Parser,
     Ping,
     ProtocolError,
     Request,
@@ -34,6 +41,8 @@ ADMIN_ROLE = "admin"
 
 @dataclass
 class ActionContext:
+    """One request being carried out: who asked, what, and what was delivered so far."""
+
     services: Services
     connection: Connection
     request: Request
@@ -41,10 +50,12 @@ class ActionContext:
     report: DeliveryReport = field(default_factory=DeliveryReport)
     audience: int = 0
 
-    def fan_out(self, connection_ids: list[str], frame: str) -> DeliveryReport:
-        """Deliver to targets (through the queue for large audiences) and tally."""
+    def deliver(
+        self, connection_ids: list[str], frame: str, room: str | None = None
+    ) -> DeliveryReport:
+        """Fan a frame out to targets (through the queue for large audiences) and tally."""
         report = fanout.fan_out(
-            self.services, connection_ids, frame, self.deadline, self.audience
+            self.services, connection_ids, frame, self.deadline, self.audience, room
         )
         self.audience += len(connection_ids)
         self.report = self.report + report
@@ -56,16 +67,22 @@ class ActionContext:
         )
 
 
-def reply(services: Services, connection_id: str, frame: str, deadline: Deadline) -> None:
-    """Answer the caller; a caller that has already gone is forgotten."""
-    if services.delivery.send(connection_id, frame, deadline) is Outcome.GONE:
-        services.registry.remove_connection(connection_id)
+Handler = Callable[[ActionContext, Any], str]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One client action: its name, how its fields parse, what carries it out."""
+
+    name: str
+    parse: Parser
+    handler: Handler
 
 
 def send_message(ctx: ActionContext, command: SendMessage) -> str:
     targets = ctx.services.registry.user_connections(command.target_user_id)
     frame = protocol.message(ctx.connection.user_id, command.text, iso8601())
-    return ctx.ack(ctx.fan_out(targets, frame).delivered)
+    return ctx.ack(ctx.deliver(targets, frame).delivered)
 
 
 def join_room(ctx: ActionContext, command: JoinRoom) -> str:
@@ -90,10 +107,7 @@ def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
     members = ctx.services.registry.room_connections(command.room)
     targets = _excluding(members, ctx.connection.connection_id)
     frame = protocol.message(ctx.connection.user_id, command.text, iso8601(), command.room)
-    report = ctx.fan_out(targets, frame)
-    if report.gone:
-        ctx.services.registry.remove_memberships(command.room, report.gone)
-    return ctx.ack(report.delivered)
+    return ctx.ack(ctx.deliver(targets, frame, room=command.room).delivered)
 
 
 def broadcast_all(ctx: ActionContext, command: BroadcastAll) -> str:
@@ -102,7 +116,7 @@ def broadcast_all(ctx: ActionContext, command: BroadcastAll) -> str:
     frame = protocol.broadcast(ctx.connection.user_id, command.text, iso8601())
     delivered = 0
     for page in ctx.services.registry.all_connection_pages():
-        delivered += ctx.fan_out(page, frame).delivered
+        delivered += ctx.deliver(page, frame).delivered
     return ctx.ack(delivered)
 
 
@@ -120,21 +134,25 @@ def ping(ctx: ActionContext, command: Ping) -> str:
     return protocol.pong(ctx.request.request_id)
 
 
-_ACTIONS: dict[type, Callable[[ActionContext, Any], str]] = {
-    SendMessage: send_message,
-    JoinRoom: join_room,
-    LeaveRoom: leave_room,
-    SendToRoom: send_to_room,
-    BroadcastAll: broadcast_all,
-    WhoAmI: whoami,
-    Ping: ping,
-}
+ACTIONS: tuple[Action, ...] = (
+    Action("sendMessage", SendMessage.parse, send_message),
+    Action("joinRoom", JoinRoom.parse, join_room),
+    Action("leaveRoom", LeaveRoom.parse, leave_room),
+    Action("sendToRoom", SendToRoom.parse, send_to_room),
+    Action("broadcastAll", BroadcastAll.parse, broadcast_all),
+    Action("whoami", WhoAmI.parse, whoami),
+    Action("ping", Ping.parse, ping),
+)
+
+_BY_NAME: Mapping[str, Action] = {action.name: action for action in ACTIONS}
+PARSERS: Mapping[str, Parser] = {action.name: action.parse for action in ACTIONS}
+"""Every action's parser by name, for :func:`chalicelib.protocol.parse_request`."""
+ACTION_NAMES = tuple(_BY_NAME)
 
 
 def perform(ctx: ActionContext) -> str:
     """Carry out the request's command and return the frame that answers it."""
-    command = ctx.request.command
-    return _ACTIONS[type(command)](ctx, command)
+    return _BY_NAME[ctx.request.action].handler(ctx, ctx.request.command)
 
 
 def _excluding(connection_ids: Iterable[str], excluded: str) -> list[str]:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,14 +33,14 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import WebsocketDisconnectedError
 
+from chalicelib.invocation import Deadline
+
 logger = logging.getLogger("switchboard.delivery")
 
 WORKERS = 32
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "Throttling"}
 )
-DEFAULT_BUDGET_SECONDS = 25.0
-DEADLINE_RESERVE_SECONDS = 1.0
 MAX_POST_BYTES = 128 * 1024
 """API Gateway's largest message; a bigger post is refused with 413."""
 
@@ -66,29 +66,6 @@ class DeliveryReport:
             self.failed + other.failed,
             self.queued + other.queued,
         )
-
-
-@dataclass
-class Deadline:
-    """When an invocation must stop starting work, on the monotonic clock."""
-
-    expires_at: float
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
-
-    @classmethod
-    def for_invocation(cls, lambda_context: Any) -> Deadline:
-        """The Lambda's remaining time less a reserve for answering and logging."""
-        remaining_ms = getattr(lambda_context, "get_remaining_time_in_millis", None)
-        if remaining_ms is None:
-            return cls.after(DEFAULT_BUDGET_SECONDS)
-        return cls.after(max(0.0, remaining_ms() / 1000 - DEADLINE_RESERVE_SECONDS))
-
-    def remaining(self) -> float:
-        return self.expires_at - self.clock()
 
 
 @dataclass(frozen=True)
@@ -167,10 +144,14 @@ class Delivery:
             self._sleep(pause)
         return _failed(connection_id, "throttled until retries or time ran out")
 
-    def fan_out(
+    def post_all(
         self, connection_ids: Sequence[str], text: str, deadline: Deadline
     ) -> DeliveryReport:
-        """Post one rendered frame to every target; one failure never stops the rest."""
+        """Post one rendered frame to every target now; one failure never stops the rest.
+
+        Only posts: forgetting the targets found gone is the caller's
+        (:func:`chalicelib.fanout.fan_out`), which knows the registry.
+        """
         if len(connection_ids) <= 1:
             outcomes = [self.send(cid, text, deadline) for cid in connection_ids]
         else:

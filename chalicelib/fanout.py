@@ -21,8 +21,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.delivery import Deadline, DeliveryReport
+from chalicelib.delivery import DeliveryReport
 from chalicelib.fanout_queue import BadMessage, Batch, decode
+from chalicelib.invocation import Deadline
+from chalicelib.registry import Registry
 from chalicelib.runtime import Services
 
 logger = logging.getLogger("switchboard.fanout")
@@ -39,35 +41,46 @@ def fan_out(
     frame: str,
     deadline: Deadline,
     audience_so_far: int = 0,
+    room: str | None = None,
 ) -> DeliveryReport:
-    """Deliver a frame to targets, through the queue when the audience is large.
+    """Deliver one frame to an audience and forget the targets found gone.
 
-    ``audience_so_far`` counts targets of the same request already handled, so
-    a broadcast paging through the registry switches to the queue once its
-    total passes the threshold, whatever the page sizes.
+    This is the one meaning of "fan-out" in the code base: every action and
+    ``push`` go through it. Large audiences go to the queue:
+    ``audience_so_far`` counts targets of the same request already handled,
+    so a broadcast paging through the registry switches to the queue once its
+    total passes the threshold, whatever the page sizes. ``room`` names the
+    room the audience was read from, so that memberships of gone targets in it
+    are deleted too (here, or by the worker for a queued batch).
     """
     queue = services.fanout_queue
     threshold = services.settings.fanout_queue_threshold
     queued = 0
     inline = list(connection_ids)
     if queue is not None and inline and audience_so_far + len(inline) > threshold:
-        left = queue.enqueue(inline, frame)
+        left = queue.enqueue(inline, frame, room=room)
         queued = len(inline) - len(left)
         inline = left
         if left:
             logger.warning("%d targets could not be queued; delivering inline", len(left))
-    report = deliver_now(services, inline, frame, deadline)
+    report = services.delivery.post_all(inline, frame, deadline)
+    forget_gone(services.registry, report.gone, room)
     return report + DeliveryReport(queued=queued)
 
 
-def deliver_now(
-    services: Services, connection_ids: Sequence[str], frame: str, deadline: Deadline
-) -> DeliveryReport:
-    """Post to every target now and forget the ones that are gone."""
-    report = services.delivery.fan_out(connection_ids, frame, deadline)
-    if report.gone:
-        services.registry.remove_connections(report.gone)
-    return report
+def forget_gone(registry: Registry, gone: Sequence[str], room: str | None = None) -> None:
+    """Remove connections a post found gone: the one place that does, with one policy.
+
+    A failure here is logged and never fails the caller: the frame was already
+    delivered to everyone else, and an item left behind is found gone again by
+    the next post and expires with its TTL in any case.
+    """
+    if not gone:
+        return
+    try:
+        registry.remove_connections(gone, rooms=() if room is None else (room,))
+    except Exception:
+        logger.exception("cleanup of %d gone connections failed; TTL will reclaim them", len(gone))
 
 
 def ensure_endpoint(services: Services, connection_ids: Sequence[str]) -> bool:
@@ -127,19 +140,9 @@ def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
     except Exception:
         logger.exception("could not resolve the management endpoint")
         return False
-    report = services.delivery.fan_out(batch.targets, batch.frame, deadline)
-    _forget(services, report.gone)
+    report = services.delivery.post_all(batch.targets, batch.frame, deadline)
+    forget_gone(services.registry, report.gone, batch.room)
     return _requeue(services, batch, report.failed)
-
-
-def _forget(services: Services, gone: Sequence[str]) -> None:
-    """Remove gone connections; a failure here must not redeliver the record."""
-    if not gone:
-        return
-    try:
-        services.registry.remove_connections(gone)
-    except Exception:
-        logger.exception("cleanup of %d gone connections failed; TTL will reclaim them", len(gone))
 
 
 def _requeue(services: Services, batch: Batch, failed: Sequence[str]) -> bool:
@@ -150,5 +153,5 @@ def _requeue(services: Services, batch: Batch, failed: Sequence[str]) -> bool:
     if queue is None or attempt >= MAX_ATTEMPTS:
         logger.error("giving up on %d targets after %d attempts", len(failed), attempt)
         return True
-    left = queue.enqueue(failed, batch.frame, attempt, queue.retry_delay_seconds)
+    left = queue.enqueue(failed, batch.frame, attempt, queue.retry_delay_seconds, batch.room)
     return not left

@@ -3,7 +3,11 @@
 A large audience is split into batches of connection ids; each batch is one
 SQS message that carries the rendered frame once::
 
-    {"v": 1, "frame": "<the frame's JSON text>", "targets": ["id", ...], "attempt": 0}
+    {"v": 1, "frame": "<the frame's JSON text>", "targets": ["id", ...], "attempt": 0,
+     "room": "lobby"}
+
+``room`` (present only for a room's audience) tells the worker which room's
+memberships to delete for targets it finds gone.
 
 Messages are sized to stay under SQS's 256 KiB limit and sent ten at a time
 with ``SendMessageBatch``. The queue URL is looked up from the queue's name
@@ -40,19 +44,19 @@ class Batch:
     frame: str
     targets: tuple[str, ...]
     attempt: int = 0
+    room: str | None = None
 
 
 def encode(batch: Batch) -> str:
-    return json.dumps(
-        {
-            "v": MESSAGE_VERSION,
-            "frame": batch.frame,
-            "targets": list(batch.targets),
-            "attempt": batch.attempt,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    message: dict[str, Any] = {
+        "v": MESSAGE_VERSION,
+        "frame": batch.frame,
+        "targets": list(batch.targets),
+        "attempt": batch.attempt,
+    }
+    if batch.room is not None:
+        message["room"] = batch.room
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
 def decode(body: str) -> Batch:
@@ -63,6 +67,7 @@ def decode(body: str) -> Batch:
     if not isinstance(message, dict) or message.get("v") != MESSAGE_VERSION:
         raise BadMessage("message is not a version 1 fan-out batch")
     frame, targets, attempt = message.get("frame"), message.get("targets"), message.get("attempt")
+    room = message.get("room")
     if (
         not isinstance(frame, str)
         or not isinstance(targets, list)
@@ -70,26 +75,32 @@ def decode(body: str) -> Batch:
         or not isinstance(attempt, int)
     ):
         raise BadMessage("message lacks a string frame, a list of targets or an attempt")
-    return Batch(frame, tuple(targets), attempt)
+    if room is not None and not isinstance(room, str):
+        raise BadMessage("message's room is not a string")
+    return Batch(frame, tuple(targets), attempt, room)
 
 
 def split(
-    connection_ids: Sequence[str], frame: str, max_targets: int, attempt: int = 0
+    connection_ids: Sequence[str],
+    frame: str,
+    max_targets: int,
+    attempt: int = 0,
+    room: str | None = None,
 ) -> list[Batch]:
     """Batches of at most ``max_targets`` ids whose messages fit in SQS."""
-    frame_bytes = len(encode(Batch(frame, (), attempt)).encode("utf-8"))
+    frame_bytes = len(encode(Batch(frame, (), attempt, room)).encode("utf-8"))
     batches: list[Batch] = []
     current: list[str] = []
     size = frame_bytes
     for connection_id in connection_ids:
         cost = len(json.dumps(connection_id).encode("utf-8")) + 1
         if current and (len(current) >= max_targets or size + cost > MAX_MESSAGE_BYTES):
-            batches.append(Batch(frame, tuple(current), attempt))
+            batches.append(Batch(frame, tuple(current), attempt, room))
             current, size = [], frame_bytes
         current.append(connection_id)
         size += cost
     if current:
-        batches.append(Batch(frame, tuple(current), attempt))
+        batches.append(Batch(frame, tuple(current), attempt, room))
     return batches
 
 
@@ -116,14 +127,19 @@ class FanoutQueue:
         return self._queue_name
 
     def enqueue(
-        self, connection_ids: Sequence[str], frame: str, attempt: int = 0, delay_seconds: int = 0
+        self,
+        connection_ids: Sequence[str],
+        frame: str,
+        attempt: int = 0,
+        delay_seconds: int = 0,
+        room: str | None = None,
     ) -> list[str]:
         """Queue the targets in batches; returns the ids that could not be queued.
 
         The caller delivers whatever comes back itself (a request handler) or
         has its record retried (the worker), so no target is silently dropped.
         """
-        batches = split(connection_ids, frame, self.max_targets, attempt)
+        batches = split(connection_ids, frame, self.max_targets, attempt, room)
         left: list[str] = []
         for group in _send_groups(batches):
             for batch in self._send(group, delay_seconds):

@@ -15,9 +15,11 @@ from typing import Any
 from chalice.app import Response, WebsocketEvent
 
 from chalicelib import protocol
-from chalicelib.actions import ActionContext, perform, reply
-from chalicelib.delivery import Deadline
+from chalicelib.actions import PARSERS, ActionContext, perform
+from chalicelib.delivery import Outcome
+from chalicelib.fanout import forget_gone
 from chalicelib.identity import AuthenticationError
+from chalicelib.invocation import Deadline
 from chalicelib.logs import EventLog, logged_event
 from chalicelib.protocol import ProtocolError, parse_request
 from chalicelib.registry import ConnectionExists, NotConnected
@@ -68,7 +70,13 @@ def on_message(event: WebsocketEvent, services: Services) -> None:
     deadline = Deadline.for_invocation(event.context)
     with logged_event("$default", connection_id) as log:
         answer = _answer(event, services, deadline, log)
-        reply(services, connection_id, answer, deadline)
+        _reply(services, connection_id, answer, deadline)
+
+
+def _reply(services: Services, connection_id: str, frame: str, deadline: Deadline) -> None:
+    """Answer the caller; a caller that has already gone is forgotten."""
+    if services.delivery.send(connection_id, frame, deadline) is Outcome.GONE:
+        forget_gone(services.registry, [connection_id])
 
 
 def management_endpoint(event: WebsocketEvent) -> str:
@@ -91,7 +99,7 @@ def _answer(
 ) -> str:
     request_id = None
     try:
-        request = parse_request(event.body, services.settings.max_text_bytes)
+        request = parse_request(event.body, services.settings.max_text_bytes, PARSERS)
         request_id = request.request_id
         log.set(action=request.action)
         connection = services.registry.get_connection(event.connection_id)

@@ -5,13 +5,18 @@ Client frames are JSON objects routed on ``action``, the rule API Gateway's
 :class:`ProtocolError` that carries the error code and a message a person
 understands; rendering turns results into the JSON text sent to clients.
 Nothing here does I/O, so every rule is testable in isolation.
+
+Which actions exist is the action table's business
+(:data:`chalicelib.actions.ACTIONS`): each entry names a command's ``parse``
+function, which reads the frame's fields through :class:`Fields`, and
+:func:`parse_request` takes the table's parsers.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,57 +42,10 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
-@dataclass(frozen=True)
-class SendMessage:
-    target_user_id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class JoinRoom:
-    room: str
-
-
-@dataclass(frozen=True)
-class LeaveRoom:
-    room: str
-
-
-@dataclass(frozen=True)
-class SendToRoom:
-    room: str
-    text: str
-
-
-@dataclass(frozen=True)
-class BroadcastAll:
-    text: str
-
-
-@dataclass(frozen=True)
-class WhoAmI:
-    pass
-
-
-@dataclass(frozen=True)
-class Ping:
-    pass
-
-
-Command = SendMessage | JoinRoom | LeaveRoom | SendToRoom | BroadcastAll | WhoAmI | Ping
-
-
-@dataclass(frozen=True)
-class Request:
-    action: str
-    command: Command
-    request_id: str | None
-
-
 # -- parsing -------------------------------------------------------------------
 
 
-class _Fields:
+class Fields:
     """Typed access to a frame's fields, raising ``bad_request`` on misuse."""
 
     def __init__(self, frame: dict[str, Any], max_text_bytes: int) -> None:
@@ -132,21 +90,86 @@ class _Fields:
         return user_id
 
 
-_PARSERS: dict[str, Callable[[_Fields], Command]] = {
-    "sendMessage": lambda f: SendMessage(f.user_id("targetUserId"), f.text()),
-    "joinRoom": lambda f: JoinRoom(f.room()),
-    "leaveRoom": lambda f: LeaveRoom(f.room()),
-    "sendToRoom": lambda f: SendToRoom(f.room(), f.text()),
-    "broadcastAll": lambda f: BroadcastAll(f.text()),
-    "whoami": lambda f: WhoAmI(),
-    "ping": lambda f: Ping(),
-}
-
-ACTIONS = tuple(_PARSERS)
+# -- commands --------------------------------------------------------------------
 
 
-def parse_request(body: str, max_text_bytes: int) -> Request:
-    """Turn one client frame into a command, or raise :class:`ProtocolError`."""
+@dataclass(frozen=True)
+class SendMessage:
+    target_user_id: str
+    text: str
+
+    @staticmethod
+    def parse(fields: Fields) -> SendMessage:
+        return SendMessage(fields.user_id("targetUserId"), fields.text())
+
+
+@dataclass(frozen=True)
+class JoinRoom:
+    room: str
+
+    @staticmethod
+    def parse(fields: Fields) -> JoinRoom:
+        return JoinRoom(fields.room())
+
+
+@dataclass(frozen=True)
+class LeaveRoom:
+    room: str
+
+    @staticmethod
+    def parse(fields: Fields) -> LeaveRoom:
+        return LeaveRoom(fields.room())
+
+
+@dataclass(frozen=True)
+class SendToRoom:
+    room: str
+    text: str
+
+    @staticmethod
+    def parse(fields: Fields) -> SendToRoom:
+        return SendToRoom(fields.room(), fields.text())
+
+
+@dataclass(frozen=True)
+class BroadcastAll:
+    text: str
+
+    @staticmethod
+    def parse(fields: Fields) -> BroadcastAll:
+        return BroadcastAll(fields.text())
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    @staticmethod
+    def parse(fields: Fields) -> WhoAmI:
+        return WhoAmI()
+
+
+@dataclass(frozen=True)
+class Ping:
+    @staticmethod
+    def parse(fields: Fields) -> Ping:
+        return Ping()
+
+
+Parser = Callable[[Fields], object]
+"""Reads one action's fields into its command; raises :class:`ProtocolError`."""
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str
+    command: object
+    request_id: str | None
+
+
+def parse_request(body: str, max_text_bytes: int, parsers: Mapping[str, Parser]) -> Request:
+    """Turn one client frame into a command, or raise :class:`ProtocolError`.
+
+    ``parsers`` maps each action name to its parser: the action table's.
+    """
     frame = _decode_object(body)
     request_id = _request_id(frame)
     try:
@@ -155,13 +178,13 @@ def parse_request(body: str, max_text_bytes: int) -> Request:
             raise ProtocolError(BAD_REQUEST, "'action' is required")
         if not isinstance(action, str):
             raise ProtocolError(BAD_REQUEST, "'action' must be a string")
-        parser = _PARSERS.get(action)
+        parser = parsers.get(action)
         if parser is None:
             raise ProtocolError(
                 UNKNOWN_ACTION,
-                f"unknown action {action[:64]!r}; expected one of {', '.join(ACTIONS)}",
+                f"unknown action {action[:64]!r}; expected one of {', '.join(parsers)}",
             )
-        return Request(action, parser(_Fields(frame, max_text_bytes)), request_id)
+        return Request(action, parser(Fields(frame, max_text_bytes)), request_id)
     except ProtocolError as error:
         error.request_id = request_id
         raise

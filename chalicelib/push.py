@@ -26,8 +26,9 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import MAX_POST_BYTES, Deadline, DeliveryReport
+from chalicelib.delivery import MAX_POST_BYTES, DeliveryReport
 from chalicelib.fanout import ensure_endpoint, fan_out
+from chalicelib.invocation import Deadline
 from chalicelib.logs import logged_event
 from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
 from chalicelib.registry import Registry
@@ -86,9 +87,10 @@ def handle(event: Any, lambda_context: Any, services: Services) -> dict[str, Any
         log.set(audience=request.audience)
         report = DeliveryReport()
         audience = 0
+        room = str(request.value) if request.audience == "room" else None
         for page in _audience_pages(services.registry, request):
             if page and ensure_endpoint(services, page):
-                report += fan_out(services, page, frame, deadline, audience)
+                report += fan_out(services, page, frame, deadline, audience, room)
             audience += len(page)
         log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
                 failed=len(report.failed))

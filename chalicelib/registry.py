@@ -157,34 +157,36 @@ class Registry:
         """Delete a connection and its memberships; removing twice is harmless."""
         self.remove_connections([connection_id])
 
-    def remove_connections(self, connection_ids: Iterable[str]) -> None:
-        """Delete many connections and their memberships in batched requests."""
+    def remove_connections(
+        self, connection_ids: Iterable[str], rooms: Iterable[str] = ()
+    ) -> None:
+        """Delete many connections and their memberships in batched requests.
+
+        A connection's memberships are the rooms its item names. ``rooms`` adds
+        rooms whose membership of these connections is deleted whatever the
+        items say: a room send that finds targets gone passes its room, because
+        a ``joinRoom`` that raced ``$disconnect`` can leave a membership whose
+        connection item is already deleted, which ``rooms`` on the item cannot
+        name.
+        """
         ids = list(dict.fromkeys(connection_ids))
         if not ids:
             return
-        keys: list[Item] = []
+        keys: dict[tuple[str, str], Item] = {}
+        for room in dict.fromkeys(rooms):
+            for connection_id in ids:
+                _add_key(keys, _membership_key(room, connection_id))
         for item in self._batch_get(
             [_connection_key(cid) for cid in ids], projection="PK, rooms"
         ):
             connection_id = _strip(item["PK"]["S"], _CONN_PREFIX)
-            keys.extend(
-                _membership_key(room, connection_id)
-                for room in item.get("rooms", {}).get("SS", [])
-            )
-        keys.extend(_connection_key(cid) for cid in ids)
-        self._batch_delete(keys)
+            for room in item.get("rooms", {}).get("SS", []):
+                _add_key(keys, _membership_key(room, connection_id))
+        for connection_id in ids:
+            _add_key(keys, _connection_key(connection_id))
+        self._batch_delete(list(keys.values()))
 
     # -- rooms --------------------------------------------------------------
-
-    def remove_memberships(self, room: str, connection_ids: Iterable[str]) -> None:
-        """Delete these connections' memberships of one room, in batches.
-
-        For targets a room send found gone: a ``joinRoom`` that raced
-        ``$disconnect`` can leave a membership whose connection item is already
-        deleted, which :meth:`remove_connections` (led by ``rooms``) cannot see.
-        """
-        ids = list(dict.fromkeys(connection_ids))
-        self._batch_delete([_membership_key(room, cid) for cid in ids])
 
     def join_room(self, connection: Connection, room: str) -> None:
         """Store a membership; joining a room twice is harmless.
@@ -354,6 +356,11 @@ def _connection_key(connection_id: str) -> Item:
 
 def _membership_key(room: str, connection_id: str) -> Item:
     return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _CONN_PREFIX + connection_id}}
+
+
+def _add_key(keys: dict[tuple[str, str], Item], key: Item) -> None:
+    """Collect a key once: a batch write refuses two requests for the same item."""
+    keys[(key["PK"]["S"], key["SK"]["S"])] = key
 
 
 def _connection_item(connection: Connection) -> Item:

@@ -400,3 +400,22 @@ def test_the_recorded_endpoint_is_the_execute_api_url_behind_a_custom_domain(
     connection = services.registry.get_connection(context.connection_id)
     assert connection is not None
     assert connection.endpoint == "https://k3v9q2x7ab.execute-api.us-east-1.amazonaws.com/prod"
+
+
+def test_a_failed_cleanup_of_gone_targets_does_not_fail_the_send(
+    connect: Any, services: Services, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One policy for every gone connection: log it, answer anyway, let TTL reclaim it."""
+    alice, phone, laptop = connect("alice"), connect("bob"), connect("bob")
+    laptop.vanish()
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("DynamoDB is unavailable")
+
+    monkeypatch.setattr(services.registry, "remove_connections", broken)
+    with caplog.at_level(logging.ERROR):
+        ack = alice.request({"action": "sendMessage", "targetUserId": "bob", "text": "hi"})
+    assert ack == {"type": "ack", "action": "sendMessage", "delivered": 1}
+    assert [frame["text"] for frame in phone.new_frames()] == ["hi"]
+    assert "cleanup of 1 gone connections failed; TTL will reclaim them" in caplog.text

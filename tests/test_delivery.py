@@ -8,7 +8,8 @@ import pytest
 from chalice.app import Chalice
 
 from chalicelib import aws
-from chalicelib.delivery import Deadline, Delivery, Outcome, RetryPolicy
+from chalicelib.delivery import Delivery, Outcome, RetryPolicy
+from chalicelib.invocation import Deadline
 from switchboard_local.events import ApiContext, ConnectionContext
 from switchboard_local.testing import ManagementEmulator, route_management_api
 

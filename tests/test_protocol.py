@@ -7,6 +7,7 @@ import json
 import pytest
 
 from chalicelib import protocol
+from chalicelib.actions import ACTION_NAMES, PARSERS
 from chalicelib.protocol import (
     BroadcastAll,
     JoinRoom,
@@ -24,7 +25,7 @@ LIMIT = 32
 
 def parse(frame: object) -> protocol.Request:
     body = frame if isinstance(frame, str) else json.dumps(frame)
-    return parse_request(body, LIMIT)
+    return parse_request(body, LIMIT, PARSERS)
 
 
 def error_of(frame: object) -> ProtocolError:
@@ -114,7 +115,7 @@ def test_an_over_long_id_is_refused_and_not_echoed() -> None:
 
 def test_unknown_action_message_lists_the_actions() -> None:
     message = error_of({"action": "dance"}).message
-    assert all(action in message for action in protocol.ACTIONS)
+    assert all(action in message for action in ACTION_NAMES)
 
 
 def test_rendered_frames_have_the_documented_shapes() -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 from chalice.app import WebsocketAPI
 
-from chalicelib.delivery import Deadline, Delivery
+from chalicelib.delivery import Delivery
+from chalicelib.invocation import Deadline
 
 
 class CountingSession:
@@ -45,7 +46,7 @@ def test_the_first_fan_out_builds_one_client() -> None:
     api.configure("example.com", "api")
     delivery = Delivery(api, workers=8)
     targets = [f"c{index}" for index in range(40)]
-    report = delivery.fan_out(targets, "{}", Deadline.after(30))
-    report += delivery.fan_out(targets, "{}", Deadline.after(30))
+    report = delivery.post_all(targets, "{}", Deadline.after(30))
+    report += delivery.post_all(targets, "{}", Deadline.after(30))
     assert report.delivered == session.posts == 80
     assert session.built == 1

@@ -195,3 +195,38 @@ def test_targets_failing_every_attempt_are_given_up_not_looped(
     assert len(answers) == 5  # the first attempt and four re-queued retries of bob alone
     assert len(alice.new_frames()) == 1
     assert bob.new_frames() == []
+
+
+def test_the_worker_deletes_a_gone_targets_membership_of_the_queued_room(
+    app_module, client: WebsocketTestClient, services: Services, connect, sqs, fanout_queue,
+    dynamodb,
+):
+    """A membership orphaned by a join racing ``$disconnect`` goes with the queued send."""
+    sender, *members = [connect(f"member-{n}") for n in range(12)]
+    for connection in (sender, *members):
+        connection.request({"action": "joinRoom", "room": "big"})
+    ghost = members[0]
+    ghost.vanish()
+    # The race's outcome: the connection item is gone, its membership is not.
+    dynamodb.delete_item(
+        TableName=services.settings.connections_table,
+        Key={"PK": {"S": f"CONN#{ghost.id}"}, "SK": {"S": "CONN"}},
+    )
+    assert ghost.id in services.registry.room_connections("big")
+
+    ack = sender.request({"action": "sendToRoom", "room": "big", "text": "hi"})
+    assert ack["queued"] == 11
+    drain(sqs, fanout_queue, app_module)
+
+    assert ghost.id not in services.registry.room_connections("big")
+    assert len(services.registry.room_connections("big")) == 11
+
+
+def test_the_queue_message_carries_the_room_and_refuses_a_bad_one() -> None:
+    from chalicelib.fanout_queue import BadMessage, decode
+
+    batch = Batch('{"type":"message"}', ("a", "b"), 2, "lobby")
+    assert decode(encode(batch)) == batch
+    assert "room" not in json.loads(encode(Batch("{}", ("a",))))
+    with pytest.raises(BadMessage, match="room"):
+        decode(json.dumps({"v": 1, "frame": "{}", "targets": [], "attempt": 0, "room": 7}))

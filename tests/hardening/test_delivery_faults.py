@@ -29,7 +29,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from chalicelib import aws, fanout, runtime
-from chalicelib.delivery import WORKERS, Deadline
+from chalicelib.delivery import WORKERS
+from chalicelib.invocation import Deadline
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
 from switchboard_local.events import ConnectionContext

@@ -19,7 +19,8 @@ from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from chalicelib.protocol import ACTIONS, MAX_ID_LENGTH
+from chalicelib.actions import ACTION_NAMES as ACTIONS
+from chalicelib.protocol import MAX_ID_LENGTH
 from chalicelib.runtime import Services
 from tests.hardening.conftest import ANSWER_TYPES, ERROR_CODES, table_items
 

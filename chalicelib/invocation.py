@@ -1,0 +1,42 @@
+"""One Lambda invocation's time budget: the only code that reads the Lambda context's clock.
+
+Every handler turns its context into a :class:`Deadline` once, and every piece
+of work that can wait (a post retried after a 429, a queue record, a retried
+batch write) asks it how much time is left before it starts, so an invocation
+always answers before Lambda stops it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BUDGET_SECONDS = 25.0
+"""The budget when there is no Lambda context (tests, scripts)."""
+DEADLINE_RESERVE_SECONDS = 1.0
+"""Time kept back from the Lambda's remaining time for answering and logging."""
+
+
+@dataclass
+class Deadline:
+    """When an invocation must stop starting work, on the monotonic clock."""
+
+    expires_at: float
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    @classmethod
+    def for_invocation(cls, lambda_context: Any) -> Deadline:
+        """The Lambda's remaining time less a reserve for answering and logging."""
+        remaining_ms = getattr(lambda_context, "get_remaining_time_in_millis", None)
+        if remaining_ms is None:
+            return cls.after(DEFAULT_BUDGET_SECONDS)
+        return cls.after(max(0.0, remaining_ms() / 1000 - DEADLINE_RESERVE_SECONDS))
+
+    def remaining(self) -> float:
+        return self.expires_at - self.clock()

@@ -48,7 +48,8 @@ from switchboard_local.gateway.websocket import WebsocketEndpoint
 
 logger = logging.getLogger("switchboard_local.gateway")
 
-PAGE_DIR = Path(__file__).parent / "page"
+PAGE_DIR_NAME = "web"
+"""The project's page directory, served at ``/`` (``index.html``) and ``/_local/page/``."""
 API_ID = "local00001"
 SHUTDOWN_GRACE_SECONDS = 30.0
 # Management POSTs up to this size reach the handler, which answers 413 above 128 KiB.
@@ -177,10 +178,15 @@ class Gateway:
                 web.get("/", self._page),
                 web.get("/_local/config", self._config),
                 web.get("/_local/token", self._token),
-                web.static("/_local/page", PAGE_DIR),
             ]
         )
+        if self._page_dir.is_dir():
+            app.router.add_static("/_local/page", self._page_dir)
         return app
+
+    @property
+    def _page_dir(self) -> Path:
+        return self.project.project_dir / PAGE_DIR_NAME
 
     async def stop(self) -> None:
         """Close every socket with 1001, run each ``$disconnect``, then stop the store."""
@@ -210,7 +216,10 @@ class Gateway:
     # -- local-only pages ------------------------------------------------------
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(PAGE_DIR / "index.html")
+        index = self._page_dir / "index.html"
+        if not index.is_file():
+            raise web.HTTPNotFound(text=f"this project has no {PAGE_DIR_NAME}/index.html\n")
+        return web.FileResponse(index)
 
     async def _config(self, request: web.Request) -> web.Response:
         return web.json_response(

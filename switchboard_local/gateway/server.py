@@ -43,6 +43,7 @@ from switchboard_local.gateway.tokens import (
     TokenIssuer,
     TokensUnavailable,
     parse_roles,
+    parse_rooms,
 )
 from switchboard_local.gateway.websocket import WebsocketEndpoint
 
@@ -234,7 +235,7 @@ class Gateway:
         user_id = request.query.get("userId", "")
         roles = parse_roles(request.query.getall("roles", []))
         try:
-            token = self.tokens.issue(user_id, roles)
+            token = self.tokens.issue(user_id, roles, parse_rooms(request.query.get("rooms")))
         except ValueError as error:
             return web.json_response({"message": str(error)}, status=400)
         except TokensUnavailable as error:

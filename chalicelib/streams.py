@@ -147,9 +147,11 @@ class Streams:
     def recover(self, stream: Stream, since: Position, limit: int) -> Recovery:
         """What a client whose last seen position is ``since`` missed, up to ``limit`` messages.
 
-        The message at ``since.seq`` (or the stream's first, from 0) must still be
-        kept: it proves that every later one is (they expire later), so a gap
-        cannot hide messages lost to the TTL.
+        Messages expire in ``seq`` order, so the gap is known to be whole when
+        its first message (``since.seq + 1``), or the one at ``since.seq``, is
+        still kept. When neither is, the first may have expired or may never
+        have been stored (a failed send); both read as not recovered, the safe
+        answer.
         """
         position = self.position(stream)
         gap = position.seq - since.seq
@@ -157,12 +159,11 @@ class Streams:
             return Recovery(position, None)
         if gap == 0:
             return Recovery(position, [])
-        oldest_kept = position.seq - self._max_messages + 1
-        anchor = max(since.seq, 1)
-        if gap > limit or anchor < oldest_kept:
+        low = max(since.seq, 1)
+        if gap > limit or low < position.seq - self._max_messages:
             return Recovery(position, None)
-        found = self._read(stream, position, anchor, position.seq, newest_first=False)
-        if not found or found[0].position is None or found[0].position.seq != anchor:
+        found = self._read(stream, position, low, position.seq, newest_first=False)
+        if not found or _seq(found[0]) > since.seq + 1:
             return Recovery(position, None)
         return Recovery(position, [m for m in found if _seq(m) > since.seq])
 

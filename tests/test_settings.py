@@ -23,6 +23,10 @@ def test_defaults() -> None:
     assert settings.max_text_bytes == 32768
     assert settings.max_rooms_per_connection == 100
     assert settings.token_issuer is None
+    assert settings.default_room_permissions == frozenset()
+    assert settings.history_ttl_seconds == 86400
+    assert settings.history_max_messages == 1000
+    assert settings.recovery_max_messages == 100
 
 
 @pytest.mark.parametrize(
@@ -34,6 +38,12 @@ def test_defaults() -> None:
         ({**BASE, "MAX_ROOMS_PER_CONNECTION": "0"}, "MAX_ROOMS_PER_CONNECTION"),
         ({"CONNECTIONS_TABLE": "t"}, "TOKEN_SECRET"),
         ({**BASE, "TOKEN_SECRET_PARAMETER": "/p"}, "TOKEN_SECRET_PARAMETER"),
+        ({**BASE, "DEFAULT_ROOM_PERMISSIONS": "join,fly"}, "DEFAULT_ROOM_PERMISSIONS"),
+        ({**BASE, "HISTORY_TTL_SECONDS": "0"}, "HISTORY_TTL_SECONDS"),
+        ({**BASE, "HISTORY_MAX_MESSAGES": "-1"}, "HISTORY_MAX_MESSAGES"),
+        ({**BASE, "HISTORY_MAX_MESSAGES": "many"}, "HISTORY_MAX_MESSAGES"),
+        ({**BASE, "RECOVERY_MAX_MESSAGES": "0"}, "RECOVERY_MAX_MESSAGES"),
+        ({**BASE, "RECOVERY_MAX_MESSAGES": "1001"}, "RECOVERY_MAX_MESSAGES"),
     ],
 )
 def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str) -> None:
@@ -45,6 +55,18 @@ def test_the_dev_stage_parses_with_its_development_key() -> None:
     settings = Settings.from_environ(stage_environment("dev"))
     assert settings.token_secret
     assert settings.connections_table.endswith("dev-connections")
+    assert settings.default_room_permissions == {"join", "publish", "presence", "history"}
+    assert (settings.history_ttl_seconds, settings.history_max_messages) == (86400, 1000)
+
+
+def test_permissions_and_history_settings_parse() -> None:
+    settings = Settings.from_environ({
+        **BASE, "DEFAULT_ROOM_PERMISSIONS": " join , history,", "HISTORY_MAX_MESSAGES": "0",
+        "RECOVERY_MAX_MESSAGES": "1000",
+    })
+    assert settings.default_room_permissions == {"join", "history"}
+    assert settings.history_max_messages == 0
+    assert settings.recovery_max_messages == 1000
 
 
 def test_the_prod_stage_names_a_parameter_and_carries_no_key() -> None:
@@ -53,3 +75,4 @@ def test_the_prod_stage_names_a_parameter_and_carries_no_key() -> None:
     settings = Settings.from_environ(environ)
     assert settings.token_secret is None
     assert settings.token_secret_parameter
+    assert settings.default_room_permissions == frozenset()

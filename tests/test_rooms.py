@@ -569,3 +569,25 @@ def test_personal_history_is_the_callers_own(connect: Any) -> None:
     alice.request({"action": "sendMessage", "targetUserId": "bob", "text": "for bob"})
     assert alice.request({"action": "history"})["messages"] == []
     assert texts(connect("bob").request({"action": "history"})["messages"]) == ["for bob"]
+
+
+def test_a_presence_read_that_finds_an_expired_member_announces_its_leave(
+    connect: Any, services: Services, dynamodb: Any
+) -> None:
+    watcher, lost = connect("watcher"), connect("lost")
+    for member in (watcher, lost):
+        member.request({"action": "joinRoom", "room": "r"})
+    watcher.new_frames()
+    lost.vanish()
+    past = {":past": {"N": str(int(time.time()) - 1)}}
+    for key in ({"PK": {"S": f"CONN#{lost.id}"}, "SK": {"S": "CONN"}},
+                {"PK": {"S": "ROOM#r"}, "SK": {"S": f"CONN#{lost.id}"}}):
+        dynamodb.update_item(TableName=services.settings.connections_table, Key=key,
+                             UpdateExpression="SET #ttl = :past",
+                             ExpressionAttributeNames={"#ttl": "ttl"},
+                             ExpressionAttributeValues=past)
+    frames = watcher.send({"action": "presence", "room": "r", "id": "p"})
+    assert [(f["type"], f.get("event")) for f in frames] == [("presence", "leave"), ("members", None)]
+    assert frames[-1]["members"] == [{"userId": "watcher", "connections": 1}]
+    assert services.registry.get_connection(lost.id) is None
+    assert [i for i in table_items(services, dynamodb) if lost.id in str(i)] == []

@@ -256,6 +256,10 @@ def drop_table(services: Services, dynamodb: Any) -> Iterator[Callable[[], None]
     yield drop
     if dropped:
         dynamodb.create_table(**table_definition(table))
+        # dynalite creates tables asynchronously: wait, or the fixture's DeleteTable is refused.
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+        )
 
 
 def test_a_storage_failure_is_an_internal_error(

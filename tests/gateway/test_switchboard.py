@@ -75,10 +75,12 @@ def test_direct_message_reaches_every_device(join: Any) -> None:
     sender = join(alice)
     phone, laptop = join(bob), join(bob)
     ack = request(sender, {"action": "sendMessage", "targetUserId": bob, "text": "hi", "id": "1"})
-    assert ack == {"type": "ack", "action": "sendMessage", "id": "1", "delivered": 2}
+    assert ack == {"type": "ack", "action": "sendMessage", "id": "1", "delivered": 2, "stored": True}
     for device in (phone, laptop):
         frame = receive(device)
-        assert (frame["type"], frame["from"], frame["text"]) == ("message", alice, "hi")
+        assert (frame["type"], frame["from"], frame["text"], frame["seq"]) == (
+            "message", alice, "hi", 1,
+        )
 
 
 def test_rooms(join: Any) -> None:
@@ -86,10 +88,12 @@ def test_rooms(join: Any) -> None:
     alice, bob, carol = join(unique("alice")), join(unique("bob")), join(unique("carol"))
     for member in (alice, bob):
         assert request(member, {"action": "joinRoom", "room": room})["type"] == "ack"
+    assert receive(alice)["event"] == "join"  # bob's presence
     ack = request(alice, {"action": "sendToRoom", "room": room, "text": "hello room"})
-    assert ack["delivered"] == 1
+    assert (ack["delivered"], ack["seq"]) == (1, 1)
     assert receive(bob)["room"] == room
     assert request(bob, {"action": "leaveRoom", "room": room})["type"] == "ack"
+    assert receive(alice)["event"] == "leave"
     assert request(alice, {"action": "sendToRoom", "room": room, "text": "?"})["delivered"] == 0
     refused = request(carol, {"action": "sendToRoom", "room": room, "text": "x"})
     assert refused["code"] == "forbidden"

@@ -89,5 +89,5 @@ def test_the_longest_patterns_are_accepted() -> None:
 
 def test_permission_lists_name_their_source_in_errors() -> None:
     assert parse_permissions(["join", "join"], "X") == {"join"}
-    with pytest.raises(PermissionsError, match="^DEFAULT_ROOM_PERMISSIONS: unknown"):
+    with pytest.raises(PermissionsError, match=r"^DEFAULT_ROOM_PERMISSIONS: unknown"):
         parse_permissions(["joined"], "DEFAULT_ROOM_PERMISSIONS")

@@ -587,7 +587,9 @@ def test_a_presence_read_that_finds_an_expired_member_announces_its_leave(
                              ExpressionAttributeNames={"#ttl": "ttl"},
                              ExpressionAttributeValues=past)
     frames = watcher.send({"action": "presence", "room": "r", "id": "p"})
-    assert [(f["type"], f.get("event")) for f in frames] == [("presence", "leave"), ("members", None)]
+    assert [(f["type"], f.get("event")) for f in frames] == [
+        ("presence", "leave"), ("members", None),
+    ]
     assert frames[-1]["members"] == [{"userId": "watcher", "connections": 1}]
     assert services.registry.get_connection(lost.id) is None
     assert [i for i in table_items(services, dynamodb) if lost.id in str(i)] == []

@@ -300,3 +300,9 @@ def test_gone_room_members_leave_with_one_announcement_read(
         "GetItem": 1, "UpdateItem": 1 + gone, "PutItem": 1, "Query": 2,
         "BatchGetItem": 1, "BatchWriteItem": 1,
     })
+
+
+@pytest.mark.parametrize("action", ["ping", "whoami"])
+def test_ping_and_whoami_read_only_the_connection(connect: Any, counted: Any, action: str) -> None:
+    alice = in_room(connect, "alice")
+    assert counted(lambda: alice.request({"action": action})) == Counter({"GetItem": 1})

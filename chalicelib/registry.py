@@ -32,8 +32,10 @@ treats an item whose ``ttl`` has passed as already gone.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,8 @@ _BATCH_WRITE_LIMIT = 25
 _BATCH_GET_LIMIT = 100
 _UNPROCESSED_RETRIES = 8
 _PRESENCE_ATTEMPTS = 3
+_WRITERS = 8
+"""Concurrent presence updates in a cleanup: under botocore's default pool of 10 connections."""
 
 Item = dict[str, Any]
 Clock = Callable[[], float]
@@ -243,11 +247,10 @@ class Registry:
         for connection_id in ids:
             _add_key(keys, _connection_key(connection_id))
         self._batch_delete(list(keys.values()))
-        return [
-            Departure(room, user_id)
-            for (room, connection_id), user_id in presence.items()
-            if self._exit(room, user_id, connection_id)
-        ]
+        exits = [(room, user_id, cid) for (room, cid), user_id in presence.items()]
+        left = self._map(lambda args: self._exit(*args), exits)
+        return [Departure(room, user_id) for (room, user_id, _), last in zip(
+            exits, left, strict=True) if last]
 
     # -- rooms --------------------------------------------------------------
 
@@ -456,6 +459,13 @@ class Registry:
         before = response.get("Attributes", {}).get("conns", {}).get("SS", [])
         return set(before) == {connection_id}
 
+    @staticmethod
+    def _map(call: Callable[[Any], bool], items: list[Any]) -> list[bool]:
+        """Single-item writes, several at a time when there are many (a big cleanup)."""
+        if len(items) <= 1:
+            return [call(item) for item in items]
+        return list(_writers().map(call, items))
+
     def _update_rooms(self, connection_id: str, verb: str, room: str) -> None:
         """``ADD`` or ``DELETE`` one room in the set on a registered connection."""
         try:
@@ -504,6 +514,19 @@ class Registry:
                 return
             _backoff(attempt)
         raise RegistryError(f"{unprocessed} left after {_UNPROCESSED_RETRIES} attempts")
+
+
+_writer_pool: ThreadPoolExecutor | None = None
+_writer_lock = threading.Lock()
+
+
+def _writers() -> ThreadPoolExecutor:
+    """The container's pool for concurrent single-item writes, built on first use."""
+    global _writer_pool
+    with _writer_lock:
+        if _writer_pool is None:
+            _writer_pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="registry")
+        return _writer_pool
 
 
 def _connection_key(connection_id: str) -> Item:

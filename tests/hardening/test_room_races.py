@@ -89,6 +89,7 @@ def test_a_join_racing_messages_loses_none(
         joiner.disconnect()
 
 
+@pytest.mark.engines("dynalite")  # two senders: their seqs need atomic updates
 def test_recovery_racing_live_delivery_loses_none(
     client: WebsocketTestClient, connect: Any
 ) -> None:

@@ -21,7 +21,8 @@ on its own item, so ``$disconnect`` needs one read before its batched deletes.
 
 Presence is per user: a user is in a room while their presence item's
 ``conns`` set is not empty. Every change to that set is one atomic ``ADD`` or
-``DELETE`` returning the set as it was, so exactly one writer sees a user's
+``DELETE`` returning the item as it was (``ALL_OLD``: an ``ADD`` that changes
+nothing still returns the set), so exactly one writer sees a user's
 first connection arrive (the set was empty) and exactly one sees the last one
 go (the set held only it), however many devices race.
 
@@ -415,7 +416,7 @@ class Registry:
                     ExpressionAttributeValues={
                         ":conn": {"SS": [connection_id]}, ":ttl": ttl, ":now": now,
                     },
-                    ReturnValues="UPDATED_OLD",
+                    ReturnValues="ALL_OLD",
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
                 if self._restart_presence(key, connection_id, ttl, now):
@@ -452,7 +453,7 @@ class Registry:
                 ExpressionAttributeValues={
                     ":conn": {"SS": [connection_id]}, ":id": {"S": connection_id},
                 },
-                ReturnValues="UPDATED_OLD",
+                ReturnValues="ALL_OLD",
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False

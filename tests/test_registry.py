@@ -219,3 +219,48 @@ def test_items_left_unprocessed_after_every_retry_raise(
     flaky = LeavesHalfUnprocessed(dynamodb, times=99)
     with pytest.raises(RegistryError, match="UnprocessedItems"):
         Registry(flaky, table_name, ttl_seconds=7500).remove_connections(["c1", "c2"])
+
+
+def test_presence_is_per_user_first_in_and_last_out(registry: Registry) -> None:
+    phone = registry.add_connection("phone", "alice", [], ENDPOINT)
+    laptop = registry.add_connection("laptop", "alice", [], ENDPOINT)
+    assert registry.join_room(phone, "r", presence=True) is True
+    assert registry.join_room(phone, "r", presence=True) is False  # again: nothing new
+    assert registry.join_room(laptop, "r", presence=False) is False
+    assert [(m.connection_id, m.presence) for m in registry.room_members("r").live] == [
+        ("laptop", False), ("phone", True),
+    ]
+    assert registry.leave_room(phone, "r") is False
+    assert registry.leave_room(phone, "r") is False  # not in it any more
+    assert registry.leave_room(laptop, "r") is True
+
+
+def test_a_presence_item_left_expired_starts_over(
+    registry: Registry, clock: list[float], dynamodb_calls: Counter[str]
+) -> None:
+    """Every connection in it expired unnoticed: the next one in is the user's first."""
+    stale = registry.add_connection("stale", "alice", [], ENDPOINT)
+    registry.join_room(stale, "r", presence=True)
+    clock[0] += 7501
+    fresh = registry.add_connection("fresh", "alice", [], ENDPOINT)
+    dynamodb_calls.clear()
+    assert registry.join_room(fresh, "r", presence=True) is True
+    # rooms ADD, membership, the presence ADD refused on the expired item, its restart.
+    assert dynamodb_calls == Counter({"UpdateItem": 2, "PutItem": 2})
+    assert [m.connection_id for m in registry.room_members("r").live] == ["fresh"]
+    assert registry.room_members("r").expired == ("stale",)
+    assert registry.leave_room(fresh, "r") is True
+
+
+def test_removing_connections_reports_who_left_which_room(registry: Registry) -> None:
+    a1 = registry.add_connection("a1", "alice", [], ENDPOINT)
+    a2 = registry.add_connection("a2", "alice", [], ENDPOINT)
+    bob = registry.add_connection("b", "bob", [], ENDPOINT)
+    for connection, room in ((a1, "r"), (a1, "s"), (a2, "r"), (bob, "r")):
+        registry.join_room(connection, room, presence=False)
+    departures = registry.remove_connections(["a1", "b"])
+    assert sorted(departures, key=lambda d: (d.room, d.user_id)) == [
+        Departure("r", "bob"), Departure("s", "alice"),
+    ]
+    assert registry.remove_connections(["a2"]) == [Departure("r", "alice")]
+    assert registry.remove_connections(["a2"]) == []

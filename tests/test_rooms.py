@@ -7,6 +7,7 @@ Every rule of the protocol's rooms section, through the app's real handlers
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -593,3 +594,41 @@ def test_a_presence_read_that_finds_an_expired_member_announces_its_leave(
     assert frames[-1]["members"] == [{"userId": "watcher", "connections": 1}]
     assert services.registry.get_connection(lost.id) is None
     assert [i for i in table_items(services, dynamodb) if lost.id in str(i)] == []
+
+
+def test_a_presence_event_that_cannot_be_sent_does_not_fail_the_leave(
+    connect: Any, services: Services, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watcher, alice = connect("watcher"), connect("alice")
+    for member in (watcher, alice):
+        member.request({"action": "joinRoom", "room": "r"})
+    watcher.new_frames()
+
+    def broken(room: str) -> None:
+        raise RuntimeError("DynamoDB is unavailable")
+
+    monkeypatch.setattr(services.registry, "room_members", broken)
+    with caplog.at_level(logging.ERROR):
+        assert alice.request({"action": "leaveRoom", "room": "r"}) == {
+            "type": "ack", "action": "leaveRoom",
+        }
+    assert "presence events for room r were not delivered" in caplog.text
+    assert watcher.new_frames() == []
+    monkeypatch.undo()
+    assert watcher.request({"action": "presence", "room": "r"})["members"] == [
+        {"userId": "watcher", "connections": 1}
+    ]
+
+
+def test_a_replay_cut_short_by_the_deadline_is_not_a_recovery(
+    client: WebsocketTestClient, connect: Any
+) -> None:
+    alice = connect("alice")
+    joined = alice.request({"action": "joinRoom", "room": "r"})
+    send_to_room(alice, "r", "1", "2")
+    bob = connect("bob")
+    client.budget_seconds = 0.5  # less than the reserve kept for answering: no time to replay
+    frames = bob.send({"action": "joinRoom", "room": "r", "since": {
+        "epoch": joined["epoch"], "seq": 0}})
+    assert [f["type"] for f in frames] == ["ack"] and frames[0]["recovered"] is False

@@ -10,6 +10,11 @@ Which actions exist is the action table's business
 (:data:`chalicelib.actions.ACTIONS`): each entry names a command's ``parse``
 function, which reads the frame's fields through :class:`Fields`, and
 :func:`parse_request` takes the table's parsers.
+
+A :class:`Message` is one shape for a message wherever it goes: rendered by
+:func:`message`, the same text is posted live, replayed after a reconnect and
+listed in a ``history`` page; its :class:`Position` (``seq``, ``epoch``) is
+its place in its stream.
 """
 
 from __future__ import annotations

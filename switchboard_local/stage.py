@@ -80,12 +80,16 @@ class Connection:
             self.close_reason = reason
 
     def accept(self, result: dict[str, Any]) -> bool:
-        """Record ``$connect``'s answer; True (and open) when it is a 2xx."""
+        """Record ``$connect``'s answer; True when it accepts (a 2xx).
+
+        The connection stays *connecting* until the adapter has completed the
+        handshake and calls :meth:`open`.
+        """
         self.connect_result = result
-        if 200 <= connect_status(result) < 300:
-            self.state = State.OPEN
-            return True
-        return False
+        return 200 <= connect_status(result) < 300
+
+    def open(self) -> None:
+        self.state = State.OPEN
 
     def description(self) -> dict[str, Any]:
         """GetConnection's answer: connectedAt, lastActiveAt and identity."""

@@ -87,7 +87,7 @@ class ManagementEmulator:
 
     def open(self, context: ConnectionContext) -> None:
         connection = _Recorded(context)
-        connection.accept({"statusCode": 200})
+        connection.open()
         self.table.add(connection)
 
     def close(self, connection_id: str) -> bool:

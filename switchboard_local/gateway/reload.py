@@ -1,0 +1,54 @@
+"""Reload on save: code changes take effect for the next event, sockets stay open.
+
+``watchfiles`` watches the project's directory (inotify where there is one)
+for changed Python files; each burst of changes triggers one
+:meth:`switchboard_local.gateway.loader.ProjectApp.reload`, run on the
+invocation pool while the loop goes on serving. Connections, the store and
+everything in it are untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+logger = logging.getLogger("switchboard_local.gateway")
+
+_SKIPPED_PARTS = {".git", ".chalice", ".venv", "venv", "node_modules", "__pycache__",
+                  ".switchboard-local", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+
+
+def is_code(change: Change, path: str) -> bool:
+    parts = Path(path).parts
+    return path.endswith(".py") and not _SKIPPED_PARTS.intersection(parts)
+
+
+class Reloader:
+    """Watches ``project_dir`` and calls ``reload()`` after each change to its code."""
+
+    def __init__(self, project_dir: Path, reload: Callable[[], Awaitable[None]]) -> None:
+        self._project_dir = project_dir
+        self._reload = reload
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        async for changes in awatch(
+            self._project_dir, watch_filter=is_code, stop_event=self._stop,
+            debounce=200, step=50,
+        ):
+            logger.info("changed: %s", ", ".join(sorted(Path(p).name for _, p in changes)))
+            await self._reload()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,7 +1,9 @@
 """Reload on save: code changes take effect for the next event, sockets stay open.
 
-``watchfiles`` watches the project's directory (inotify where there is one)
-for changed Python files; each burst of changes triggers one
+``watchfiles`` watches the project's code (inotify where there is one) for
+changed Python files — the project's directory itself, and each of its
+subdirectories but virtual environments, caches and hidden ones, so a
+``.venv`` inside the project costs no watches; each burst of changes triggers one
 :meth:`switchboard_local.gateway.loader.ProjectApp.reload`, run on the
 invocation pool while the loop goes on serving. Connections, the store and
 everything in it are untouched.
@@ -34,21 +36,30 @@ class Reloader:
         self._project_dir = project_dir
         self._reload = reload
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._watch())
+        subdirectories = [
+            entry for entry in sorted(self._project_dir.iterdir())
+            if entry.is_dir() and not entry.name.startswith(".")
+            and entry.name not in _SKIPPED_PARTS
+        ]
+        self._tasks = [asyncio.create_task(self._watch([self._project_dir], recursive=False))]
+        if subdirectories:
+            self._tasks.append(asyncio.create_task(self._watch(subdirectories, recursive=True)))
 
-    async def _watch(self) -> None:
+    async def _watch(self, paths: list[Path], recursive: bool) -> None:
         async for changes in awatch(
-            self._project_dir, watch_filter=is_code, stop_event=self._stop,
-            debounce=200, step=50,
+            *paths, watch_filter=is_code, stop_event=self._stop, debounce=200, step=50,
+            recursive=recursive,
         ):
             logger.info("changed: %s", ", ".join(sorted(Path(p).name for _, p in changes)))
-            await self._reload()
+            async with self._lock:
+                await self._reload()
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

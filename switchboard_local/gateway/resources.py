@@ -187,9 +187,18 @@ def ensure_signing_key(parameter: str, project_dir: Path) -> str:
         pass
     key_file = local_dir(project_dir) / KEY_FILE
     if not key_file.is_file():
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole, then linked into place: a gateway starting beside this one
+        # sees either no file or the complete key, and the first link wins.
+        draft = key_file.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     client.put_parameter(
         Name=parameter, Value=key_file.read_text().strip(), Type="SecureString", Overwrite=False,
         Description="local signing keys: the first signs, all verify",

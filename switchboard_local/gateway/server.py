@@ -293,9 +293,8 @@ class Gateway:
             web.get("/_local/config", self._config),
             web.post("/_local/invoke/{name}", self._invoke),
             web.get("/_local/", self._page),
+            web.get("/_local/token", self._token),
         ]
-        if self.serves_tokens:
-            routes.append(web.get("/_local/token", self._token))
         for url, file in self.settings.static.items():
             routes.append(web.get(url, _file(self.project.project_dir / file)))
         app.add_routes(routes)
@@ -414,6 +413,12 @@ class Gateway:
 
     async def _token(self, request: web.Request) -> web.Response:
         assert self.tokens is not None and self._invoker is not None
+        if not is_loopback(self.options.host):
+            return web.json_response(
+                {"message": "tokens are served only when the gateway listens on a loopback "
+                            f"address, not {self.options.host}"},
+                status=403,
+            )
         user_id = request.query.get("userId", "")
         roles = parse_roles(request.query.getall("roles", []))
         try:

@@ -388,6 +388,29 @@ def test_the_prod_key_is_read_from_ssm_once_per_container(
         runtime.reset()
 
 
+def test_a_parameter_holding_no_key_fails_naming_it(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, app_module: Any, table_name: str
+) -> None:
+    import boto3
+
+    from chalicelib.settings import SettingsError
+
+    name = f"/switchboard/test/{table_name}-empty"
+    boto3.client("ssm", endpoint_url=moto_endpoint).put_parameter(
+        Name=name, Value=" , ", Type="SecureString"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_endpoint)
+    monkeypatch.setenv("CONNECTIONS_TABLE", table_name)
+    monkeypatch.setenv("TOKEN_SECRET_PARAMETER", name)
+    monkeypatch.delenv("TOKEN_SECRET", raising=False)
+    runtime.reset()
+    try:
+        with pytest.raises(SettingsError, match=f"TOKEN_SECRET_PARAMETER names \\({name}\\)"):
+            runtime.services(app_module.app.websocket_api)
+    finally:
+        runtime.reset()
+
+
 def test_the_recorded_endpoint_is_the_execute_api_url_behind_a_custom_domain(
     client: WebsocketTestClient, token: Any, services: Services
 ) -> None:

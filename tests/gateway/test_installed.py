@@ -8,6 +8,7 @@ environment (see :mod:`.installed`), then driven with real sockets and HTTP.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -21,7 +22,7 @@ import pytest
 from websockets.sync.client import connect
 
 from .conftest import WAIT, eventually
-from .installed import Installed, clean_env, copy_project, install, serve
+from .installed import REPO, Installed, clean_env, copy_project, install, serve
 
 
 @pytest.fixture(scope="session")
@@ -207,3 +208,48 @@ def test_the_state_dir_keeps_the_store_across_restarts(
                    for line in served.banner["Created"])
         assert "table worker-dev-done (kept)" in served.banner["Created"]
         assert results(served.base) == ["kept"]
+
+
+def switchboard_copy(into: Path, threshold: int) -> Path:
+    """This project, copied, with a fan-out threshold small enough to reach with four sockets."""
+    project = into / "switchboard"
+    project.mkdir()
+    for name in ("app.py", "pyproject.toml"):
+        shutil.copy(REPO / name, project / name)
+    for name in ("chalicelib", "deploy", ".chalice", "web"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    config_path = project / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["environment_variables"]["FANOUT_QUEUE_THRESHOLD"] = str(threshold)
+    config_path.write_text(json.dumps(config))
+    return project
+
+
+def test_a_large_room_send_goes_through_the_queue_and_fanout_worker(
+    installed: Installed, tmp_path: Path
+) -> None:
+    project = switchboard_copy(tmp_path, threshold=2)
+    with serve(installed, project, "--no-autoreload") as served:
+        assert served.banner["SQS"] == [
+            "switchboard-dev-fanout → fanout_worker (batch 10, partial batch responses)"
+        ]
+        base, url = served.base, served.first("WebSocket")
+
+        def join(user: str) -> Any:
+            token = http(f"{base}/_local/token?userId={user}")[1]["token"]
+            client = connect(f"{url}?token={token}", open_timeout=WAIT, legacy=True)
+            client.send(json.dumps({"action": "joinRoom", "room": "stadium"}))
+            assert json.loads(client.recv(timeout=WAIT))["type"] == "ack"
+            return client
+
+        sender, *members = [join(f"fan-{n}") for n in range(4)]
+        try:
+            sender.send(json.dumps({"action": "sendToRoom", "room": "stadium", "text": "goal"}))
+            ack = json.loads(sender.recv(timeout=WAIT))
+            assert (ack["delivered"], ack["queued"]) == (0, 3)
+            for member in members:
+                frame = json.loads(member.recv(timeout=WAIT))
+                assert (frame["type"], frame["text"]) == ("message", "goal")
+        finally:
+            for client in (sender, *members):
+                client.close()

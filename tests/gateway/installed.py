@@ -62,8 +62,9 @@ def install(root: Path) -> Installed:
          "--quiet", "--no-deps", "--no-index", str(wheel)],
         check=True, capture_output=True, timeout=300,
     )
+    where = "import sysconfig; print(sysconfig.get_path('purelib'))"
     purelib = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        [str(venv / "bin" / "python"), "-c", where],
         check=True, capture_output=True, text=True, timeout=60,
     ).stdout.strip()
     Path(purelib, "test-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")

@@ -13,7 +13,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +197,10 @@ def test_the_state_dir_keeps_the_store_across_restarts(
 ) -> None:
     project = copy_project("worker", tmp_path)
     state = tmp_path / "state"
-    results: Callable[[str], Any] = lambda base: http(f"{base}/_local/invoke/results", {})[1]
+
+    def results(base: str) -> Any:
+        return http(f"{base}/_local/invoke/results", {})[1]
+
     with serve(installed, project, "--state-dir", str(state), "--no-autoreload") as served:
         assert invoke_cli(installed, served.base, "enqueue", '{"jobs": ["kept"]}').returncode == 0
         eventually(lambda: results(served.base) == ["kept"])

@@ -64,7 +64,7 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match=r"stage 'dev' is not in .*\(stages: prod\)"):
         read_stage(tmp_path, "dev")
     (tmp_path / ".chalice" / "config.json").write_text("{not json")
-    with pytest.raises(ProjectError, match="config.json"):
+    with pytest.raises(ProjectError, match=r"config\.json"):
         read_stage(tmp_path, "dev")
 
 

@@ -4,6 +4,7 @@ Frames: {"action": "join", "room": R}, {"action": "say", "text": T}. The table's
 name reaches the functions as {"Ref": "ChatTable"} in the template, nowhere else.
 """
 
+import contextlib
 import json
 import os
 
@@ -43,8 +44,6 @@ def message(event):
         return
     members = table().query(IndexName="byRoom", KeyConditionExpression=Key("room").eq(me["room"]))
     for member in members["Items"]:
-        try:
+        with contextlib.suppress(WebsocketDisconnectedError):
             app.websocket_api.send(member["sk"], json.dumps(
                 {"from": me["name"], "room": me["room"], "text": frame["text"]}))
-        except WebsocketDisconnectedError:
-            pass

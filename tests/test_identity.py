@@ -98,7 +98,7 @@ def test_a_rotation_does_not_hide_other_failures() -> None:
     with pytest.raises(AuthenticationError, match="expired"):
         TokenVerifier(f"{NEW},{OLD}").verify(expired)
     with pytest.raises(AuthenticationError, match="Signature verification failed"):
-        TokenVerifier(f"{NEW},{OLD}").verify(issue_token("another-key-0123456789abcdef", "x"))
+        TokenVerifier(f"{NEW},{OLD}").verify(issue_token("another-key-0123456789abcdef0123456", "x"))
 
 
 @pytest.mark.parametrize("value", ["", " , ,"])

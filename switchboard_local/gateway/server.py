@@ -113,6 +113,7 @@ class Gateway:
         self._reloader: Reloader | None = None
         self._in_process: InProcessRoute | None = None
         self.rest: RestRoutes | None = None
+        self._serving = False
 
     # -- URLs ------------------------------------------------------------------
 
@@ -165,6 +166,7 @@ class Gateway:
             if self.options.autoreload:
                 self._reloader = Reloader(self.project.project_dir, self.reload)
                 self._reloader.start()
+            self._serving = True
         except BaseException:
             sock.close()
             await self._release()
@@ -271,10 +273,11 @@ class Gateway:
             await self._consumers.start(self._consumer_specs())
 
     def warn(self, message: str) -> None:
-        """One warning per distinct message, logged and shown in the banner."""
+        """One warning per distinct message: in the banner at start, logged once serving."""
         if message not in self.warnings:
             self.warnings.append(message)
-            logger.warning("%s", message)
+            if self._serving:
+                logger.warning("%s", message)
 
     def _web_app(self) -> web.Application:
         assert self._lifecycle is not None and self.rest is not None

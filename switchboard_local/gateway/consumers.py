@@ -54,21 +54,26 @@ class Consumers:
         self._region = region
         self._warn = warn
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, Consumer] = {}
         self._sqs: Any = None
 
     async def start(self, consumers: list[Consumer]) -> list[str]:
-        """Start (or keep) a task per consumer; stop those that are gone. A line each."""
+        """Start a task per consumer, keep those unchanged (a reload), stop the rest.
+
+        An unchanged consumer keeps polling: stopping it in the middle of a
+        receive would hide the records it got until their visibility timeout.
+        """
         self._sqs = self._sqs or boto3.client("sqs")
         lines = []
         wanted = {c.function: c for c in consumers}
-        for name in set(self._tasks) - set(wanted):
+        for name in [n for n in self._tasks if self._running.get(n) != wanted.get(n)]:
             self._tasks.pop(name).cancel()
+            del self._running[name]
         for consumer in consumers:
-            url = await self._invoker.run(self._queue_url, consumer.queue)
-            task = self._tasks.pop(consumer.function, None)
-            if task is not None:
-                task.cancel()
-            self._tasks[consumer.function] = asyncio.create_task(self._poll(consumer, url))
+            if consumer.function not in self._tasks:
+                url = await self._invoker.run(self._queue_url, consumer.queue)
+                self._tasks[consumer.function] = asyncio.create_task(self._poll(consumer, url))
+                self._running[consumer.function] = consumer
             lines.append(f"{consumer.queue} → {consumer.function} (batch {consumer.batch_size}"
                          f"{', partial batch responses' if consumer.report_failures else ''})")
         return lines

@@ -281,8 +281,9 @@ class Gateway:
 
     def _web_app(self) -> web.Application:
         assert self._lifecycle is not None and self.rest is not None
-        rest = self.rest
-        websocket = WebsocketEndpoint(self.api, self._lifecycle, rest.handle)
+        websocket = WebsocketEndpoint(
+            self.api, self._lifecycle, self._stage_http, lambda: bool(self._app().functions.routes)
+        )
         management = ManagementApi(self.table, self.faults)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         stage = self.api.stage
@@ -391,6 +392,14 @@ class Gateway:
         return self.rest is not None and self.rest.serves("/")
 
     # -- local-only pages ------------------------------------------------------
+
+    async def _stage_http(self, request: web.Request) -> web.StreamResponse:
+        """A plain HTTP request to the stage URL: a REST route of the app, or a hint."""
+        if self.rest is not None and self.rest.routes:
+            return await self.rest.handle(request)
+        if self._app().functions.routes:
+            return web.Response(status=426, text="This is a WebSocket URL: connect with ws://\n")
+        raise web.HTTPNotFound(text="Not found: this app has no WebSocket handler\n")
 
     async def _rest_or_page(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/" and request.method == "GET" and not self._rest_serves_root():

@@ -35,15 +35,20 @@ class WebsocketEndpoint:
     """The aiohttp handler for the stage URL."""
 
     def __init__(
-        self, api: ApiContext, lifecycle: Lifecycle, otherwise: Handler | None = None
+        self, api: ApiContext, lifecycle: Lifecycle, otherwise: Handler | None = None,
+        has_routes: Callable[[], bool] = lambda: True,
     ) -> None:
-        """``otherwise`` answers plain HTTP requests to the stage URL (the app's REST routes)."""
+        """``otherwise`` answers what is not a WebSocket request to a WebSocket app at the
+        stage URL (the app's REST routes); ``has_routes`` tells whether the app (as last
+        loaded) has WebSocket handlers at all."""
         self.api = api
         self.lifecycle = lifecycle
         self.otherwise = otherwise
+        self.has_routes = has_routes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if not (upgrade and self.has_routes()):
             if self.otherwise is not None:
                 return await self.otherwise(request)
             return web.Response(status=426, text="This is a WebSocket URL: connect with ws://\n")

@@ -85,6 +85,7 @@ def test_an_echo_project_gets_only_what_it_has(installed: Installed, tmp_path: P
         status, page = http(served.base + "/")
         assert status == 200 and "Frame console" in page and "chat.js" not in page
         assert http(served.base + "/_local/console/console.js")[0] == 200
+        assert http(served.base + "/api")[0] == 426  # plain HTTP to the WebSocket URL
         status, answer = http(served.base + "/_local/token?userId=alice")
         assert status == 404 and "token-signer" in answer["message"]
 
@@ -119,6 +120,7 @@ def test_lambda_functions_and_an_sqs_consumer(installed: Installed, tmp_path: Pa
                    for w in served.banner["Warning"])
         assert "WebSocket" not in served.banner and "Console" not in served.banner
         base = served.base
+        assert http(f"{base}/api")[0] == 404  # no WebSocket API: the stage path is not one
 
         queued = invoke_cli(installed, base, "enqueue", '{"jobs": ["a", "b", "fail"]}')
         assert queued.returncode == 0, queued.stderr

@@ -244,6 +244,10 @@ def drop_table(services: Services, dynamodb: Any) -> Iterator[Callable[[], None]
     yield drop
     if dropped:
         dynamodb.create_table(**table_definition(table))
+        # dynalite creates asynchronously: the table fixture's DeleteTable must find it ACTIVE.
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 20}
+        )
 
 
 def test_a_storage_failure_is_an_internal_error(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 logger = logging.getLogger("switchboard_local.gateway")
 
@@ -55,7 +56,11 @@ def restore(directory: Path) -> str | None:
         ssm.put_parameter(**parameter, Overwrite=True)
     sqs = boto3.client("sqs")
     for queue in state["queues"]:
-        sqs.create_queue(QueueName=queue["name"], Attributes=queue["attributes"])
+        try:
+            sqs.create_queue(QueueName=queue["name"], Attributes=queue["attributes"])
+        except ClientError:  # it exists with other attributes: the saved ones win
+            url = sqs.get_queue_url(QueueName=queue["name"])["QueueUrl"]
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=queue["attributes"])
     items = sum(len(t["items"]) for t in state["tables"])
     return (f"restored {len(state['tables'])} tables ({items} items), "
             f"{len(state['parameters'])} parameters, {len(state['queues'])} queues from {path}")

@@ -61,8 +61,15 @@ def declared(tmp_path: Path) -> Iterator[tuple[Running, str]]:
     options = GatewayOptions(project_dir=tmp_path, port=0, autoreload=False,
                              merge_template=tmp_path / "template.json")
     thread, running = start(options, tmp_path)
-    yield running, suffix
-    stop(thread)
+    try:
+        yield running, suffix
+    finally:
+        # moto's state belongs to the test process: leave nothing for the next test.
+        boto3.client("dynamodb").delete_table(TableName=f"t-{suffix}")
+        sqs = boto3.client("sqs")
+        sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=f"q-{suffix}.fifo")["QueueUrl"])
+        boto3.client("ssm").delete_parameter(Name=f"/tiny/{suffix}")
+        stop(thread)
 
 
 def test_tables_queues_and_parameters_as_declared(declared: tuple[Running, str]) -> None:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import socket
 import struct
-import subprocess
 import urllib.parse
 import urllib.request
 import uuid
@@ -30,17 +27,18 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from .conftest import REPO, WAIT, eventually
+from .installed import serve_command
 
 
 @dataclass
-class Served:
+class Gateway:
     websocket_url: str
     management_url: str
-    page_url: str
+    base: str
 
     def token(self, user_id: str) -> str:
         query = urllib.parse.urlencode({"userId": user_id})
-        with urllib.request.urlopen(f"{self.page_url}_local/token?{query}", timeout=WAIT) as r:
+        with urllib.request.urlopen(f"{self.base}/_local/token?{query}", timeout=WAIT) as r:
             return str(json.load(r)["token"])
 
     def connect(self, user_id: str) -> ClientConnection:
@@ -49,35 +47,14 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def make_run() -> Iterator[Served]:
-    """``make run`` on a free port, stopped with Ctrl-C (SIGINT to its process group)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    process = subprocess.Popen(
-        ["make", "--no-print-directory", "run", "PORT=0", "HOST=127.0.0.1"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        start_new_session=True,
-    )
-    try:
-        assert process.stdout is not None
-        banner = []
-        for line in process.stdout:
-            banner.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-        text = "".join(banner)
-        websocket = re.search(r"WebSocket\s+(ws://\S+)", text)
-        management = re.search(r"Management\s+(http://\S+)/@connections/", text)
-        page = re.search(r"Chat page\s+(http://\S+)", text)
-        assert websocket and management and page, text
-        yield Served(websocket.group(1), management.group(1), page.group(1))
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=WAIT * 2)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+def make_run() -> Iterator[Gateway]:
+    """``make run`` on a free port, stopped with Ctrl-C."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "HOST", "PORT")}
+    argv = ["make", "--no-print-directory", "run", "PORT=0", "HOST=127.0.0.1"]
+    with serve_command(argv, REPO, env) as served:
+        management = served.first("Management").split("/@connections/")[0]
+        yield Gateway(served.first("WebSocket"), management, served.base)
 
 
 def request(client: ClientConnection, frame: dict[str, Any]) -> list[dict[str, Any]]:
@@ -101,7 +78,7 @@ def abort(client: ClientConnection) -> None:
 class Reader:
     """The client under test: remembers what it saw, by stream, and recovers from there."""
 
-    def __init__(self, served: Served, user: str, room: str) -> None:
+    def __init__(self, served: Gateway, user: str, room: str) -> None:
         self.served, self.user, self.room = served, user, room
         self.room_messages: list[dict[str, Any]] = []
         self.direct_messages: list[dict[str, Any]] = []
@@ -149,7 +126,7 @@ class Reader:
         return str(self.take(request(self.client, {"action": "whoami"}))["connectionId"])
 
 
-def test_a_dropped_client_recovers_every_message_once_in_order(make_run: Served) -> None:
+def test_a_dropped_client_recovers_every_message_once_in_order(make_run: Gateway) -> None:
     room, user = f"e2e-{uuid.uuid4().hex[:6]}", f"reader-{uuid.uuid4().hex[:6]}"
     sender = make_run.connect(f"sender-{uuid.uuid4().hex[:6]}")
     request(sender, {"action": "joinRoom", "room": room})

@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# What running needs: the app's runtime (requirements.txt) and the gateway's
+# (requirements-local.txt). `make run` installs only this.
+RUN_STAMP := $(VENV)/.installed-run
+# Everything else the tests, linters and benchmarks need (requirements-dev.txt).
 STAMP := $(VENV)/.installed
 # The `switchboard-local` command, installed from this checkout (editable).
 LOCAL_STAMP := $(VENV)/.switchboard-local
@@ -19,9 +23,13 @@ CHROMIUM ?= /usr/bin/chromium
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
+$(RUN_STAMP): requirements.txt requirements-local.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-local.txt
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
@@ -32,7 +40,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-$(LOCAL_STAMP): $(STAMP) pyproject.toml
+$(LOCAL_STAMP): $(RUN_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(LOCAL_STAMP)
 
@@ -55,7 +63,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(NODE_STAMP) browser
+unit: $(STAMP) $(LOCAL_STAMP) $(NODE_STAMP) browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 test: lint typecheck unit

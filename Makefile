@@ -45,6 +45,9 @@ $(LOCAL_STAMP): $(RUN_STAMP) pyproject.toml
 	touch $(LOCAL_STAMP)
 
 # The local gateway: ws://$(HOST):$(PORT)/dev (the dev stage), the chat page at http://$(HOST):$(PORT)/.
+# The functions' metric lines (EMF, what CloudWatch reads) stay out of the terminal;
+# `make run POWERTOOLS_METRICS_DISABLED=false` shows them.
+run: export POWERTOOLS_METRICS_DISABLED ?= true
 run: $(LOCAL_STAMP)
 	$(BIN)/switchboard-local --host $(HOST) --port $(PORT)
 

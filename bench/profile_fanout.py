@@ -32,7 +32,7 @@ BUCKETS = [
 def child(targets: int, delay: float) -> None:
     """The profiled process: warm up, say so, then fan out three times."""
     suite.local_environment()
-    with ManagementServer() as server:
+    with ManagementServer() as server, suite.trusted(server):
         server.configure(delay=delay)
         delivery = fanout.chalice_delivery(server)
         text = fanout.frame()

@@ -61,16 +61,30 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@contextmanager
+def trusted(server: ManagementServer) -> Iterator[None]:
+    """Clients trust the stand-in's certificate the way a deployment would: ``AWS_CA_BUNDLE``."""
+    previous = os.environ.get("AWS_CA_BUNDLE")
+    os.environ["AWS_CA_BUNDLE"] = server.ca_bundle
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_CA_BUNDLE", None)
+        else:
+            os.environ["AWS_CA_BUNDLE"] = previous
+
+
 def run(size: Size, only: tuple[str, ...] = FIGURES,
         progress: Callable[[str], Any] = lambda _: None) -> list[Figure]:
     """Measure the chosen figures in a fixed order and return them."""
     local_environment()
     figures: list[Figure] = []
-    with ManagementServer() as server:
+    with ManagementServer() as server, trusted(server):
         if "fanout" in only:
             progress("fanout")
             figures.append(fanout.measure(
-                server, size.fanout_connections, size.post_delay, size.fanout_repeats
+                server, size.fanout_connections, size.post_delay, size.fanout_repeats, progress
             ))
         if "throttle" in only:
             progress("throttle")

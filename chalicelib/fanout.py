@@ -33,6 +33,10 @@ MAX_ATTEMPTS = 5
 """Times a target is re-queued before it is given up (logged) as undeliverable."""
 RECORD_RESERVE_SECONDS = 3.0
 """A record is not started with less time left; it is retried instead."""
+REQUEUE_RESERVE_SECONDS = 3.5
+"""Posting stops this long before the deadline, so that re-queueing what failed
+(one SendMessageBatch attempt: 1 s connect + 2 s read, see :mod:`chalicelib.aws`)
+still fits: a record whose failures cannot be re-queued comes back whole."""
 
 
 def fan_out(
@@ -84,24 +88,23 @@ def forget_gone(registry: Registry, gone: Sequence[str], room: str | None = None
 
 
 def ensure_endpoint(services: Services, connection_ids: Sequence[str]) -> bool:
-    """Configure the management endpoint outside WebSocket handlers.
+    """Set the management endpoint outside WebSocket handlers, once per container.
 
     The stage's ``APIGW_MANAGEMENT_ENDPOINT`` wins (custom domains); otherwise
     the endpoint recorded on ``$connect`` for one of the targets. False when
     none of the targets is registered any more: there is nobody to post to.
     """
-    if services.delivery.endpoint is not None:
-        return True
-    url = services.settings.management_endpoint
-    for connection_id in connection_ids[:_ENDPOINT_LOOKUPS]:
-        if url is not None:
-            break
-        connection = services.registry.get_connection(connection_id)
-        url = connection.endpoint if connection is not None else None
-    if url is None:
-        return False
-    services.delivery.use_endpoint(url)
-    return True
+
+    def resolve() -> str | None:
+        url = services.settings.management_endpoint
+        for connection_id in connection_ids[:_ENDPOINT_LOOKUPS]:
+            if url is not None:
+                break
+            connection = services.registry.get_connection(connection_id)
+            url = connection.endpoint if connection is not None else None
+        return url
+
+    return services.delivery.ensure_endpoint(resolve)
 
 
 _ENDPOINT_LOOKUPS = 10
@@ -140,7 +143,8 @@ def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
     except Exception:
         logger.exception("could not resolve the management endpoint")
         return False
-    report = services.delivery.post_all(batch.targets, batch.frame, deadline)
+    posting = deadline.shortened_by(REQUEUE_RESERVE_SECONDS)
+    report = services.delivery.post_all(batch.targets, batch.frame, posting)
     forget_gone(services.registry, report.gone, batch.room)
     return _requeue(services, batch, report.failed)
 

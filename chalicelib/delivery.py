@@ -30,6 +30,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ from chalicelib.pacing import UNPACED, Pacer, Unpaced
 
 logger = logging.getLogger("switchboard.delivery")
 
-WORKERS = 32
-"""Posts in flight per invocation: ~10 ms each, so 32 threads carry ~3,000 posts/s."""
+WORKERS = 64
+"""Posts in flight per invocation. At ~10 ms per post 64 threads could carry 6,400/s;
+the lean transport tops out near half that on one vCPU (bench: fanout), botocore near 900."""
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "Throttling"}
 )
@@ -169,11 +171,25 @@ class Delivery:
         """
         if len(connection_ids) <= 1:
             outcomes = [self.send(cid, text, deadline) for cid in connection_ids]
-        else:
-            outcomes = list(self._pool().map(
-                lambda cid: self._send_before(cid, text, deadline), connection_ids
-            ))
-        return _report(connection_ids, outcomes)
+            return _report(connection_ids, outcomes)
+        found: list[Outcome] = [Outcome.FAILED] * len(connection_ids)
+        pending = deque(range(len(connection_ids)))
+
+        def drain() -> None:
+            # One task per thread, not per target: a future per post costs
+            # as much CPU as a tenth of a lean post.
+            while True:
+                try:
+                    index = pending.popleft()  # deque pops are thread-safe
+                except IndexError:
+                    return
+                found[index] = self._send_before(connection_ids[index], text, deadline)
+
+        pool = self._pool()
+        tasks = [pool.submit(drain) for _ in range(min(self._workers, len(connection_ids)))]
+        for task in tasks:
+            task.result()
+        return _report(connection_ids, found)
 
     def _send_before(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         if deadline.remaining() <= 0:

@@ -39,7 +39,9 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
+from hashlib import sha256
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -150,6 +152,8 @@ class LeanManagementClient:
         self.meta = client.meta
         self.exceptions = client.exceptions
         endpoint = urlsplit(client.meta.endpoint_url)
+        self._host = _host_header(endpoint.scheme, endpoint.netloc)
+        self._payload: tuple[str | bytes, bytes, str] = ("", b"", sha256(b"").hexdigest())
         self._base = client.meta.endpoint_url.rstrip("/")
         self._path = endpoint.path.rstrip("/")
         self._region = client.meta.region_name
@@ -169,11 +173,12 @@ class LeanManagementClient:
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes | str) -> dict[str, Any]:
         """``PostToConnection``, raising what botocore would raise."""
-        body = Data.encode("utf-8") if isinstance(Data, str) else bytes(Data)
+        body, digest = self._body(Data)
         suffix = f"/@connections/{quote(ConnectionId, safe='~')}"
         path = self._path + suffix
-        request = AWSRequest("POST", self._base + suffix, data=body,
-                             headers={"User-Agent": _USER_AGENT})
+        request = AWSRequest("POST", self._base + suffix, data=body, headers={
+            "Host": self._host, "User-Agent": _USER_AGENT, "X-Amz-Content-SHA256": digest,
+        })
         SigV4Auth(self._frozen_credentials(), SIGNING_NAME, self._region).add_auth(request)
         prepared = request.prepare()
         answered = self.meta.events.emit_until_response(
@@ -194,6 +199,21 @@ class LeanManagementClient:
         raise self.exceptions.from_code(error["Code"])(
             {"Error": error, "ResponseMetadata": metadata}, _POST
         )
+
+    def _body(self, data: bytes | str) -> tuple[bytes, str]:
+        """The body and its SHA-256, computed once per frame: a fan-out posts one frame N times.
+
+        SigV4 signs the payload's hash; handing it to ``SigV4Auth`` in the
+        ``X-Amz-Content-SHA256`` header (a signed header every AWS service
+        accepts) spares hashing the same bytes for every target.
+        """
+        last, body, digest = self._payload
+        if data is last:
+            return body, digest
+        body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        digest = sha256(body).hexdigest()
+        self._payload = (data, body, digest)
+        return body, digest
 
     def _frozen_credentials(self) -> Any:
         """The session's credentials, resolved once, frozen per request (they may rotate)."""
@@ -217,6 +237,12 @@ def _tls_context(scheme: str, verify: bool | str | None) -> ssl.SSLContext | Non
         return context
     cafile: str | None = verify if isinstance(verify, str) else get_cert_path(True)
     return ssl.create_default_context(cafile=cafile)
+
+
+def _host_header(scheme: str, netloc: str) -> str:
+    """The Host header SigV4 signs: the netloc, without the scheme's default port."""
+    default = {"https": ":443", "http": ":80"}.get(scheme, "")
+    return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -260,7 +286,7 @@ class ConnectionPool:
         self._tls = tls
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
         self._lock = threading.Lock()
 
     def send(
@@ -291,23 +317,23 @@ class ConnectionPool:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
 
     def _take(self) -> http.client.HTTPConnection:
         while True:
             with self._lock:
-                connection = self._idle.pop() if self._idle else None
+                connection, since = self._idle.pop() if self._idle else (None, 0.0)
             if connection is None:
                 return self._new()
-            if not _dropped(connection):
+            if time.monotonic() - since < _FRESH_SECONDS or not _dropped(connection):
                 return connection
             connection.close()
 
     def _give_back(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < self._size:
-                self._idle.append(connection)
+                self._idle.append((connection, time.monotonic()))
                 return
         connection.close()
 
@@ -327,6 +353,11 @@ class ConnectionPool:
         assert connection.sock is not None
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection.sock.settimeout(self._read_timeout)
+
+
+_FRESH_SECONDS = 1.0
+"""A connection idle for less is reused unchecked: servers keep idle ones far longer
+(API Gateway: minutes), and a check is a system call per post."""
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:

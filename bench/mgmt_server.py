@@ -51,6 +51,14 @@ _THROTTLED = (
     b"Content-Length: " + str(len(_THROTTLED_BODY)).encode() + b"\r\n\r\n" + _THROTTLED_BODY
 )
 _ROOT = Path(__file__).resolve().parent.parent
+FAULT_PREFIX = "fault-"
+"""A post to ``fault-<status>-...`` is answered with that status, as API Gateway would."""
+_ERROR_TYPES = {
+    403: "ForbiddenException",
+    410: "GoneException",
+    413: "PayloadTooLargeException",
+    429: "LimitExceededException",
+}
 
 
 @dataclass
@@ -66,9 +74,11 @@ class _State:
     refilled_at: float = 0.0
     posts: int = 0
     throttled: int = 0
+    opened: int = 0
     delivered: Counter[str] = field(default_factory=Counter)
     first_at: float | None = None
     last_at: float | None = None
+    live: set[_Http] = field(default_factory=set)
 
     def configure(self, settings: dict[str, Any], now: float) -> None:
         self.delay = float(settings.get("delay", self.delay))
@@ -77,7 +87,7 @@ class _State:
         self.rate = float(settings.get("rate", 0.0))
         self.burst = max(1.0, float(settings.get("burst", self.rate / 10)))
         self.tokens, self.refilled_at = self.burst, now
-        self.posts = self.throttled = 0
+        self.posts = self.throttled = self.opened = 0
         self.delivered = Counter()
         self.first_at = self.last_at = None
 
@@ -92,11 +102,14 @@ class _State:
             "connections": len(self.delivered),
             "duplicates": sum(n - 1 for n in self.delivered.values() if n > 1),
             "span_seconds": round(span, 3),
+            "tcp_connections": self.opened,
         }
 
     def post(self, connection_id: str, now: float) -> bytes:
         """Decide the answer to one post and count it."""
         self.posts += 1
+        if connection_id.startswith(FAULT_PREFIX):
+            return _fault(int(connection_id.split("-")[1]))
         if (self.throttle_ratio and self.rng.random() < self.throttle_ratio) or (
             self.rate and not self._take_token(now)
         ):
@@ -128,9 +141,12 @@ class _Http(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._state.opened += 1
+        self._state.live.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._state.live.discard(self)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -161,7 +177,12 @@ class _Http(asyncio.Protocol):
             answer = self._state.post(unquote(target.rsplit(_MARKER, 1)[1]), loop.time())
             loop.call_later(self._state.delay, self._write, answer)
         elif target == "/_control" and method == "POST":
-            self._state.configure(json.loads(body or b"{}"), loop.time())
+            settings = json.loads(body or b"{}")
+            self._state.configure(settings, loop.time())
+            if settings.get("drop_idle"):
+                for other in [p for p in self._state.live if p is not self]:
+                    if other._transport is not None:
+                        other._transport.close()
             self._write(_json({"ok": True}))
         elif target == "/_stats":
             self._write(_json(self._state.stats()))
@@ -171,6 +192,15 @@ class _Http(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
+
+
+def _fault(status: int) -> bytes:
+    """An error answer; ``x-amzn-ErrorType`` names it (none for a status AWS would not send)."""
+    body = b'{"message":null}'
+    head = f"HTTP/1.1 {status} Fault\r\nContent-Type: application/json\r\n"
+    if status in _ERROR_TYPES:
+        head += f"x-amzn-ErrorType: {_ERROR_TYPES[status]}\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def _json(payload: dict[str, Any]) -> bytes:
@@ -251,10 +281,12 @@ class ManagementServer:
 
     def configure(
         self, delay: float, throttle_ratio: float = 0.0, seed: int = 0,
-        rate: float = 0.0, burst: float | None = None,
+        rate: float = 0.0, burst: float | None = None, drop_idle: bool = False,
     ) -> None:
+        """Reset the counters and apply settings; ``drop_idle`` closes every other connection."""
         settings: dict[str, Any] = {
             "delay": delay, "throttle_ratio": throttle_ratio, "seed": seed, "rate": rate,
+            "drop_idle": drop_idle,
         }
         if burst is not None:
             settings["burst"] = burst

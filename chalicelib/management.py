@@ -39,7 +39,6 @@ import select
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Mapping
 from hashlib import sha256
 from typing import Any
@@ -261,7 +260,7 @@ def _error(status: int, headers: Mapping[str, str], content: bytes) -> dict[str,
     code = _lower(headers).get("x-amzn-errortype") or str(body.get("__type") or body.get("code")
                                                             or "")
     code = code.split(":")[0].rsplit("#", 1)[-1] or str(status)
-    message = body.get("message") or body.get("Message") or ""
+    message = body.get("message", body.get("Message", ""))
     return {"Code": code, "Message": str(message)}
 
 
@@ -286,7 +285,7 @@ class ConnectionPool:
         self._tls = tls
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
+        self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
     def send(
@@ -317,23 +316,23 @@ class ConnectionPool:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection, _ in idle:
+        for connection in idle:
             connection.close()
 
     def _take(self) -> http.client.HTTPConnection:
         while True:
             with self._lock:
-                connection, since = self._idle.pop() if self._idle else (None, 0.0)
+                connection = self._idle.pop() if self._idle else None
             if connection is None:
                 return self._new()
-            if time.monotonic() - since < _FRESH_SECONDS or not _dropped(connection):
+            if not _dropped(connection):
                 return connection
             connection.close()
 
     def _give_back(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < self._size:
-                self._idle.append((connection, time.monotonic()))
+                self._idle.append(connection)
                 return
         connection.close()
 
@@ -353,11 +352,6 @@ class ConnectionPool:
         assert connection.sock is not None
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection.sock.settimeout(self._read_timeout)
-
-
-_FRESH_SECONDS = 1.0
-"""A connection idle for less is reused unchecked: servers keep idle ones far longer
-(API Gateway: minutes), and a check is a system call per post."""
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:

@@ -41,8 +41,9 @@ def test_every_figure_runs(figures: dict[str, Any]) -> None:
 
 def test_fan_out_delivers_to_every_target(figures: dict[str, Any]) -> None:
     rows = rows_by(figures["fanout"], "variant")
-    assert set(rows) == {("ours",), ("naive",), ("ceiling",)}
+    assert set(rows) == {("lean",), ("botocore",), ("naive",), ("ceiling",)}
     assert all(row["delivered"] == SMALL.fanout_connections for row in rows.values())
+    assert figures["fanout"]["checks"]["exactly_once"] is True
 
 
 def test_nothing_is_lost_to_429_by_our_delivery(figures: dict[str, Any]) -> None:
@@ -82,7 +83,7 @@ def test_every_echo_comes_back_through_the_gateway(figures: dict[str, Any]) -> N
 def test_the_report_renders_every_figure(figures: dict[str, Any]) -> None:
     text = report.render(list(figures.values()), report.machine())
     assert text.count("### ") == len(figures) + 1
-    assert "ours_vs_ceiling" in text
+    assert "lean_vs_ceiling" in text
 
 
 def test_the_management_endpoint_answers_429_as_api_gateway_does() -> None:

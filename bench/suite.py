@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench import coldstart, fanout, gateway, reads, throttle
+from bench import coldstart, fanout, gateway, reads, scale, throttle
 from bench.mgmt_server import ManagementServer
 from bench.report import Figure
 
-FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway")
+FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway", "scale")
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,21 @@ class Size:
     throttle_retry_sample: int
     gateway_clients: int
     gateway_messages: int
+    scale: scale.Plan
     judge_timing: bool  # too small a run says nothing about speed: report, never judge
 
 
 SIZES = {
-    "full": Size(2000, 5, 0.010, 1000, 15, 1000, 100, 100, 20, judge_timing=True),
-    "small": Size(50, 1, 0.001, 40, 1, 50, 5, 5, 3, judge_timing=False),
+    "full": Size(
+        3000, 5, 0.010, 1000, 15, 1000, 100, 100, 20,
+        scale.Plan(sizes=(10_000, 30_000, 100_000), rate=1000, workers=4, delay=0.010),
+        judge_timing=True,
+    ),
+    "small": Size(
+        50, 1, 0.001, 40, 1, 50, 5, 5, 3,
+        scale.Plan(sizes=(100, 300), rate=200, workers=2, delay=0.001),
+        judge_timing=False,
+    ),
 }
 
 
@@ -91,6 +100,9 @@ def run(size: Size, only: tuple[str, ...] = FIGURES,
             figures.append(throttle.measure(
                 server, size.throttle_connections, size.post_delay, size.throttle_retry_sample
             ))
+        if "scale" in only:
+            progress("scale")
+            figures.append(scale.measure(server, size.scale, size.judge_timing, progress))
     if "reads" in only:
         progress("reads")
         with moto_endpoint() as endpoint:

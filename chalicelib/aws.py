@@ -40,6 +40,12 @@ _DATA_CLIENT_CONFIG = Config(
     connect_timeout=1,
     read_timeout=2,
 )
+# SendMessageBatch is not idempotent: a retry after a timed-out attempt that had
+# landed queues the batch twice (a target would get the frame twice), so SQS
+# gets more room before an attempt is abandoned.
+_QUEUE_CLIENT_CONFIG = _DATA_CLIENT_CONFIG.merge(Config(read_timeout=5))
+QUEUE_ATTEMPT_SECONDS = 6.0
+"""The longest one SQS attempt may take: connect plus read timeout."""
 _MAX_BACKOFF_SECONDS = 20.0
 """botocore's standard mode: the longest sleep before a retry (base 1 s for throttling)."""
 
@@ -62,7 +68,7 @@ def ssm_client() -> Any:
 
 
 def sqs_client() -> Any:
-    return bounded_by_deadline(boto3.client("sqs", config=_DATA_CLIENT_CONFIG))
+    return bounded_by_deadline(boto3.client("sqs", config=_QUEUE_CLIENT_CONFIG))
 
 
 def bounded_by_deadline(client: Any) -> Any:

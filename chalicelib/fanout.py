@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from chalicelib.aws import QUEUE_ATTEMPT_SECONDS
 from chalicelib.delivery import DeliveryReport
 from chalicelib.fanout_queue import BadMessage, Batch, decode
 from chalicelib.invocation import Deadline
@@ -33,10 +34,10 @@ MAX_ATTEMPTS = 5
 """Times a target is re-queued before it is given up (logged) as undeliverable."""
 RECORD_RESERVE_SECONDS = 3.0
 """A record is not started with less time left; it is retried instead."""
-REQUEUE_RESERVE_SECONDS = 3.5
+REQUEUE_RESERVE_SECONDS = QUEUE_ATTEMPT_SECONDS + 1.0
 """Posting stops this long before the deadline, so that re-queueing what failed
-(one SendMessageBatch attempt: 1 s connect + 2 s read, see :mod:`chalicelib.aws`)
-still fits: a record whose failures cannot be re-queued comes back whole."""
+(one SendMessageBatch attempt, see :mod:`chalicelib.aws`) still fits: a record
+whose failures cannot be re-queued comes back whole."""
 
 
 def fan_out(

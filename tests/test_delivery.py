@@ -9,6 +9,7 @@ network is skipped (``tests/test_management.py`` covers the network).
 from __future__ import annotations
 
 import threading
+
 import pytest
 from chalice.app import Chalice
 

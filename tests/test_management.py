@@ -180,7 +180,8 @@ def test_the_lean_request_is_botocores_request(monkeypatch: pytest.MonkeyPatch) 
 
     def scope(request: Any) -> tuple[str, set[str]]:
         authorization = request.headers["Authorization"]
-        authorization = authorization.decode() if isinstance(authorization, bytes) else authorization
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode()
         credential = authorization.split("Credential=")[1].split(",")[0]
         signed = authorization.split("SignedHeaders=")[1].split(",")[0]
         return credential.split("/", 2)[2], set(signed.split(";"))

@@ -91,27 +91,27 @@ def run(size: Size, only: tuple[str, ...] = FIGURES,
     figures: list[Figure] = []
     with ManagementServer() as server, trusted(server):
         if "fanout" in only:
-            progress("fanout")
+            progress("measuring fanout")
             figures.append(fanout.measure(
                 server, size.fanout_connections, size.post_delay, size.fanout_repeats, progress
             ))
         if "throttle" in only:
-            progress("throttle")
+            progress("measuring throttle")
             figures.append(throttle.measure(
                 server, size.throttle_connections, size.post_delay, size.throttle_retry_sample
             ))
         if "scale" in only:
-            progress("scale")
+            progress("measuring scale")
             figures.append(scale.measure(server, size.scale, size.judge_timing, progress))
     if "reads" in only:
-        progress("reads")
+        progress("measuring reads")
         with moto_endpoint() as endpoint:
             figures.append(reads.measure(endpoint, size.reads_connections))
     if "coldstart" in only:
-        progress("coldstart")
+        progress("measuring coldstart")
         figures.append(coldstart.measure(size.coldstart_runs))
     if "gateway" in only:
-        progress("gateway")
+        progress("measuring gateway")
         figures.append(gateway.measure(size.gateway_clients, size.gateway_messages))
     if not size.judge_timing:
         for figure in figures:

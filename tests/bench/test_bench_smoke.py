@@ -8,6 +8,7 @@ the registry's items read and requests.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +21,15 @@ SMALL = suite.SIZES["small"]
 
 
 @pytest.fixture(scope="module")
-def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bench") / "latest.json"
     assert cli.main(["--size", "small", "--json", str(path)]) == 0
-    written = json.loads(path.read_text())
+    return path
+
+
+@pytest.fixture(scope="module")
+def figures(output: Path) -> dict[str, Any]:
+    written = json.loads(output.read_text())
     assert set(written["machine"]) >= {"cpu", "cores", "python", "os", "date"}
     return {figure["figure"]: figure for figure in written["figures"]}
 
@@ -78,6 +84,24 @@ def test_every_echo_comes_back_through_the_gateway(figures: dict[str, Any]) -> N
     rows = rows_by(figures["gateway"], "server")
     expected = SMALL.gateway_clients * SMALL.gateway_messages
     assert rows["gateway",]["echoed"] == rows["bare",]["echoed"] == expected
+
+
+def test_a_broadcast_through_the_queue_reaches_everyone_exactly_once(
+    figures: dict[str, Any],
+) -> None:
+    rows = figures["scale"]["rows"]
+    assert [row["connections"] for row in rows] == list(SMALL.scale.sizes)
+    for row in rows:
+        assert row["queued"] == row["connections"] == row["delivered"]
+        assert (row["lost"], row["duplicates"], row["exactly_once"]) == (0, 0, "yes")
+        assert sum(row["worker_targets"]) == row["connections"]
+
+
+def test_charts_are_written_next_to_the_json(output: Path) -> None:
+    for name in ("fanout", "scale"):
+        chart = output.with_name(f"latest-{name}.svg").read_text()
+        assert chart.startswith("<?xml") and "<svg" in chart
+    assert "lean" in output.with_name("latest-fanout.svg").read_text()
 
 
 def test_the_report_renders_every_figure(figures: dict[str, Any]) -> None:

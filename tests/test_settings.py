@@ -53,3 +53,15 @@ def test_the_prod_stage_names_a_parameter_and_carries_no_key() -> None:
     settings = Settings.from_environ(environ)
     assert settings.token_secret is None
     assert settings.token_secret_parameter
+
+
+@pytest.mark.parametrize("stage", sorted(CONFIG["stages"]))
+def test_each_stage_reserves_the_worker_concurrency_its_pacing_assumes(stage: str) -> None:
+    functions = {**CONFIG.get("lambda_functions", {}),
+                 **CONFIG["stages"][stage].get("lambda_functions", {})}
+    environ = stage_environment(stage)
+    environ.pop("TOKEN_SECRET_PARAMETER", None)
+    settings = Settings.from_environ(environ | {"TOKEN_SECRET": "s"})
+    assert functions["fanout_worker"]["reserved_concurrency"] == settings.fanout_worker_concurrency
+    assert settings.invocation_rps * settings.fanout_worker_concurrency == settings.management_rps
+    assert settings.management_transport == "lean"

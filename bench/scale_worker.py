@@ -68,14 +68,18 @@ def main() -> None:
         busy += time.perf_counter() - started
         invocations += 1
         failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+        done = [message for message in messages if message["MessageId"] not in failed]
+        targets += sum(len(decode(message["Body"]).targets) for message in done)
+        if done:
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                for index, message in enumerate(done)
+            ])
         for message in messages:
             if message["MessageId"] in failed:
                 sqs.change_message_visibility(
                     QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
-            else:
-                targets += len(decode(message["Body"]).targets)
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     print(json.dumps(
         {"targets": targets, "invocations": invocations, "busy_seconds": round(busy, 2)}
     ), flush=True)

@@ -56,6 +56,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from botocore.hooks import first_non_none_response
 from botocore.httpsession import get_cert_path
 
 from chalicelib.settings import MANAGEMENT_TRANSPORTS as TRANSPORTS
@@ -180,9 +181,9 @@ class LeanManagementClient:
         })
         SigV4Auth(self._frozen_credentials(), SIGNING_NAME, self._region).add_auth(request)
         prepared = request.prepare()
-        answered = self.meta.events.emit_until_response(
+        answered = first_non_none_response(self.meta.events.emit(
             f"before-send.{MANAGEMENT_SERVICE}.{_POST}", request=prepared
-        )[1]
+        ))
         if answered is not None:
             status, headers, content = (
                 answered.status_code, dict(answered.headers.items()), answered.content

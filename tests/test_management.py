@@ -242,3 +242,26 @@ def test_other_services_get_plain_clients() -> None:
     session = ManagementSession(4, "lean", region_name=REGION)
     client = session.client("sqs", endpoint_url="http://127.0.0.1:1")
     assert client.meta.service_model.service_name == "sqs"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_local_gateway_answers_each_post_once_on_either_transport(transport: str) -> None:
+    """The gateway wraps the app's session and hooks each client it is handed; ours hands
+    out one client, so however often the wrapper is asked, one hook answers each post."""
+    from switchboard_local.gateway.session import LocalManagementSession
+
+    answered: list[str] = []
+
+    def route(request: Any) -> Any:
+        answered.append(request.url)
+        return response(request.url, 200)
+
+    local = LocalManagementSession(
+        lambda: "http://127.0.0.1:9/dev", ManagementSession(4, transport, region_name=REGION)
+    )
+    local.in_process = route
+    clients = [
+        local.client("apigatewaymanagementapi", endpoint_url="https://x/dev") for _ in range(3)
+    ]
+    clients[0].post_to_connection(ConnectionId="a=b", Data=b"hello")
+    assert answered == ["http://127.0.0.1:9/dev/@connections/a%3Db"]

@@ -27,6 +27,7 @@ two cores, so the workers are never short of CPU to reach R.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -46,6 +47,7 @@ from botocore.config import Config
 from bench.mgmt_server import ManagementServer
 from chalicelib import runtime
 from chalicelib.registry import Connection, _connection_item, table_definition
+from switchboard_local.gateway.config import process_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "bench"
@@ -179,6 +181,8 @@ def broadcast(
     import app as app_module  # the environment names this run's table and queue
     from switchboard_local.testing import LambdaContext
 
+    logging.getLogger("switchboard.events").setLevel(logging.WARNING)  # not the bench's output
+
     server.configure(delay=plan.delay, rate=plan.rate, burst=plan.rate / 2)
     workers = Workers.start(plan.workers, dict(os.environ))
     try:
@@ -242,20 +246,6 @@ def _wait_for(
         time.sleep(0.25)
 
 
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def measure(
     server: ManagementServer, plan: Plan, judge: bool,
     progress: Callable[[str], Any] = lambda _: None,
@@ -264,7 +254,7 @@ def measure(
     rows: list[dict[str, Any]] = []
     table = f"switchboard-scale-{uuid.uuid4().hex[:8]}"
     queue = f"switchboard-scale-{uuid.uuid4().hex[:8]}"
-    with dynalite_process() as dynalite, moto_process() as moto, environment({
+    with dynalite_process() as dynalite, moto_process() as moto, process_environment({
         "AWS_ENDPOINT_URL_DYNAMODB": dynalite,
         "AWS_ENDPOINT_URL_SQS": moto,
         "CONNECTIONS_TABLE": table,

@@ -14,27 +14,10 @@ import json
 import sys
 import threading
 import time
-from typing import Any
 
 import boto3
 
 from bench.suite import local_environment
-
-
-def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"Records": [
-        {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": {},
-            "messageAttributes": {},
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fanout",
-            "awsRegion": "us-east-1",
-        }
-        for message in messages
-    ]}
 
 
 def main() -> None:
@@ -42,7 +25,7 @@ def main() -> None:
     import app as app_module
     from chalicelib.fanout_queue import decode
     from chalicelib.settings import Settings
-    from switchboard_local.testing import LambdaContext
+    from switchboard_local.testing import LambdaContext, sqs_event
 
     settings = Settings.from_environ()
     sqs = boto3.client("sqs")

@@ -12,6 +12,7 @@ from typing import Any
 from bench import coldstart, fanout, gateway, reads, scale, throttle
 from bench.mgmt_server import ManagementServer
 from bench.report import Figure
+from switchboard_local.gateway.config import process_environment
 
 FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway", "scale")
 
@@ -73,15 +74,8 @@ def moto_endpoint() -> Iterator[str]:
 @contextmanager
 def trusted(server: ManagementServer) -> Iterator[None]:
     """Clients trust the stand-in's certificate the way a deployment would: ``AWS_CA_BUNDLE``."""
-    previous = os.environ.get("AWS_CA_BUNDLE")
-    os.environ["AWS_CA_BUNDLE"] = server.ca_bundle
-    try:
+    with process_environment({"AWS_CA_BUNDLE": server.ca_bundle}):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop("AWS_CA_BUNDLE", None)
-        else:
-            os.environ["AWS_CA_BUNDLE"] = previous
 
 
 def run(size: Size, only: tuple[str, ...] = FIGURES,

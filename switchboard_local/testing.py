@@ -344,3 +344,26 @@ class TestConnection:
 def _resolve(handler_string: str) -> Callable[..., Any]:
     module_name, _, attribute = handler_string.rpartition(".")
     return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+
+
+def sqs_event(
+    messages: list[Mapping[str, Any]],
+    queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:fanout",
+) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping hands a function, from ReceiveMessage's
+    ``Messages`` (with ``MessageId``, ``ReceiptHandle`` and ``Body``)."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3],
+            }
+            for message in messages
+        ]
+    }

@@ -19,7 +19,7 @@ from chalicelib.fanout_queue import Batch, encode
 from chalicelib.registry import Connection
 from chalicelib.runtime import Services
 from switchboard_local.events import ConnectionContext
-from switchboard_local.testing import LambdaContext, WebsocketTestClient
+from switchboard_local.testing import LambdaContext, WebsocketTestClient, sqs_event
 
 AUDIENCE = 5000
 ENDPOINT = "https://local00001.execute-api.us-east-1.amazonaws.com/api"
@@ -73,24 +73,6 @@ def drain(sqs: Any, queue_name: str, app_module: Any, rounds: int = 200) -> list
             if message["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     raise AssertionError("the queue did not drain")
-
-
-def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fanout",
-                "awsRegion": "us-east-1",
-            }
-            for message in messages
-        ]
-    }
 
 
 def broadcasts(client: WebsocketTestClient, connection_id: str) -> list[dict[str, Any]]:

@@ -32,12 +32,12 @@ logger = logging.getLogger("switchboard.fanout")
 
 MAX_ATTEMPTS = 5
 """Times a target is re-queued before it is given up (logged) as undeliverable."""
-RECORD_RESERVE_SECONDS = 3.0
-"""A record is not started with less time left; it is retried instead."""
 REQUEUE_RESERVE_SECONDS = QUEUE_ATTEMPT_SECONDS + 1.0
 """Posting stops this long before the deadline, so that re-queueing what failed
 (one SendMessageBatch attempt, see :mod:`chalicelib.aws`) still fits: a record
 whose failures cannot be re-queued comes back whole."""
+RECORD_RESERVE_SECONDS = REQUEUE_RESERVE_SECONDS + 2.0
+"""A record is not started with less time left; it is retried instead."""
 
 
 def fan_out(
@@ -146,8 +146,9 @@ def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
         return False
     posting = deadline.shortened_by(REQUEUE_RESERVE_SECONDS)
     report = services.delivery.post_all(batch.targets, batch.frame, posting)
-    forget_gone(services.registry, report.gone, batch.room)
-    return _requeue(services, batch, report.failed)
+    requeued = _requeue(services, batch, report.failed)  # first: it decides exactly-once
+    forget_gone(services.registry, report.gone, batch.room)  # best effort, TTL backs it
+    return requeued
 
 
 def _requeue(services: Services, batch: Batch, failed: Sequence[str]) -> bool:

@@ -94,6 +94,7 @@ class ManagementSession(boto3.session.Session):
         core = botocore.session.get_session()
         core.set_default_client_config(client_config(pool_size))
         super().__init__(botocore_session=core, **kwargs)
+        self._core = core
         if transport is not None and transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         self.pool_size = pool_size
@@ -130,8 +131,8 @@ class ManagementSession(boto3.session.Session):
             return client
         verify = kwargs.get("verify")
         if verify is None:
-            verify = self._session.get_config_variable("ca_bundle")
-        return LeanManagementClient(client, self._session, verify, self.pool_size)
+            verify = self._core.get_config_variable("ca_bundle")
+        return LeanManagementClient(client, self._core, verify, self.pool_size)
 
 
 class LeanManagementClient:

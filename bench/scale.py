@@ -47,7 +47,7 @@ from botocore.config import Config
 from bench.mgmt_server import ManagementServer
 from chalicelib import runtime
 from chalicelib.registry import Connection, _connection_item, table_definition
-from switchboard_local.gateway.config import process_environment
+from switchboard_local.gateway.environment import process_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "bench"

@@ -19,13 +19,16 @@ import boto3
 
 from bench.suite import local_environment
 
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:switchboard-scale"
+
 
 def main() -> None:
     local_environment()
     import app as app_module
     from chalicelib.fanout_queue import decode
     from chalicelib.settings import Settings
-    from switchboard_local.testing import LambdaContext, sqs_event
+    from switchboard_local.events import sqs_record
+    from switchboard_local.testing import LambdaContext
 
     settings = Settings.from_environ()
     sqs = boto3.client("sqs")
@@ -47,7 +50,8 @@ def main() -> None:
         if not messages:
             continue
         started = time.perf_counter()
-        answer = app_module.fanout_worker(sqs_event(messages), LambdaContext("fanout_worker", 60))
+        event = {"Records": [sqs_record(message, QUEUE_ARN, "us-east-1") for message in messages]}
+        answer = app_module.fanout_worker(event, LambdaContext("fanout_worker", 60))
         busy += time.perf_counter() - started
         invocations += 1
         failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}

@@ -12,7 +12,7 @@ from typing import Any
 from bench import coldstart, fanout, gateway, reads, scale, throttle
 from bench.mgmt_server import ManagementServer
 from bench.report import Figure
-from switchboard_local.gateway.config import process_environment
+from switchboard_local.gateway.environment import process_environment
 
 FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway", "scale")
 

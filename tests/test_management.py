@@ -28,7 +28,7 @@ from chalice.app import Chalice, WebsocketDisconnectedError
 from bench.mgmt_server import ManagementServer
 from chalicelib.management import LeanManagementClient, ManagementSession
 from chalicelib.settings import SettingsError
-from switchboard_local.testing import response
+from switchboard_local.botocore_hook import response
 
 TRANSPORTS = ("lean", "botocore")
 REGION = "us-east-1"

@@ -18,8 +18,8 @@ from chalicelib import registry as registry_module
 from chalicelib.fanout_queue import Batch, encode
 from chalicelib.registry import Connection
 from chalicelib.runtime import Services
-from switchboard_local.events import ConnectionContext
-from switchboard_local.testing import LambdaContext, WebsocketTestClient, sqs_event
+from switchboard_local.events import ConnectionContext, sqs_record
+from switchboard_local.testing import LambdaContext, WebsocketTestClient
 
 AUDIENCE = 5000
 ENDPOINT = "https://local00001.execute-api.us-east-1.amazonaws.com/api"
@@ -73,6 +73,12 @@ def drain(sqs: Any, queue_name: str, app_module: Any, rounds: int = 200) -> list
             if message["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     raise AssertionError("the queue did not drain")
+
+
+def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The event Lambda's event source mapping builds from received messages."""
+    arn = "arn:aws:sqs:us-east-1:123456789012:fanout"
+    return {"Records": [sqs_record(message, arn, "us-east-1") for message in messages]}
 
 
 def broadcasts(client: WebsocketTestClient, connection_id: str) -> list[dict[str, Any]]:

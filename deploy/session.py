@@ -13,6 +13,7 @@ from botocore's usual chain (environment, ``AWS_PROFILE`` and
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -47,6 +48,7 @@ class ToolError(Exception):
 
 def session(region: str | None) -> boto3.session.Session:
     """A session with a region and credentials, or a :class:`ToolError` saying which is missing."""
+    region = region or os.environ.get("AWS_REGION") or None  # botocore reads only the DEFAULT
     try:
         made = boto3.session.Session(region_name=region)
     except ProfileNotFound as error:

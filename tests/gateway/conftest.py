@@ -89,6 +89,23 @@ def make_run() -> Iterator[Served]:
         yield served
 
 
+@pytest.fixture
+def client_factory(make_run: Served) -> Iterator[Callable[[str], Any]]:
+    """Start terminal clients with shell lines (the README's); stopped afterwards."""
+    from tests.gateway.readme import Client, shell_env
+
+    started: list[Client] = []
+
+    def start(script: str) -> Client:
+        client = Client.start(script, shell_env(make_run))
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        client.stop()
+
+
 @pytest.fixture(scope="module")
 def switchboard_gateway() -> Iterator[Running]:
     thread, running = start(GatewayOptions(project_dir=REPO, port=0, autoreload=False), REPO)

@@ -19,9 +19,12 @@ PYTEST_WORKERS ?= 2
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint typecheck unit venv engines clean browser bench
+.PHONY: run test lint typecheck unit venv setup engines clean browser bench
 
 venv: $(STAMP)
+
+# What running and deploying need (Chalice, boto3, switchboard-local), without the test tools.
+setup: $(LOCAL_STAMP)
 
 $(RUN_STAMP): requirements.txt requirements-local.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

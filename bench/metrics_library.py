@@ -9,6 +9,10 @@ which imports Powertools on that first flush; it is compared with ``import app``
 alone. Runs alternate between variants, so
 drifting machine load hits all alike; medians are reported, with the size on
 disk of each library and what it requires (what the deployment package carries).
+
+Powertools' Logger and BatchProcessor are measured the same way (one event line;
+a batch of one record): the candidates to replace ``chalicelib.logs`` and the worker's
+partial batch response.
 """
 
 from __future__ import annotations
@@ -42,6 +46,19 @@ VARIANTS = {
         "m.put_metric('Frames', 1, 'Count')\n"
         "asyncio.run(m.flush())\n"
     ),
+    "powertools Logger": BASE + (
+        "from aws_lambda_powertools import Logger\n"
+        "Logger(service='bench').info({'route': '$connect', 'outcome': 'ok'})\n"
+    ),
+    "powertools BatchProcessor": BASE + (
+        "from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType\n"
+        "from aws_lambda_powertools.utilities.batch import process_partial_response\n"
+        "record = {'messageId': '1', 'receiptHandle': 'r', 'body': 'x', 'attributes': {},\n"
+        "          'messageAttributes': {}, 'md5OfBody': '', 'eventSource': 'aws:sqs',\n"
+        "          'eventSourceARN': 'arn:aws:sqs:us-east-1:1:q', 'awsRegion': 'us-east-1'}\n"
+        "process_partial_response({'Records': [record]}, lambda record: None,\n"
+        "                         BatchProcessor(EventType.SQS), None)\n"
+    ),
     "app": "import app\n",
     "app+first flush": (
         "import app\n"
@@ -51,6 +68,7 @@ VARIANTS = {
     ),
 }
 ADDED_TO = {"powertools": "baseline", "aws-embedded-metrics": "baseline",
+            "powertools Logger": "baseline", "powertools BatchProcessor": "baseline",
             "app+first flush": "app"}
 """What each variant adds to: a library to what every Chalice app imports, our
 first flush to ``import app`` (the Lambda init)."""

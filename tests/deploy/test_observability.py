@@ -226,3 +226,11 @@ def test_every_terraform_variable_used_is_declared() -> None:
                                      ).read_text()
     used = set(re.findall(r"var\.(\w+)", texts))
     assert used <= declared, used - declared
+
+
+def test_the_operations_guide_lists_every_metric_and_alarm() -> None:
+    guide = (PROJECT / "docs/operations.md").read_text()
+    for name in DECLARED:
+        assert f"| `{name}` |" in guide, name
+    for alarm in observability.ALARMS:
+        assert f"| `{alarm.slug}` |" in guide, alarm.slug

@@ -270,6 +270,10 @@ def test_terraform_references_resolve_and_versions_fit_chalices_output(
     referenced = set(re.findall(r"\$\{[^}]*?(?<!data\.)\b(aws_\w+)\.([\w-]+)\.", texts))
     assert referenced and referenced <= defined, referenced - defined
     assert "aws_region" in chalice_tf["data"] and "null_data_source" in chalice_tf["data"]
+    # What docs/deploy.md's path C hands the smoke test.
+    assert "WebsocketConnectEndpointURL" in chalice_tf["output"]
+    push = chalice_tf["resource"]["aws_lambda_function"]["push"]
+    assert push["function_name"] == "switchboard-prod-push"
 
     required = chalice_tf["terraform"]
     assert TERRAFORM_VERSION in constraint(required["required_version"])

@@ -676,7 +676,7 @@ class Client:
                     raise
                 if since is not None:  # e.g. no 'history' permission: join without recovering
                     logger.info("joinRoom %s with since refused: %s", room.name, error)
-                    room.stream.position = None
+                    room.stream.forget()
                     await self._join(room, generation)
                     return
                 self._forget_room(room)

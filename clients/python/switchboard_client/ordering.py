@@ -117,6 +117,10 @@ class Stream:
         self._held.clear()
         return self._since
 
+    def forget(self) -> None:
+        """Drop the position (the server refused to recover from it): the next sync fails."""
+        self.position = None
+
     def receive(self, frame: Frame) -> list[Frame]:
         """A message frame arrived; returns what the application may see now."""
         position = Position.of(frame)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from switchboard_client.ordering import Position, Settled, Stream
 
 CASES = json.loads(
@@ -104,7 +103,12 @@ def test_frames_released_as_replayed_are_copies() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [{"seq": True, "epoch": "A"}, {"seq": "1", "epoch": "A"}, {"seq": 1}, {"seq": -1, "epoch": "A"}],
+    [
+        {"seq": True, "epoch": "A"},
+        {"seq": "1", "epoch": "A"},
+        {"seq": 1},
+        {"seq": -1, "epoch": "A"},
+    ],
 )
 def test_a_frame_without_a_valid_position_is_released_unordered(frame: dict[str, Any]) -> None:
     stream = Stream(Position("A", 5))

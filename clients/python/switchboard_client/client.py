@@ -697,6 +697,8 @@ class Client:
             try:
                 await joined
             except SwitchboardError as error:
+                if error.code == CONNECTION_LOST:
+                    return  # still remembered: the next connection's recovery joins it
                 if self._generation == generation and self._rooms.get(room.name) is room:
                     self._forget_room(room)
                     _settle_all(room.waiters, error=error)
@@ -824,7 +826,8 @@ class Client:
         try:
             if start is None or upto is None:
                 raise SwitchboardError("internal", "nothing to fill")
-            before, budget = upto + 1, self.options.fill_limit
+            # A live gap's upper end is held already; a recovery's may not have come.
+            before, budget = (upto if live else upto + 1), self.options.fill_limit
             while budget > 0 and before - 1 > start.seq:
                 frame: Frame = {"action": "history", "beforeSeq": before}
                 frame["limit"] = min(HISTORY_PAGE_LIMIT, before - 1 - start.seq, budget)

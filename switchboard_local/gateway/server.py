@@ -50,6 +50,8 @@ logger = logging.getLogger("switchboard_local.gateway")
 
 PAGE_DIR_NAME = "web"
 """The project's page directory, served at ``/`` (``index.html``) and ``/_local/page/``."""
+CLIENT_SCRIPT = Path("clients", "js", "switchboard.js")
+"""The project's JavaScript client, served at ``/_local/switchboard.js`` for its page."""
 API_ID = "local00001"
 SHUTDOWN_GRACE_SECONDS = 30.0
 # Management POSTs up to this size reach the handler, which answers 413 above 128 KiB.
@@ -178,6 +180,7 @@ class Gateway:
                 web.get("/", self._page),
                 web.get("/_local/config", self._config),
                 web.get("/_local/token", self._token),
+                web.get("/_local/switchboard.js", self._client_script),
             ]
         )
         if self._page_dir.is_dir():
@@ -220,6 +223,12 @@ class Gateway:
         if not index.is_file():
             raise web.HTTPNotFound(text=f"this project has no {PAGE_DIR_NAME}/index.html\n")
         return web.FileResponse(index)
+
+    async def _client_script(self, request: web.Request) -> web.StreamResponse:
+        script = self.project.project_dir / CLIENT_SCRIPT
+        if not script.is_file():
+            raise web.HTTPNotFound(text=f"this project has no {CLIENT_SCRIPT.as_posix()}\n")
+        return web.FileResponse(script, headers={"Content-Type": "text/javascript"})
 
     async def _config(self, request: web.Request) -> web.Response:
         return web.json_response(

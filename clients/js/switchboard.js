@@ -325,6 +325,11 @@ function settleAll(waiters, result, error) {
   waiters.length = 0;
 }
 
+/** The platform's fetch, bound (called unbound, the browser's throws "Illegal invocation"). */
+function defaultFetch() {
+  return typeof globalThis.fetch === "function" ? globalThis.fetch.bind(globalThis) : null;
+}
+
 function deferred() {
   let resolve;
   let reject;
@@ -340,7 +345,7 @@ function deferred() {
 export class Client {
   constructor(url, options = {}) {
     if (!/^wss?:\/\//.test(url)) throw new TypeError(`the URL must start with ws:// or wss://, not ${url}`);
-    const { token = null, WebSocket: Socket = globalThis.WebSocket, fetch: probe = globalThis.fetch,
+    const { token = null, WebSocket: Socket = globalThis.WebSocket, fetch: probe = defaultFetch(),
       random = Math.random, sleep = null, ...rest } = options;
     for (const name of Object.keys(rest)) {
       if (!(name in DEFAULTS)) throw new TypeError(`unknown option ${name}`);

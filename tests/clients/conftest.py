@@ -21,6 +21,7 @@ from tests.gateway.conftest import REPO, WAIT, Running, start, stop
 
 from .proxy import TcpProxy
 
+PAGE_TIMEOUT_MS = 30_000
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -140,3 +141,20 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Callable[[str], Any]]:
+    """Open pages in the module's browser; they are closed when the test ends."""
+    pages: list[Any] = []
+
+    def open_at(url: str) -> Any:
+        page = browser.new_page()
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.goto(url)
+        pages.append(page)
+        return page
+
+    yield open_at
+    for page in pages:
+        page.close()

@@ -8,7 +8,7 @@ the gateway away from her (HTTP and WebSocket alike) while Bob keeps talking.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,27 +17,19 @@ from tests.gateway.conftest import Running, unique
 
 from .proxy import TcpProxy
 
-TIMEOUT_MS = 30_000
 # Slow enough backoff for the countdown to be seen, fast enough for a test.
 QUERY = "?backoffBase=400&backoffCap=1500&gapTimeout=500"
 
 
 @pytest.fixture
-def open_chat(browser: Any) -> Iterator[Callable[[str], Any]]:
-    pages: list[Any] = []
-
+def open_chat(new_page: Callable[[str], Any]) -> Callable[[str], Any]:
     def open_at(base: str) -> Any:
-        page = browser.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(base + QUERY)
+        page = new_page(base + QUERY)
         page.wait_for_selector("body[data-ready=true]")
         page.evaluate("window.loadedOnce = true")  # gone if the page ever reloads
-        pages.append(page)
         return page
 
-    yield open_at
-    for page in pages:
-        page.close()
+    return open_at
 
 
 def enter(page: Any, field: str, text: str) -> None:

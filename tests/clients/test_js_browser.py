@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import socket
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.gateway.conftest import WAIT, Running, unique
 
-from .conftest import Restartable, delete_connection, figures
+from .conftest import PAGE_TIMEOUT_MS, Restartable, delete_connection, figures
 from .proxy import TcpProxy
 
-TIMEOUT_MS = 30_000
 FAST = {"backoffBase": 50, "backoffCap": 400, "requestTimeout": 15_000, "gapTimeout": 500}
 ROOM_MESSAGES = 200
 DIRECT_EVERY = 10
@@ -84,7 +83,7 @@ class BrowserClient:
         self.page.wait_for_function(
             f"([name, args]) => ({predicate})(window.clients[name].events, ...args)",
             arg=[self.name, list(args)],
-            timeout=TIMEOUT_MS,
+            timeout=PAGE_TIMEOUT_MS,
         )
 
 
@@ -97,22 +96,6 @@ def start_client(
     )
     assert failure is None, failure
     return BrowserClient(page, name)
-
-
-@pytest.fixture
-def new_page(browser: Any) -> Iterator[Callable[[str], Any]]:
-    pages: list[Any] = []
-
-    def open_at(url: str) -> Any:
-        page = browser.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url)
-        pages.append(page)
-        return page
-
-    yield open_at
-    for page in pages:
-        page.close()
 
 
 def count_messages(room: str | None, count: int) -> tuple[str, list[Any]]:

@@ -8,8 +8,9 @@ behaviour against the real gateway is in ``test_python_gateway.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -42,6 +43,22 @@ async def opened(
     await connection.recover(resume, rooms)
     await connecting
     return connection
+
+
+@contextlib.asynccontextmanager
+async def session(
+    options: Options = FAST,
+    resume: dict[str, Any] | None = None,
+    rooms: dict[str, dict[str, Any]] | None = None,
+) -> AsyncIterator[tuple[FakeServer, Client, FakeConnection]]:
+    """A fake server, a client connected to it, and the server side of its connection."""
+    async with FakeServer() as server:
+        client = Client(server.url, options=options)
+        connection = await opened(server, client, resume, rooms)
+        try:
+            yield server, client, connection
+        finally:
+            await client.close()
 
 
 async def reconnected(
@@ -122,7 +139,6 @@ def test_the_token_function_is_called_before_every_connect(kind: str) -> None:
             assert (first.token, second.token) == ("t1", "t2")
             assert second.socket.request is not None
             assert "app=x" in second.socket.request.path
-            await client.close()
 
     run(scenario)
 
@@ -206,7 +222,6 @@ def test_other_refusals_are_retried_with_full_jitter_backoff(status: int) -> Non
             states = [e async for e in _until_open(client)]
             assert [e.get("attempt") for e in states[1:-1]] == [1, 2, 3, 4, 5]
             assert all(f"HTTP {status}" in e["reason"] for e in states[1:-1])
-            await client.close()
 
     run(scenario)
 
@@ -243,7 +258,6 @@ def test_backoff_resets_after_a_connection_recovered() -> None:
             await connection.close(1001)
             await reconnected(server)
             assert delays == [1.0, 2.0, 1.0]
-            await client.close()
 
     run(scenario)
 
@@ -253,9 +267,7 @@ def test_backoff_resets_after_a_connection_recovered() -> None:
 
 def test_answers_are_matched_by_id_and_errors_raise_with_the_code() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            connection = await opened(server, client)
+        async with session() as (_server, client, connection):
             first = asyncio.create_task(client.whoami())
             second = asyncio.create_task(client.send_message("bob", "hi"))
             who = await connection.expect("whoami")
@@ -268,7 +280,6 @@ def test_answers_are_matched_by_id_and_errors_raise_with_the_code() -> None:
                 await second
             assert (error.value.code, error.value.message) == ("forbidden", "not you")
             assert error.value.frame is not None and error.value.frame["id"] == send["id"]
-            await client.close()
 
     run(scenario)
 
@@ -284,16 +295,13 @@ def test_an_unanswered_request_times_out() -> None:
             assert error.value.code == "timeout"
             late = await connection.expect("broadcastAll")
             await connection.ack(late, delivered=1)  # a late answer is ignored
-            await client.close()
 
     run(scenario)
 
 
 def test_requests_made_while_reconnecting_wait_and_are_sent_after_the_recovery() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             await joined(client, first, "lobby", epoch="A", seq=0)
             first.abort()
             await state(client, "reconnecting")
@@ -308,7 +316,6 @@ def test_requests_made_while_reconnecting_wait_and_are_sent_after_the_recovery()
             send = await second.expect("sendToRoom", room="lobby", text="hi")  # ...then this
             await second.ack(send, delivered=0, seq=1, epoch="A")
             assert (await waiting)["seq"] == 1
-            await client.close()
 
     run(scenario)
 
@@ -323,9 +330,7 @@ async def state(client: Client, name: str) -> dict[str, Any]:
 
 def test_requests_wait_for_the_recovery_even_when_resume_is_slow() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             first.abort()
             await state(client, "reconnecting")
             waiting = asyncio.create_task(client.whoami())
@@ -337,7 +342,6 @@ def test_requests_wait_for_the_recovery_even_when_resume_is_slow() -> None:
             who = await second.expect("whoami")
             await second.answer(who, "whoami", userId="me")
             assert (await waiting)["userId"] == "me"
-            await client.close()
 
     run(scenario)
 
@@ -361,9 +365,7 @@ def test_a_request_that_never_found_a_connection_is_not_connected() -> None:
 
 def test_a_drop_fails_unsafe_requests_and_resends_safe_ones() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             send = asyncio.create_task(client.send_message("bob", "hi"))
             who = asyncio.create_task(client.whoami())
             await first.expect("sendMessage")
@@ -376,7 +378,6 @@ def test_a_drop_fails_unsafe_requests_and_resends_safe_ones() -> None:
             again = await second.expect("whoami")
             await second.answer(again, "whoami", userId="me")
             assert (await who)["userId"] == "me"
-            await client.close()
 
     run(scenario)
 
@@ -394,16 +395,13 @@ def test_a_frame_over_the_limit_is_refused_before_sending() -> None:
             ping = asyncio.create_task(client.ping())
             await connection.answer(await connection.expect("ping"), "pong")
             assert (await ping)["type"] == "pong"
-            await client.close()
 
     run(scenario)
 
 
 def test_a_1009_close_fails_the_large_request_without_resending_it() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             small = asyncio.create_task(client.whoami())
             large = asyncio.create_task(client.presence("x" * 5000))
             await first.expect("whoami")
@@ -420,16 +418,13 @@ def test_a_1009_close_fails_the_large_request_without_resending_it() -> None:
             assert (await small)["userId"] == "me"
             with pytest.raises(TimeoutError):
                 await second.receive(timeout=0.3)
-            await client.close()
 
     run(scenario)
 
 
 def test_close_fails_pending_requests_with_closed() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            connection = await opened(server, client)
+        async with session() as (_server, client, connection):
             pending = asyncio.create_task(client.whoami())
             await connection.expect("whoami")
             await client.close()
@@ -444,25 +439,20 @@ def test_close_fails_pending_requests_with_closed() -> None:
 
 def test_custom_actions_go_through_request_and_managed_ones_are_refused() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            connection = await opened(server, client)
+        async with session() as (_server, client, connection):
             typing = asyncio.create_task(client.request("typing", {"room": "lobby"}))
             frame = await connection.expect("typing", room="lobby")
             await connection.ack(frame)
             assert (await typing)["action"] == "typing"
             with pytest.raises(ValueError, match="join_room"):
                 await client.request("joinRoom", {"room": "x"})
-            await client.close()
 
     run(scenario)
 
 
 def test_server_frames_that_answer_nothing_become_events() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            connection = await opened(server, client)
+        async with session() as (_server, client, connection):
             await connection.send({"message": "Internal server error", "connectionId": "c",
                                    "requestId": "r"})
             await connection.socket.send("not json")
@@ -474,7 +464,6 @@ def test_server_frames_that_answer_nothing_become_events() -> None:
             assert (await next_event(client))["code"] == "bad_frame"
             assert (await next_event(client))["type"] == "presence"
             assert (await next_event(client))["type"] == "broadcast"
-            await client.close()
 
     run(scenario)
 
@@ -495,7 +484,6 @@ def test_an_idle_connection_pings_and_a_silent_one_is_replaced() -> None:
             await reconnected(server)
             reconnecting = await state(client, "reconnecting")
             assert reconnecting["reason"] == "no answer to the heartbeat"
-            await client.close()
 
     run(scenario)
 
@@ -511,7 +499,6 @@ def test_a_connection_is_replaced_without_delay_at_its_age_limit() -> None:
             await reconnected(server)  # well before the 5 s backoff
             planned = await state(client, "reconnecting")
             assert (planned["delay"], planned["reason"]) == (0.0, "planned reconnect")
-            await client.close()
 
     run(scenario)
 
@@ -521,9 +508,7 @@ def test_a_connection_is_replaced_without_delay_at_its_age_limit() -> None:
 
 def test_rooms_are_rejoined_with_since_and_replays_come_before_live_messages() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client, resume={"epoch": "P", "seq": 4})
+        async with session(resume={"epoch": "P", "seq": 4}) as (server, client, first):
             await joined(client, first, "lobby", epoch="A", seq=2)
             await first.message(3, room="lobby")
             assert await texts(client, 1) == ["m3"]
@@ -542,16 +527,13 @@ def test_rooms_are_rejoined_with_since_and_replays_come_before_live_messages() -
             assert client.position("lobby") == {"epoch": "A", "seq": 6}
             assert client.position() == {"epoch": "P", "seq": 5}
             assert client.stats()["duplicates_dropped"] == 1
-            await client.close()
 
     run(scenario)
 
 
 def test_a_declined_recovery_is_filled_from_history_page_by_page() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             await joined(client, first, "lobby", epoch="A", seq=10)
             first.abort()
             second, _ = await reconnected(
@@ -569,7 +551,6 @@ def test_a_declined_recovery_is_filled_from_history_page_by_page() -> None:
             got = await texts(client, 151)
             assert got == [f"m{seq} r" for seq in range(11, 161)] + ["m161"]
             assert client.stats()["recovery_failed"] == 0
-            await client.close()
 
     run(scenario)
 
@@ -581,9 +562,7 @@ def _msg(seq: int, epoch: str = "A", room: str = "lobby") -> dict[str, Any]:
 
 def test_a_recovery_history_cannot_cover_fails_with_the_position_to_reload_from() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             await joined(client, first, "lobby", epoch="A", seq=10)
             first.abort()
             second, _ = await reconnected(
@@ -596,16 +575,13 @@ def test_a_recovery_history_cannot_cover_fails_with_the_position_to_reload_from(
             assert failed == {"type": "recovery_failed", "room": "lobby", "epoch": "A", "seq": 20}
             await second.message(21, room="lobby")
             assert await texts(client, 1) == ["m21"]
-            await client.close()
 
     run(scenario)
 
 
 def test_a_new_epoch_fails_the_recovery_of_the_room_and_of_the_personal_stream() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client, resume={"epoch": "P", "seq": 3})
+        async with session(resume={"epoch": "P", "seq": 3}) as (server, client, first):
             await joined(client, first, "lobby", epoch="A", seq=10)
             await first.close(1001)
             await reconnected(
@@ -617,16 +593,13 @@ def test_a_new_epoch_fails_the_recovery_of_the_room_and_of_the_personal_stream()
             room = await next_event(client, "recovery_failed")
             assert personal == {"type": "recovery_failed", "epoch": "Q", "seq": 0}
             assert room == {"type": "recovery_failed", "room": "lobby", "epoch": "B", "seq": 0}
-            await client.close()
 
     run(scenario)
 
 
 def test_a_live_gap_is_fetched_with_history_after_the_gap_timeout() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            connection = await opened(server, client)
+        async with session() as (_server, client, connection):
             await joined(client, connection, "lobby", epoch="A", seq=1)
             await connection.message(4, room="lobby")
             request = await connection.expect("history", room="lobby", beforeSeq=4, limit=2)
@@ -635,32 +608,27 @@ def test_a_live_gap_is_fetched_with_history_after_the_gap_timeout() -> None:
                                     messages=[_msg(2)], hasMore=True)
             assert await texts(client, 3) == ["m2 r", "m4", "m5"]  # 3 never existed
             assert client.stats()["skipped"] == 1
-            await client.close()
 
     run(scenario)
 
 
 def test_a_gap_that_closes_in_time_fetches_nothing() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            connection = await opened(server, client)
+        async with session() as (_server, client, connection):
             await joined(client, connection, "lobby", epoch="A", seq=0)
             await connection.message(2, room="lobby")
             await connection.message(1, room="lobby")
             assert await texts(client, 2) == ["m1", "m2"]
             with pytest.raises(TimeoutError):
                 await connection.receive(timeout=0.5)
-            await client.close()
 
     run(scenario)
 
 
 def test_own_messages_take_their_seq_from_the_ack_and_are_not_delivered() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=Options(gap_timeout=0.1, request_timeout=5))
-            connection = await opened(server, client)
+        options = Options(gap_timeout=0.1, request_timeout=5)
+        async with session(options=options) as (_server, client, connection):
             await joined(client, connection, "lobby", epoch="A", seq=0)
             sending = asyncio.create_task(client.send_to_room("lobby", "mine"))
             send = await connection.expect("sendToRoom", room="lobby", text="mine")
@@ -671,16 +639,13 @@ def test_own_messages_take_their_seq_from_the_ack_and_are_not_delivered() -> Non
             assert await texts(client, 1) == ["m2"]
             with pytest.raises(TimeoutError):
                 await connection.receive(timeout=0.3)
-            await client.close()
 
     run(scenario)
 
 
 def test_a_rejoin_without_history_permission_joins_without_since_and_reports() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             await joined(client, first, "lobby", epoch="A", seq=3)
             first.abort()
             second = await server.accept()
@@ -693,16 +658,13 @@ def test_a_rejoin_without_history_permission_joins_without_since_and_reports() -
             failed = await next_event(client, "recovery_failed")
             assert failed == {"type": "recovery_failed", "room": "lobby", "epoch": "A", "seq": 9}
             assert client.rooms == ["lobby"]
-            await client.close()
 
     run(scenario)
 
 
 def test_a_room_the_server_refuses_on_rejoin_is_forgotten_with_an_error_event() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             await joined(client, first, "lobby")  # history off: no position
             first.abort()
             second = await server.accept()
@@ -713,22 +675,18 @@ def test_a_room_the_server_refuses_on_rejoin_is_forgotten_with_an_error_event() 
             assert (error["code"], error["room"], error["action"]) == (
                 "forbidden", "lobby", "joinRoom")
             assert client.rooms == []
-            await client.close()
 
     run(scenario)
 
 
 def test_an_internal_error_during_recovery_reconnects() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, _client, first):
             first.abort()
             second = await server.accept()
             await second.error(await second.expect("resume"), "internal", "try again")
             await asyncio.wait_for(second.closed.wait(), 5)
             await reconnected(server)
-            await client.close()
 
     run(scenario)
 
@@ -750,16 +708,13 @@ def test_rooms_joined_before_connect_or_while_reconnecting_are_joined_once() -> 
             assert (await late)["room"] == "late"
             assert client.rooms == ["early", "late"]
             assert await client.join_room("late") == await late  # already joined
-            await client.close()
 
     run(scenario)
 
 
 def test_a_left_room_is_not_rejoined() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            first = await opened(server, client)
+        async with session() as (server, client, first):
             await joined(client, first, "lobby", epoch="A", seq=0)
             leaving = asyncio.create_task(client.leave_room("lobby"))
             await first.ack(await first.expect("leaveRoom", room="lobby"))
@@ -771,16 +726,13 @@ def test_a_left_room_is_not_rejoined() -> None:
             with pytest.raises(TimeoutError):
                 await second.receive(timeout=0.3)
             assert client.rooms == []
-            await client.close()
 
     run(scenario)
 
 
 def test_a_join_with_a_saved_position_recovers_from_it() -> None:
     async def scenario() -> None:
-        async with FakeServer() as server:
-            client = Client(server.url, options=FAST)
-            connection = await opened(server, client)
+        async with session() as (_server, client, connection):
             joining = asyncio.create_task(
                 client.join_room("lobby", since={"epoch": "A", "seq": 7})
             )
@@ -789,7 +741,6 @@ def test_a_join_with_a_saved_position_recovers_from_it() -> None:
             await connection.ack(join, room="lobby", epoch="A", seq=8, recovered=True)
             assert (await joining)["recovered"] is True
             assert await texts(client, 1) == ["m8 r"]
-            await client.close()
 
     run(scenario)
 
@@ -826,7 +777,6 @@ def test_the_token_is_sent_url_encoded() -> None:
             client = Client(server.url, token="a+b/c=&d", options=FAST)
             connection = await opened(server, client)
             assert connection.token == "a+b/c=&d"
-            await client.close()
 
     run(scenario)
 

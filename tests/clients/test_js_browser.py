@@ -13,8 +13,6 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from tests.gateway.conftest import WAIT, Running, unique
 
 from .conftest import PAGE_TIMEOUT_MS, Restartable, delete_connection, figures

@@ -7,10 +7,18 @@ loopback ports); clients reach them directly or through :class:`TcpProxy`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +30,7 @@ from tests.gateway.conftest import REPO, WAIT, Running, start, stop
 from .proxy import TcpProxy
 
 PAGE_TIMEOUT_MS = 30_000
+START_SECONDS = 60.0  # a liveness bound for a gateway process to start or stop
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -61,40 +70,88 @@ def proxy(gateway: Running) -> Iterator[TcpProxy]:
     relay.stop()
 
 
-class Restartable:
-    """A gateway that stops and starts again on the same port.
+class GatewayProcess:
+    """``python -m switchboard_local.gateway`` (what ``make run`` runs) in its own process,
+    stopped with Ctrl-C and started again on the same port.
 
-    With ``dynamodb_endpoint`` its store outlives restarts (the registry and
-    every stream's history are kept); without it each start has a new embedded
-    store, so every stream starts a new epoch.
+    Without ``dynamodb_endpoint`` every start has a new embedded store, so every stream
+    starts a new epoch (in-process gateways would share moto's memory); with it, the
+    registry and the streams' history outlive restarts.
     """
 
-    def __init__(self, dynamodb_endpoint: str | None = None) -> None:
+    def __init__(self, log_dir: Path, dynamodb_endpoint: str | None = None) -> None:
         self.dynamodb_endpoint = dynamodb_endpoint
-        self.port = 0
-        self.thread: GatewayThread | None = None
-        self.running: Running | None = None
+        self.port = _free_port()
+        self.log_dir = log_dir
+        self.starts = 0
+        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Running:
-        options = GatewayOptions(
-            project_dir=REPO, port=self.port, dynamodb_endpoint=self.dynamodb_endpoint
+    @property
+    def base(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def websocket_url(self) -> str:
+        return f"ws://{self.base}/dev"
+
+    @property
+    def page_url(self) -> str:
+        return f"http://{self.base}/"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{self.base}/dev"
+
+    def token(self, user_id: str) -> str:
+        url = f"{self.page_url}_local/token?{urllib.parse.urlencode({'userId': user_id})}"
+        with urllib.request.urlopen(url, timeout=WAIT) as response:
+            return str(json.load(response)["token"])
+
+    def start(self) -> None:
+        self.starts += 1
+        command = [sys.executable, "-m", "switchboard_local.gateway", "--port", str(self.port)]
+        if self.dynamodb_endpoint:
+            command += ["--dynamodb-endpoint", self.dynamodb_endpoint]
+        environment = {
+            name: value for name, value in os.environ.items()
+            if not name.startswith("AWS_ENDPOINT_URL")
+        }
+        log = (self.log_dir / f"gateway-{self.starts}.log").open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**environment, "PYTHONPATH": str(REPO)},
         )
-        self.thread, self.running = start(options, REPO)
-        self.port = int(self.running.gateway.base.rsplit(":", 1)[1])
-        return self.running
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{self.page_url}_local/config", timeout=1).close()
+                return
+            time.sleep(0.1)
+        self.stop()
+        output = (self.log_dir / f"gateway-{self.starts}.log").read_text(errors="replace")
+        raise AssertionError(f"the gateway did not start on {self.base}:\n{output}")
 
     def stop(self) -> None:
-        if self.thread is not None:
-            stop(self.thread)
-            self.thread = None
+        """Ctrl-C: every socket closes with 1001, ``$disconnect`` runs, the process exits."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=START_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
 
 
 @pytest.fixture
-def restartable() -> Iterator[Callable[[str | None], Restartable]]:
-    made: list[Restartable] = []
+def gateway_process(tmp_path: Path) -> Iterator[Callable[[str | None], GatewayProcess]]:
+    """Start gateway processes for one test; they are stopped when it ends."""
+    made: list[GatewayProcess] = []
 
-    def make(dynamodb_endpoint: str | None = None) -> Restartable:
-        gateway = Restartable(dynamodb_endpoint)
+    def make(dynamodb_endpoint: str | None = None) -> GatewayProcess:
+        gateway = GatewayProcess(tmp_path, dynamodb_endpoint)
         made.append(gateway)
         gateway.start()
         return gateway
@@ -104,9 +161,15 @@ def restartable() -> Iterator[Callable[[str | None], Restartable]]:
         gateway.stop()
 
 
-def delete_connection(running: Running, connection_id: str) -> int:
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def delete_connection(management_url: str, connection_id: str) -> int:
     """Close a connection through the management API, as a backend would."""
-    url = f"{running.gateway.management_url}/@connections/{connection_id}"
+    url = f"{management_url}/@connections/{connection_id}"
     request = urllib.request.Request(url, method="DELETE")
     with urllib.request.urlopen(request, timeout=WAIT) as response:
         return int(response.status)

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.gateway.conftest import WAIT, Running, unique
 
-from .conftest import PAGE_TIMEOUT_MS, Restartable, delete_connection, figures
+from .conftest import PAGE_TIMEOUT_MS, GatewayProcess, delete_connection, figures
 from .proxy import TcpProxy
 
 FAST = {"backoffBase": 50, "backoffCap": 400, "requestTimeout": 15_000, "gapTimeout": 500}
@@ -179,7 +179,7 @@ def test_js_messages_sent_across_drops_arrive_exactly_once_and_in_order(
         if number % 25 == 12:
             if len(drops) % 2 == 0:
                 connection_id = receiver.value("whoami")["connectionId"]
-                assert delete_connection(gateway, connection_id) == 204
+                assert delete_connection(gateway.gateway.management_url, connection_id) == 204
                 drops.append("delete")
             else:
                 assert proxy.abort_all() >= 1
@@ -197,17 +197,15 @@ def test_js_messages_sent_across_drops_arrive_exactly_once_and_in_order(
 
 
 def test_js_recovers_across_a_gateway_restart_that_keeps_its_store(
-    restartable: Callable[[str | None], Restartable], moto_endpoint: str, new_page: Any
+    gateway_process: Callable[[str | None], GatewayProcess], moto_endpoint: str, new_page: Any
 ) -> None:
-    server = restartable(moto_endpoint)
-    assert server.running is not None
-    running: Running = server.running
+    server = gateway_process(moto_endpoint)
     proxy = TcpProxy(server.port).start()
     try:
-        page = new_page(running.gateway.page_url + "_local/config")
+        page = new_page(server.page_url + "_local/config")
         alice, bob, room = unique("alice"), unique("bob"), unique("room")
         receiver = start_client(page, "bob", bob, proxy.url("/dev", "ws"))
-        sender = start_client(page, "alice", alice, running.gateway.websocket_url)
+        sender = start_client(page, "alice", alice, server.websocket_url)
         receiver.value("joinRoom", room)
         sender.value("joinRoom", room)
         sent = []
@@ -232,15 +230,13 @@ def test_js_recovers_across_a_gateway_restart_that_keeps_its_store(
 
 
 def test_js_reports_recovery_failed_after_a_restart_that_loses_the_store(
-    restartable: Callable[[str | None], Restartable], new_page: Any
+    gateway_process: Callable[[str | None], GatewayProcess], new_page: Any
 ) -> None:
-    server = restartable(None)
-    assert server.running is not None
-    running: Running = server.running
-    page = new_page(running.gateway.page_url + "_local/config")
+    server = gateway_process(None)
+    page = new_page(server.page_url + "_local/config")
     bob, room = unique("bob"), unique("room")
-    receiver = start_client(page, "bob", bob, running.gateway.websocket_url)
-    sender = start_client(page, "alice", unique("alice"), running.gateway.websocket_url)
+    receiver = start_client(page, "bob", bob, server.websocket_url)
+    sender = start_client(page, "alice", unique("alice"), server.websocket_url)
     receiver.value("joinRoom", room)
     sender.value("joinRoom", room)
     sender.value("sendToRoom", room, "before")

@@ -16,7 +16,7 @@ from switchboard_client import Client, Options, SwitchboardError
 
 from tests.gateway.conftest import Running, unique
 
-from .conftest import Restartable, delete_connection, figures
+from .conftest import GatewayProcess, delete_connection, figures
 from .proxy import TcpProxy
 
 FAST = Options(backoff_base=0.05, backoff_cap=0.4, request_timeout=15.0, gap_timeout=0.5)
@@ -28,14 +28,21 @@ def run(scenario: Callable[[], Awaitable[None]], timeout: float = 120) -> None:
     asyncio.run(asyncio.wait_for(scenario(), timeout))  # type: ignore[arg-type]
 
 
-def client_for(running: Running, user: str, url: str | None = None, **options: Any) -> Client:
+def client_for(
+    gateway: Running | GatewayProcess, user: str, url: str | None = None, **options: Any
+) -> Client:
     """A client whose token function asks the gateway for a fresh token on every connect."""
 
     async def token() -> str:
-        return await asyncio.to_thread(running.token, user)
+        return await asyncio.to_thread(gateway.token, user)
 
+    if url is None:
+        url = (
+            gateway.gateway.websocket_url if isinstance(gateway, Running)
+            else gateway.websocket_url
+        )
     chosen = Options(**{**FAST.__dict__, **options})
-    return Client(url or running.gateway.websocket_url, token=token, options=chosen)
+    return Client(url, token=token, options=chosen)
 
 
 class Inbox:
@@ -66,7 +73,8 @@ class Inbox:
 async def drop(how: str, running: Running, client: Client, proxy: TcpProxy) -> None:
     if how == "delete":
         connection_id = (await client.whoami())["connectionId"]
-        assert await asyncio.to_thread(delete_connection, running, connection_id) == 204
+        management = running.gateway.management_url
+        assert await asyncio.to_thread(delete_connection, management, connection_id) == 204
     else:
         assert await asyncio.to_thread(proxy.abort_all) >= 1
 
@@ -227,17 +235,15 @@ def test_messages_sent_across_drops_arrive_exactly_once_and_in_order(
 
 
 def test_a_gateway_restart_that_keeps_its_store_recovers_everything(
-    restartable: Callable[[str | None], Restartable], moto_endpoint: str
+    gateway_process: Callable[[str | None], GatewayProcess], moto_endpoint: str
 ) -> None:
-    server = restartable(moto_endpoint)
-    running = server.running
-    assert running is not None
+    server = gateway_process(moto_endpoint)
     proxy = TcpProxy(server.port).start()
 
     async def scenario() -> None:
         alice, bob, room = unique("alice"), unique("bob"), unique("room")
-        sender = client_for(running, alice)
-        receiver = client_for(running, bob, url=proxy.url("/dev", "ws"))
+        sender = client_for(server, alice)
+        receiver = client_for(server, bob, url=proxy.url("/dev", "ws"))
         async with sender, receiver:
             inbox = Inbox(receiver)
             await receiver.join_room(room)
@@ -266,22 +272,20 @@ def test_a_gateway_restart_that_keeps_its_store_recovers_everything(
             assert [m["text"] for m in replayed] == [t for t in sent if "late" in t]
 
     try:
-        run(scenario)
+        run(scenario, timeout=300)
     finally:
         proxy.stop()
 
 
 def test_a_gateway_restart_that_loses_its_store_reports_recovery_failed(
-    restartable: Callable[[str | None], Restartable],
+    gateway_process: Callable[[str | None], GatewayProcess],
 ) -> None:
-    server = restartable(None)
-    running = server.running
-    assert running is not None
+    server = gateway_process(None)
 
     async def scenario() -> None:
         bob, room = unique("bob"), unique("room")
-        async with client_for(running, unique("alice")) as sender, \
-                client_for(running, bob) as receiver:
+        async with client_for(server, unique("alice")) as sender, \
+                client_for(server, bob) as receiver:
             inbox = Inbox(receiver)
             await receiver.join_room(room)
             await sender.join_room(room)
@@ -298,4 +302,4 @@ def test_a_gateway_restart_that_loses_its_store_reports_recovery_failed(
             await inbox.wait(lambda i: "after" in i.texts(room))
             assert inbox.texts(room) == ["before", "after"]
 
-    run(scenario)
+    run(scenario, timeout=300)

@@ -70,6 +70,10 @@ class Inbox:
             await asyncio.sleep(0.02)
 
 
+def has_messages(room: str | None, count: int) -> Callable[[Inbox], bool]:
+    return lambda inbox: len(inbox.texts(room)) >= count
+
+
 async def drop(how: str, running: Running, client: Client, proxy: TcpProxy) -> None:
     if how == "delete":
         connection_id = (await client.whoami())["connectionId"]
@@ -264,6 +268,7 @@ def test_a_gateway_restart_that_keeps_its_store_recovers_everything(
                         text = f"r{round_}-late-{number}"
                         await sender.send_to_room(room, text)
                         sent.append(text)
+                await inbox.wait(has_messages(room, len(sent)))
             await inbox.wait(lambda i: len(i.texts(room)) >= len(sent))
             await asyncio.sleep(0.5)
             assert inbox.texts(room) == sent

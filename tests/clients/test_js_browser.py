@@ -96,12 +96,12 @@ def start_client(
     return BrowserClient(page, name)
 
 
-def count_messages(room: str | None, count: int) -> tuple[str, list[Any]]:
+def count_messages(room: str | None, count: int) -> tuple[str, str | None, int]:
     predicate = (
         "(events, room, count) => events.filter("
         "(e) => e.type === 'message' && (e.room ?? null) === room).length >= count"
     )
-    return predicate, [room, count]
+    return predicate, room, count
 
 
 # -- the basics ----------------------------------------------------------------------------------

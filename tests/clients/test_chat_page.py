@@ -89,7 +89,8 @@ def test_two_users_chat_through_drops_with_every_field_on_enter(
     alice_page.wait_for_selector("#log li.error:has-text('bad_json')")
 
     # A forced drop: the gateway is unreachable for Alice while Bob talks in the room.
-    alice_page.click(f"#conversations li[data-key='room:{room}'] button")
+    for page in (alice_page, bob_page):
+        page.click(f"#conversations li[data-key='room:{room}'] button")
     with proxy.down():
         alice_page.wait_for_selector("#status[data-state=reconnecting]")
         alice_page.wait_for_function(

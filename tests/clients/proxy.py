@@ -3,7 +3,8 @@
 Clients connect to the relay's free loopback port; each connection is piped to
 the gateway. The test can reset every connection (``abort_all``: both sides get
 a TCP RST, as when a network dies or a NAT forgets), refuse new ones for a while
-(``refusing``: the gateway looks unreachable, for HTTP as for WebSockets), or
+(``closed_to_new``, ``down``: the gateway looks unreachable, for HTTP as for
+WebSockets), or
 stop forwarding without closing (``blackhole``: a half-open connection only a
 heartbeat can detect).
 """
@@ -52,14 +53,20 @@ class TcpProxy:
         return self._call(self._abort_all())
 
     @contextlib.contextmanager
-    def down(self) -> Iterator[None]:
-        """Refuse new connections and reset the open ones until the block ends."""
+    def closed_to_new(self) -> Iterator[None]:
+        """Reset new connections until the block ends; the open ones carry on."""
         self.refusing = True
         try:
-            self.abort_all()
             yield
         finally:
             self.refusing = False
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """Reset the open connections and refuse new ones until the block ends."""
+        with self.closed_to_new():
+            self.abort_all()
+            yield
 
     def stop(self) -> None:
         async def close() -> None:

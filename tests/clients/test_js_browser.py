@@ -96,6 +96,16 @@ def start_client(
     return BrowserClient(page, name)
 
 
+def pair(page: Any, receiver_url: str, sender_url: str) -> tuple[BrowserClient, BrowserClient, str]:
+    """Bob (receiving) and Alice (sending) in one new room."""
+    room = unique("room")
+    receiver = start_client(page, "bob", unique("bob"), receiver_url)
+    sender = start_client(page, "alice", unique("alice"), sender_url)
+    receiver.value("joinRoom", room)
+    sender.value("joinRoom", room)
+    return receiver, sender, room
+
+
 def count_messages(room: str | None, count: int) -> tuple[str, str | None, int]:
     predicate = (
         "(events, room, count) => events.filter("
@@ -164,11 +174,8 @@ def test_js_messages_sent_across_drops_arrive_exactly_once_and_in_order(
     gateway: Running, proxy: TcpProxy, new_page: Any
 ) -> None:
     page = new_page(gateway.gateway.page_url + "_local/config")
-    alice, bob, room = unique("alice"), unique("bob"), unique("room")
-    receiver = start_client(page, "bob", bob, proxy.url("/dev", "ws"))
-    sender = start_client(page, "alice", alice, gateway.gateway.websocket_url)
-    receiver.value("joinRoom", room)
-    sender.value("joinRoom", room)
+    receiver, sender, room = pair(page, proxy.url("/dev", "ws"), gateway.gateway.websocket_url)
+    bob = receiver.value("whoami")["userId"]
     drops: list[str] = []
     direct = []
     for number in range(ROOM_MESSAGES):
@@ -200,21 +207,20 @@ def test_js_recovers_across_a_gateway_restart_that_keeps_its_store(
     gateway_process: Callable[[str | None], GatewayProcess], moto_endpoint: str, new_page: Any
 ) -> None:
     server = gateway_process(moto_endpoint)
-    proxy = TcpProxy(server.port).start()
+    # Relays turn the clients away while the gateway restarts, the receiver for longer.
+    to_sender, to_receiver = TcpProxy(server.port).start(), TcpProxy(server.port).start()
     try:
         page = new_page(server.page_url + "_local/config")
-        alice, bob, room = unique("alice"), unique("bob"), unique("room")
-        receiver = start_client(page, "bob", bob, proxy.url("/dev", "ws"))
-        sender = start_client(page, "alice", alice, server.websocket_url)
-        receiver.value("joinRoom", room)
-        sender.value("joinRoom", room)
+        receiver, sender, room = pair(page, to_receiver.url("/dev", "ws"),
+                                      to_sender.url("/dev", "ws"))
         sent = []
         for number in range(10):
             sent.append(f"before-{number}")
             sender.value("sendToRoom", room, sent[-1])
-        with proxy.down():
-            server.stop()
-            server.start()
+        with to_receiver.closed_to_new():
+            with to_sender.closed_to_new():
+                server.stop()
+                server.start()
             sender.value("ping")  # back on its own
             for number in range(10):
                 sent.append(f"during-{number}")
@@ -226,26 +232,31 @@ def test_js_recovers_across_a_gateway_restart_that_keeps_its_store(
         assert replayed == sent[10:]
         assert receiver.events("recovery_failed") == []
     finally:
-        proxy.stop()
+        to_sender.stop()
+        to_receiver.stop()
 
 
 def test_js_reports_recovery_failed_after_a_restart_that_loses_the_store(
     gateway_process: Callable[[str | None], GatewayProcess], new_page: Any
 ) -> None:
     server = gateway_process(None)
-    page = new_page(server.page_url + "_local/config")
-    bob, room = unique("bob"), unique("room")
-    receiver = start_client(page, "bob", bob, server.websocket_url)
-    sender = start_client(page, "alice", unique("alice"), server.websocket_url)
-    receiver.value("joinRoom", room)
-    sender.value("joinRoom", room)
-    sender.value("sendToRoom", room, "before")
-    receiver.wait(*count_messages(room, 1))
-    server.stop()
-    server.start()
-    receiver.wait("(events) => events.filter((e) => e.type === 'recovery_failed').length >= 2")
-    failures = {e.get("room", "personal"): e for e in receiver.events("recovery_failed")}
-    assert set(failures) == {room, "personal"}
-    sender.value("sendToRoom", room, "after")
-    receiver.wait(*count_messages(room, 2))
-    assert receiver.texts(room) == ["before", "after"]
+    proxy = TcpProxy(server.port).start()
+    try:
+        page = new_page(server.page_url + "_local/config")
+        url = proxy.url("/dev", "ws")
+        receiver, sender, room = pair(page, url, url)
+        sender.value("sendToRoom", room, "before")
+        receiver.wait(*count_messages(room, 1))
+        with proxy.closed_to_new():
+            server.stop()
+            server.start()
+        receiver.wait(
+            "(events) => events.filter((e) => e.type === 'recovery_failed').length >= 2"
+        )
+        failures = {e.get("room", "personal"): e for e in receiver.events("recovery_failed")}
+        assert set(failures) == {room, "personal"}
+        sender.value("sendToRoom", room, "after")
+        receiver.wait(*count_messages(room, 2))
+        assert receiver.texts(room) == ["before", "after"]
+    finally:
+        proxy.stop()

@@ -242,12 +242,14 @@ def test_a_gateway_restart_that_keeps_its_store_recovers_everything(
     gateway_process: Callable[[str | None], GatewayProcess], moto_endpoint: str
 ) -> None:
     server = gateway_process(moto_endpoint)
-    proxy = TcpProxy(server.port).start()
+    # Each client reaches the gateway through a relay that turns it away while it restarts
+    # (a stopping gateway still accepts handshakes), and the receiver for longer.
+    to_sender, to_receiver = TcpProxy(server.port).start(), TcpProxy(server.port).start()
 
     async def scenario() -> None:
         alice, bob, room = unique("alice"), unique("bob"), unique("room")
-        sender = client_for(server, alice)
-        receiver = client_for(server, bob, url=proxy.url("/dev", "ws"))
+        sender = client_for(server, alice, url=to_sender.url("/dev", "ws"))
+        receiver = client_for(server, bob, url=to_receiver.url("/dev", "ws"))
         async with sender, receiver:
             inbox = Inbox(receiver)
             await receiver.join_room(room)
@@ -260,45 +262,53 @@ def test_a_gateway_restart_that_keeps_its_store_recovers_everything(
                     sent.append(text)
                 if round_ == 2:
                     break
-                with proxy.down():  # the receiver stays away until the sender sent more
-                    await asyncio.to_thread(server.stop)
-                    await asyncio.to_thread(server.start)
+                with to_receiver.closed_to_new():
+                    with to_sender.closed_to_new():
+                        await asyncio.to_thread(server.stop)  # both get 1001
+                        await asyncio.to_thread(server.start)
                     await sender.ping()  # the sender is back (it reconnected on its own)
                     for number in range(10):
                         text = f"r{round_}-late-{number}"
                         await sender.send_to_room(room, text)
                         sent.append(text)
                 await inbox.wait(has_messages(room, len(sent)))
-            await inbox.wait(lambda i: len(i.texts(room)) >= len(sent))
+            await inbox.wait(has_messages(room, len(sent)))
             await asyncio.sleep(0.5)
             assert inbox.texts(room) == sent
             assert inbox.of("recovery_failed") == []
             replayed = [m for m in inbox.of("message") if m.get("replayed")]
             assert [m["text"] for m in replayed] == [t for t in sent if "late" in t]
+            closes = [e for e in inbox.of("state")
+                      if str(e.get("reason")).startswith("closed with 1001")]
+            assert len(closes) == 2
 
     try:
         run(scenario, timeout=300)
     finally:
-        proxy.stop()
+        to_sender.stop()
+        to_receiver.stop()
 
 
 def test_a_gateway_restart_that_loses_its_store_reports_recovery_failed(
     gateway_process: Callable[[str | None], GatewayProcess],
 ) -> None:
     server = gateway_process(None)
+    proxy = TcpProxy(server.port).start()
 
     async def scenario() -> None:
         bob, room = unique("bob"), unique("room")
-        async with client_for(server, unique("alice")) as sender, \
-                client_for(server, bob) as receiver:
+        url = proxy.url("/dev", "ws")
+        async with client_for(server, unique("alice"), url=url) as sender, \
+                client_for(server, bob, url=url) as receiver:
             inbox = Inbox(receiver)
             await receiver.join_room(room)
             await sender.join_room(room)
             await sender.send_to_room(room, "before")
             await sender.send_message(bob, "direct before")
             await inbox.wait(lambda i: len(i.of("message")) == 2)
-            await asyncio.to_thread(server.stop)
-            await asyncio.to_thread(server.start)
+            with proxy.closed_to_new():
+                await asyncio.to_thread(server.stop)
+                await asyncio.to_thread(server.start)
             await inbox.wait(lambda i: len(i.of("recovery_failed")) == 2)
             failures = {e.get("room", "personal"): e for e in inbox.of("recovery_failed")}
             assert set(failures) == {room, "personal"}
@@ -307,4 +317,7 @@ def test_a_gateway_restart_that_loses_its_store_reports_recovery_failed(
             await inbox.wait(lambda i: "after" in i.texts(room))
             assert inbox.texts(room) == ["before", "after"]
 
-    run(scenario, timeout=300)
+    try:
+        run(scenario, timeout=300)
+    finally:
+        proxy.stop()

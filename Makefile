@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The `switchboard-local` command, installed from this checkout (editable).
+LOCAL_STAMP := $(VENV)/.switchboard-local
 # The second DynamoDB engine the tests run on (dynalite, from package-lock.json).
 NODE_STAMP := node_modules/.installed
 HOST ?= 127.0.0.1
@@ -17,7 +19,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
@@ -30,9 +32,13 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+$(LOCAL_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(LOCAL_STAMP)
+
 # The local gateway: ws://$(HOST):$(PORT)/dev (the dev stage), the chat page at http://$(HOST):$(PORT)/.
-run: $(STAMP)
-	$(BIN)/python -m switchboard_local.gateway --host $(HOST) --port $(PORT)
+run: $(LOCAL_STAMP)
+	$(BIN)/switchboard-local --host $(HOST) --port $(PORT)
 
 # Chromium for the chat page's browser test; without it that test is skipped.
 browser:

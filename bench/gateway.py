@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ECHO_APP = ROOT / "bench" / "echo_app"
 GATEWAY_COMMAND = [
     "-m", "switchboard_local.gateway", "--project-dir", str(ECHO_APP), "--port", "0",
-    "--no-tables", "--log-level", "WARNING",
+    "--no-autoreload", "--log-level", "WARNING",
 ]
 
 

@@ -3,13 +3,15 @@
 The token arrives as ``?token=<JWT>`` because browsers cannot set headers on a
 WebSocket upgrade. Verification is PyJWT's; this module only decides which
 claims are required and how a failure maps to the HTTP status that refuses
-the handshake.
+the handshake, and how signing keys are written: one key, or several
+separated by commas for a rotation — the first signs, all verify.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -34,11 +36,24 @@ class Identity:
     roles: tuple[str, ...]
 
 
+def signing_keys(value: str) -> tuple[str, ...]:
+    """The keys a stored value holds, signing key first; refuses a value with none."""
+    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    if not keys:
+        raise ValueError("the signing key value holds no key")
+    return keys
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
     secret: str
+    """One key, or several comma-separated (see :func:`signing_keys`)."""
     issuer: str | None = None
     audience: str | None = None
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        return signing_keys(self.secret)
 
     def verify(self, token: str | None) -> Identity:
         if not token:
@@ -54,17 +69,22 @@ class TokenVerifier:
             required.append("iss")
         if self.audience is not None:
             required.append("aud")
-        try:
-            return jwt.decode(
-                token,
-                self.secret,
-                algorithms=[ALGORITHM],
-                issuer=self.issuer,
-                audience=self.audience,
-                options={"require": required},
-            )
-        except jwt.PyJWTError as error:
-            raise AuthenticationError(403, f"invalid token: {error}") from None
+        failure: jwt.PyJWTError | None = None
+        for key in self.keys:
+            try:
+                return jwt.decode(
+                    token,
+                    key,
+                    algorithms=[ALGORITHM],
+                    issuer=self.issuer,
+                    audience=self.audience,
+                    options={"require": required},
+                )
+            except jwt.InvalidSignatureError as error:
+                failure = error  # perhaps signed with another of the keys
+            except jwt.PyJWTError as error:
+                raise AuthenticationError(403, f"invalid token: {error}") from None
+        raise AuthenticationError(403, f"invalid token: {failure}")
 
 
 def issue_token(
@@ -76,7 +96,10 @@ def issue_token(
     audience: str | None = None,
     now: float | None = None,
 ) -> str:
-    """Sign a token the verifier accepts; for local development and tests."""
+    """Sign a token the verifier accepts, with the first of ``secret``'s keys.
+
+    For local development and tests (the local gateway's ``/_local/token``).
+    """
     issued_at = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "sub": user_id,
@@ -89,7 +112,7 @@ def issue_token(
         claims["iss"] = issuer
     if audience is not None:
         claims["aud"] = audience
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(claims, signing_keys(secret)[0], algorithm=ALGORITHM)
 
 
 def _user_id(claims: dict[str, Any]) -> str:

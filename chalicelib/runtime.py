@@ -14,9 +14,9 @@ from typing import Any
 from chalicelib import aws
 from chalicelib.delivery import Delivery
 from chalicelib.fanout_queue import FanoutQueue
-from chalicelib.identity import TokenVerifier
+from chalicelib.identity import TokenVerifier, signing_keys
 from chalicelib.registry import Registry
-from chalicelib.settings import Settings
+from chalicelib.settings import Settings, SettingsError
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,18 @@ def _fanout_queue(settings: Settings, sqs: Any | None) -> FanoutQueue | None:
 
 
 def _token_secret(settings: Settings) -> str:
+    """The signing keys' value, checked to hold at least one key."""
     if settings.token_secret is not None:
-        return settings.token_secret
-    assert settings.token_secret_parameter is not None
-    response = aws.ssm_client().get_parameter(
-        Name=settings.token_secret_parameter, WithDecryption=True
-    )
-    return str(response["Parameter"]["Value"])
+        value, source = settings.token_secret, "TOKEN_SECRET"
+    else:
+        assert settings.token_secret_parameter is not None
+        response = aws.ssm_client().get_parameter(
+            Name=settings.token_secret_parameter, WithDecryption=True
+        )
+        value = str(response["Parameter"]["Value"])
+        source = f"the parameter TOKEN_SECRET_PARAMETER names ({settings.token_secret_parameter})"
+    try:
+        signing_keys(value)
+    except ValueError:
+        raise SettingsError(f"{source} holds no signing key") from None
+    return value

@@ -29,6 +29,7 @@ from typing import Any
 import boto3
 
 from chalicelib.registry import TTL_ATTRIBUTE, table_definition
+from switchboard_local.project import ProjectError, read_stage
 
 PROJECT = Path(__file__).resolve().parent.parent
 QUEUE_VISIBILITY_SECONDS = 360  # six times the worker's 60 s timeout, as AWS advises
@@ -57,20 +58,19 @@ class StageConfig:
 
     @classmethod
     def load(cls, stage: str, project_dir: Path = PROJECT) -> StageConfig:
-        config = json.loads((project_dir / ".chalice" / "config.json").read_text())
-        if stage not in config.get("stages", {}):
+        try:
+            chalice_stage = read_stage(project_dir, stage)
+        except ProjectError as error:
+            raise SystemExit(str(error)) from None
+        if "stages" not in chalice_stage.config.config_from_disk:
             raise SystemExit(f"stage {stage!r} is not in .chalice/config.json")
-        stage_config = config["stages"][stage]
-        env = {**config.get("environment_variables", {}),
-               **stage_config.get("environment_variables", {})}
+        env = chalice_stage.environment
         if "CONNECTIONS_TABLE" not in env:
             raise SystemExit(f"stage {stage!r} sets no CONNECTIONS_TABLE")
         return cls(
             stage=stage,
-            app_name=config["app_name"],
-            api_gateway_stage=stage_config.get(
-                "api_gateway_stage", config.get("api_gateway_stage", "api")
-            ),
+            app_name=chalice_stage.app_name,
+            api_gateway_stage=chalice_stage.api_gateway_stage,
             table=env["CONNECTIONS_TABLE"],
             queue=env.get("FANOUT_QUEUE_NAME"),
             secret_parameter=env.get("TOKEN_SECRET_PARAMETER"),

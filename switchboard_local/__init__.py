@@ -1,8 +1,12 @@
-"""Local tools for Chalice WebSocket apps; never deployed to Lambda.
+"""``switchboard-local``: local tools for any Chalice project; never deployed to Lambda.
 
-* :mod:`switchboard_local.events` builds API Gateway WebSocket proxy events.
-* :mod:`switchboard_local.testing` runs an app's handlers in-process with an
-  emulated management API, for pytest.
-* :mod:`switchboard_local.gateway` serves an app's WebSocket stage and
-  ``@connections`` API on a local port, with a chat page (``make run``).
+* :mod:`switchboard_local.stage` is the transport-free core of an API Gateway
+  WebSocket stage; :mod:`switchboard_local.events` builds the Lambda events.
+* :mod:`switchboard_local.testing` runs an app's handlers in-process, for pytest.
+* :mod:`switchboard_local.gateway` serves a project locally (the ``switchboard-local``
+  command, :mod:`switchboard_local.cli`).
+* :mod:`switchboard_local.project` reads a project's stages and local settings,
+  :mod:`switchboard_local.template` its CloudFormation merge template.
+
+Nothing here imports the application code of a project (``chalicelib``).
 """

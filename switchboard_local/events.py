@@ -1,9 +1,10 @@
-"""API Gateway WebSocket proxy events with the field set AWS sends.
+"""Lambda events with the field sets AWS sends: the only code that knows their shapes.
 
-The shapes follow events captured from API Gateway (see the project's
-reference notes): CONNECT carries headers and the query string, MESSAGE the
-body and a messageId, DISCONNECT a status code and reason; every event carries
-the same ``requestContext`` fields, with ``connectedAt`` fixed per connection.
+WebSocket proxy events follow events captured from API Gateway (see the
+project's reference notes): CONNECT carries headers and the query string,
+MESSAGE the body and a messageId, DISCONNECT a status code and reason; every
+event carries the same ``requestContext`` fields, with ``connectedAt`` fixed
+per connection. SQS records follow what Lambda's event source mapping sends.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from chalicelib.clock import iso8601
 
 MAX_POST_BYTES = 128 * 1024
 """API Gateway's largest message either way: a larger client message closes the
@@ -112,6 +111,12 @@ class ConnectionContext:
         }
 
 
+def iso8601(epoch_seconds: float) -> str:
+    """ISO-8601 UTC with milliseconds, as GetConnection answers: ``2024-12-04T15:02:11.402Z``."""
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def clf_time(epoch_seconds: float) -> str:
     """Common Log Format time, as in ``requestTime``: ``04/Dec/2024:15:02:11 +0000``."""
     moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
@@ -136,3 +141,28 @@ def _query_fields(query: Mapping[str, str | list[str]]) -> dict[str, Any]:
 
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
+
+
+def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of an SQS event, from a ReceiveMessage message (all attributes asked for)."""
+    attributes = dict(message.get("Attributes") or {})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": attributes,
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": value.get("BinaryValue"),
+                "stringListValues": value.get("StringListValues", []),
+                "binaryListValues": value.get("BinaryListValues", []),
+                "dataType": value.get("DataType"),
+            }
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }

@@ -16,168 +16,122 @@ before the app's first send: Chalice keeps the first client it builds.
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
-import uuid
 import weakref
-from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import boto3
-from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-from switchboard_local.events import MAX_POST_BYTES, ApiContext, ConnectionContext
+from switchboard_local import stage
+from switchboard_local.botocore_hook import (
+    MANAGEMENT_SERVICE,
+    connection_id_of,
+    request_data,
+    response,
+)
+from switchboard_local.events import ApiContext, ConnectionContext
+from switchboard_local.stage import (
+    AppFunctions,
+    ConnectionTable,
+    Deliver,
+    Drop,
+    Fault,
+    FaultPolicy,
+    Faults,
+    LambdaContext,
+)
+
+__all__ = [
+    "Fault", "FaultPolicy", "LambdaContext", "ManagementEmulator", "TestConnection",
+    "WebsocketTestClient", "route_management_api",
+]
 
 Frame = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Fault:
-    """What the emulated endpoint does with one request: wait ``delay`` seconds,
-    then answer ``status`` with its AWS error type, or as usual when ``status`` is None."""
+@dataclass(eq=False)
+class _Recorded(stage.Connection):
+    """A connection whose socket is a list of the messages posted to it."""
 
-    status: int | None = None
-    delay: float = 0.0
-
-
-FaultPolicy = Callable[[str, str], "Fault | None"]
-"""Decides each request's fault from its method and connection id; None: no fault."""
-
-
-@dataclass
-class _Socket:
-    context: ConnectionContext
-    open: bool = True
     received: list[str] = field(default_factory=list)
-    last_active: float = field(default_factory=time.time)
 
 
 class ManagementEmulator:
-    """The ``@connections`` API of one API Gateway stage, in memory.
+    """The ``@connections`` API of one stage, in memory, on the stage core's rules.
 
-    Answers as AWS does: 200 on POST (the data is recorded as one message),
-    GET with connectedAt/lastActiveAt/identity, 204 on DELETE, 410
-    ``GoneException`` for unknown or closed connections and 413
-    ``PayloadTooLargeException`` above 128 KiB. Faults can be injected per
-    connection to exercise retry paths (:meth:`inject`), or decided for every
-    request by a :data:`FaultPolicy` set as ``policy`` — a random mix of
-    statuses and slow answers, say. Injected faults come first.
+    Faults can be injected per connection to exercise retry paths
+    (:meth:`inject`), or decided for every request by a :data:`FaultPolicy` set
+    as ``policy`` — a random mix of statuses and slow answers, say. Injected
+    faults come first.
     """
 
     def __init__(self) -> None:
-        self._sockets: dict[str, _Socket] = {}
-        self._faults: dict[str, deque[int]] = defaultdict(deque)
+        self.table: ConnectionTable[_Recorded] = ConnectionTable()
+        self.faults = Faults()
         self._lock = threading.Lock()
         self.on_delete: Callable[[str], None] | None = None
-        self.policy: FaultPolicy | None = None
         self.posts = 0
 
+    @property
+    def policy(self) -> FaultPolicy | None:
+        return self.faults.policy
+
+    @policy.setter
+    def policy(self, policy: FaultPolicy | None) -> None:
+        self.faults.policy = policy
+
     def open(self, context: ConnectionContext) -> None:
-        with self._lock:
-            self._sockets[context.connection_id] = _Socket(context)
+        connection = _Recorded(context)
+        connection.open()
+        self.table.add(connection)
 
     def close(self, connection_id: str) -> bool:
         """Mark closed; True when it was open."""
         with self._lock:
-            socket = self._sockets.get(connection_id)
-            if socket is None or not socket.open:
+            connection = self.table.open(connection_id)
+            if connection is None:
                 return False
-            socket.open = False
+            connection.state = stage.State.CLOSED
             return True
 
     def received(self, connection_id: str) -> list[str]:
+        connection = self.table.get(connection_id)
+        if connection is None:
+            raise KeyError(connection_id)
         with self._lock:
-            return list(self._sockets[connection_id].received)
+            return list(connection.received)
 
     def inject(self, connection_id: str, *statuses: int) -> None:
         """Answer the next posts to this connection with these statuses (429, 500, ...)."""
-        with self._lock:
-            self._faults[connection_id].extend(statuses)
+        self.faults.inject(connection_id, *statuses)
 
     def handle(self, request: AWSPreparedRequest) -> AWSResponse:
         connection_id = connection_id_of(request)
-        with self._lock:
-            queued = self._faults[connection_id]
-            fault = queued.popleft() if queued else None
-        if fault is None and self.policy is not None:
-            decided = self.policy(request.method, connection_id)
-            if decided is not None:
-                time.sleep(decided.delay)  # outside the lock: slow answers overlap
-                fault = decided.status
+        fault = self.faults.next(request.method, connection_id)
+        if fault is not None:
+            time.sleep(fault.delay)  # outside the lock: slow answers overlap
         with self._lock:
             self.posts += request.method == "POST"
-            socket = self._sockets.get(connection_id)
-            if fault:
-                return _error(request.url, fault, _FAULT_TYPES.get(fault, "InternalServerError"))
-            if socket is None or not socket.open:
-                return _error(request.url, 410, "GoneException")
-            if request.method == "POST":
-                return self._post(request, socket)
-            if request.method == "GET":
-                return _json(request.url, 200, socket.context.description(socket.last_active))
-            socket.open = False
-        if self.on_delete is not None:
-            self.on_delete(connection_id)
-        return response(request.url, 204)
-
-    def _post(self, request: AWSPreparedRequest, socket: _Socket) -> AWSResponse:
-        data = request_data(request)
-        if len(data) > MAX_POST_BYTES:
-            return _error(request.url, 413, "PayloadTooLargeException")
-        socket.received.append(data.decode("utf-8"))
-        return response(request.url, 200)
-
-
-_FAULT_TYPES = {
-    403: "ForbiddenException",
-    410: "GoneException",
-    413: "PayloadTooLargeException",
-    429: "LimitExceededException",
-}
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> list[bytes]:
-        return [self._data]
-
-
-def connection_id_of(request: AWSPreparedRequest) -> str:
-    """The id in a management request's ``.../@connections/{id}`` path."""
-    return unquote(urlsplit(request.url).path.rsplit("/@connections/", 1)[-1])
-
-
-def request_data(request: AWSPreparedRequest) -> bytes:
-    body = request.body or b""
-    return body if isinstance(body, bytes) else str(body).encode()
-
-
-def response(
-    url: str, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
-) -> AWSResponse:
-    """A response botocore parses as if it had come over HTTP."""
-    http_headers = HTTPHeaders()
-    for name, value in (headers or {}).items():
-        http_headers[name] = value
-    return AWSResponse(url, status, http_headers, _Body(body))
-
-
-def _json(url: str, status: int, payload: Mapping[str, Any]) -> AWSResponse:
-    headers = {"Content-Type": "application/json"}
-    return response(url, status, json.dumps(payload).encode(), headers)
-
-
-def _error(url: str, status: int, error_type: str) -> AWSResponse:
-    answer = _json(url, status, {"message": None})
-    answer.headers["x-amzn-ErrorType"] = error_type
-    return answer
+            ruling = stage.rule(
+                self.table, request.method, connection_id, request_data(request),
+                fault.status if fault is not None else None,
+            )
+            if isinstance(ruling, Deliver):
+                ruling.connection.received.append(ruling.text)
+                ruling.connection.touch()
+                ruling = stage.OK
+            elif isinstance(ruling, Drop):
+                ruling.connection.state = stage.State.CLOSED
+        if isinstance(ruling, Drop):
+            if self.on_delete is not None:
+                self.on_delete(connection_id)
+            ruling = stage.DELETED
+        return response(request.url, ruling.status, ruling.body, ruling.headers)
 
 
 class _EmulatorRoute:
@@ -207,20 +161,8 @@ def route_management_api(session: Any, emulator: ManagementEmulator) -> None:
     route = _ROUTES.get(session)
     if route is None:
         route = _ROUTES[session] = _EmulatorRoute(emulator)
-        session.events.register("before-send.apigatewaymanagementapi", route)
+        session.events.register(f"before-send.{MANAGEMENT_SERVICE}", route)
     route.emulator = emulator
-
-
-class LambdaContext:
-    """The parts of Lambda's context object that handlers read."""
-
-    def __init__(self, function_name: str, budget_seconds: float = 30.0) -> None:
-        self.function_name = function_name
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + budget_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class WebsocketTestClient:
@@ -235,10 +177,7 @@ class WebsocketTestClient:
         self.api = api or ApiContext(stage=getattr(app, "api_gateway_stage", None) or "api")
         self.emulator = ManagementEmulator()
         self.emulator.on_delete = lambda cid: self._run_disconnect(cid, 1000, "")
-        self._handlers = {
-            route: _resolve(config.handler_string)
-            for route, config in app.websocket_handlers.items()
-        }
+        self.functions = AppFunctions(app)
         self._contexts: dict[str, ConnectionContext] = {}
         self.budget_seconds = 30.0  # each invocation's Lambda time budget
         if app.websocket_api.session is None:
@@ -256,19 +195,15 @@ class WebsocketTestClient:
         if user_agent is not None:
             all_headers.setdefault("User-Agent", user_agent)
         answer = self.invoke("$connect", context.connect_event(all_headers, query))
-        status = int(answer.get("statusCode", 200))
+        status = stage.connect_status(answer)
         if 200 <= status < 300:
             self._contexts[context.connection_id] = context
             self.emulator.open(context)
         return TestConnection(self, context.connection_id, status)
 
     def invoke(self, route: str, event: dict[str, Any]) -> dict[str, Any]:
-        handler = self._handlers.get(route)
-        if handler is None:
-            return {"statusCode": 200}
-        context = LambdaContext(f"websocket_{route.strip('$')}", self.budget_seconds)
-        result = handler(event, context)
-        return result if isinstance(result, dict) else {"statusCode": 200}
+        """Run a route's handler with this event; its exceptions propagate to the test."""
+        return self.functions.invoke_route(route, event, self.budget_seconds)
 
     def context_of(self, connection_id: str) -> ConnectionContext:
         return self._contexts[connection_id]
@@ -340,7 +275,3 @@ class TestConnection:
     def vanish(self) -> None:
         self.client.vanish(self.id)
 
-
-def _resolve(handler_string: str) -> Callable[..., Any]:
-    module_name, _, attribute = handler_string.rpartition(".")
-    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]

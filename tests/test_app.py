@@ -244,6 +244,10 @@ def drop_table(services: Services, dynamodb: Any) -> Iterator[Callable[[], None]
     yield drop
     if dropped:
         dynamodb.create_table(**table_definition(table))
+        # dynalite creates asynchronously: the table fixture's DeleteTable must find it ACTIVE.
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 20}
+        )
 
 
 def test_a_storage_failure_is_an_internal_error(
@@ -384,6 +388,29 @@ def test_the_prod_key_is_read_from_ssm_once_per_container(
         assert calls == ["ssm"]
         good = issue_token("prod-key-from-ssm-0123456789abcdef", "alice")
         assert first.verifier.verify(good).user_id == "alice"
+    finally:
+        runtime.reset()
+
+
+def test_a_parameter_holding_no_key_fails_naming_it(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, app_module: Any, table_name: str
+) -> None:
+    import boto3
+
+    from chalicelib.settings import SettingsError
+
+    name = f"/switchboard/test/{table_name}-empty"
+    boto3.client("ssm", endpoint_url=moto_endpoint).put_parameter(
+        Name=name, Value=" , ", Type="SecureString"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", moto_endpoint)
+    monkeypatch.setenv("CONNECTIONS_TABLE", table_name)
+    monkeypatch.setenv("TOKEN_SECRET_PARAMETER", name)
+    monkeypatch.delenv("TOKEN_SECRET", raising=False)
+    runtime.reset()
+    try:
+        with pytest.raises(SettingsError, match=f"TOKEN_SECRET_PARAMETER names \\({name}\\)"):
+            runtime.services(app_module.app.websocket_api)
     finally:
         runtime.reset()
 

@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from chalicelib.identity import AuthenticationError, TokenVerifier, issue_token
+from chalicelib.identity import AuthenticationError, TokenVerifier, issue_token, signing_keys
 
 SECRET = "identity-test-secret-0123456789abcdef"
 verifier = TokenVerifier(SECRET)
@@ -77,3 +77,32 @@ def test_issuer_and_audience_are_enforced_when_configured() -> None:
     assert refusal(issue_token(SECRET, "alice"), strict) == 403
     other_stage = issue_token(SECRET, "alice", issuer="switchboard", audience="dev")
     assert refusal(other_stage, strict) == 403
+
+
+# -- key rotation: the first key signs, all verify ---------------------------------
+
+NEW, OLD = "rotation-new-key-0123456789abcdef0123", "rotation-old-key-0123456789abcdef0123"
+
+
+def test_during_a_rotation_tokens_of_every_key_verify_and_the_first_signs() -> None:
+    rotating = TokenVerifier(f"{NEW}, {OLD}")
+    old_token, new_token = issue_token(OLD, "alice"), issue_token(f"{NEW},{OLD}", "bob")
+    assert rotating.verify(old_token).user_id == "alice"
+    assert rotating.verify(new_token).user_id == "bob"
+    assert TokenVerifier(NEW).verify(new_token).user_id == "bob"  # signed with the first
+    assert refusal(old_token, TokenVerifier(NEW)) == 403  # the old key retired
+
+
+def test_a_rotation_does_not_hide_other_failures() -> None:
+    expired = issue_token(OLD, "alice", now=time.time() - 7200)
+    with pytest.raises(AuthenticationError, match="expired"):
+        TokenVerifier(f"{NEW},{OLD}").verify(expired)
+    stranger = issue_token("another-key-0123456789abcdef0123456", "x")
+    with pytest.raises(AuthenticationError, match="Signature verification failed"):
+        TokenVerifier(f"{NEW},{OLD}").verify(stranger)
+
+
+@pytest.mark.parametrize("value", ["", " , ,"])
+def test_a_value_without_keys_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="no key"):
+        signing_keys(value)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from chalicelib.settings import Settings, SettingsError
+from switchboard_local.project import read_stage
 
 BASE = {"CONNECTIONS_TABLE": "t", "TOKEN_SECRET": "s"}
-CONFIG = json.loads((Path(__file__).parent.parent / ".chalice" / "config.json").read_text())
+PROJECT = Path(__file__).parent.parent
+STAGES = ("dev", "prod")
 
 
 def stage_environment(stage: str) -> dict[str, str]:
-    return {**CONFIG["environment_variables"], **CONFIG["stages"][stage]["environment_variables"]}
+    return dict(read_stage(PROJECT, stage).environment)
 
 
 def test_defaults() -> None:
@@ -41,15 +42,11 @@ def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str)
         Settings.from_environ(environ)
 
 
-def test_the_dev_stage_parses_with_its_development_key() -> None:
-    settings = Settings.from_environ(stage_environment("dev"))
-    assert settings.token_secret
-    assert settings.connections_table.endswith("dev-connections")
-
-
-def test_the_prod_stage_names_a_parameter_and_carries_no_key() -> None:
-    environ = stage_environment("prod")
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_names_a_parameter_and_carries_no_key(stage: str) -> None:
+    environ = stage_environment(stage)
     assert "TOKEN_SECRET" not in environ
     settings = Settings.from_environ(environ)
     assert settings.token_secret is None
-    assert settings.token_secret_parameter
+    assert settings.token_secret_parameter == f"/switchboard/{stage}/token-secret"
+    assert settings.connections_table.endswith(f"{stage}-connections")

@@ -1,15 +1,19 @@
-"""A local API Gateway for any Chalice WebSocket app; never deployed to Lambda.
+"""A local API Gateway and Lambda for any Chalice project; never deployed.
 
 It serves the client URL ``ws://HOST:PORT/<stage>`` and the management API
-``http://HOST:PORT/<stage>/@connections/{id}`` on one port, runs the app's
-real Lambda handlers with API Gateway's events and lifecycle, and gives the
-app a DynamoDB of its own. Modules, one responsibility each:
+``http://HOST:PORT/<stage>/@connections/{id}``, the app's REST routes, its
+lambda functions and SQS consumers, on one port and an embedded store.
+Modules, one responsibility each:
 
-* :mod:`.config` reads ``.chalice/config.json`` and sets up the process environment;
-* :mod:`.loader` imports the project's ``app.py`` and resolves its handlers;
-* :mod:`.invoker` runs handlers off the event loop, as Lambda invocations;
-* :mod:`.store` runs (or points at) DynamoDB and creates the tables;
-* :mod:`.connections` holds each socket's state and lifecycle;
-* :mod:`.websocket` is the client endpoint; :mod:`.management` the ``@connections`` API;
-* :mod:`.tokens` signs development tokens; :mod:`.server` wires it all; :mod:`.cli` runs it.
+* :mod:`.environment` sets up the process environment; :mod:`.store` runs moto;
+* :mod:`.resources` creates the merge template's resources and the signing key;
+  :mod:`.state` keeps the store across restarts;
+* :mod:`.loader` imports (and reloads) the project's ``app.py``; :mod:`.reload` watches it;
+* :mod:`.invoker` runs functions off the event loop, as Lambda invocations;
+* :mod:`.connections`, :mod:`.websocket` and :mod:`.management` adapt the stage core
+  (:mod:`switchboard_local.stage`) to aiohttp sockets; :mod:`.session` points the app's
+  management client here;
+* :mod:`.rest` serves REST routes through Chalice's ``LocalGateway``; :mod:`.consumers`
+  feeds SQS consumers; :mod:`.tokens` signs development tokens;
+* :mod:`.server` wires it all.
 """

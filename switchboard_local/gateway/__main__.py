@@ -1,7 +1,7 @@
-"""``python -m switchboard_local.gateway --help``."""
+"""``python -m switchboard_local.gateway``: the ``switchboard-local`` command."""
 
 import sys
 
-from switchboard_local.gateway.cli import main
+from switchboard_local.cli import main
 
 sys.exit(main())

@@ -1,50 +1,86 @@
-"""Import a Chalice project's ``app.py`` and find its WebSocket Lambda handlers.
+"""Import a Chalice project's ``app.py`` — and import it again when its code changes.
 
-Handlers are resolved the way Chalice's deployment does: each route's
-``handler_string`` (``app.connect``) names the module attribute that Lambda
-calls, the wrapped handler with the app's middleware. The module is imported
-under a name of its own, so two projects (or a test's copy of this one) never
-share an ``app`` object or its management client.
+The module is imported under a name of its own, so two projects (or a test's
+copy of this one) never share an ``app`` object or its management client.
+Handlers are resolved by :class:`switchboard_local.stage.AppFunctions` the
+way Chalice's deployment does. :meth:`ProjectApp.reload` forgets every module
+imported from the project's files and imports ``app.py`` afresh; until that
+succeeds the previous app keeps serving.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from switchboard_local.gateway.config import ConfigError
+from switchboard_local.project import ChaliceStage, ProjectError
+from switchboard_local.stage import AppFunctions
 
-Handler = Callable[[dict[str, Any], Any], Any]
-ROUTES = ("$connect", "$default", "$disconnect")
+logger = logging.getLogger("switchboard_local.gateway")
 
-
-@dataclass(frozen=True)
-class LoadedApp:
-    module: ModuleType
-    app: Any
-    handlers: dict[str, Handler]
+DEFAULT_LAMBDA_TIMEOUT = 60.0  # chalice deploy's default
+# Directories under a project whose modules are not the project's own code.
+_NOT_PROJECT_CODE = ("site-packages", "dist-packages", ".venv", "venv", "node_modules")
 
 
-def load_app(project_dir: Path) -> LoadedApp:
-    """Import ``app.py`` from the project and resolve its WebSocket handlers."""
-    module = _import_app_module(project_dir)
-    app = getattr(module, "app", None)
-    if app is None or not hasattr(app, "websocket_handlers"):
-        raise ConfigError(f"{project_dir / 'app.py'} defines no Chalice object named 'app'")
-    handlers = {
-        route: _resolve(module, config.handler_string)
-        for route, config in app.websocket_handlers.items()
-    }
-    if "$connect" not in handlers and "$default" not in handlers:
-        raise ConfigError(f"{project_dir / 'app.py'} registers no WebSocket handler")
-    return LoadedApp(module=module, app=app, handlers=handlers)
+class ProjectApp:
+    """The project's current app module, app object and functions."""
+
+    def __init__(self, stage: ChaliceStage, prepare: Callable[[Any], None]) -> None:
+        """``prepare(app)`` runs on every newly imported app before it serves."""
+        self.stage = stage
+        self._prepare = prepare
+        self._lock = threading.Lock()
+        self.module: ModuleType | None = None
+        self.app: Any = None
+        self._functions: AppFunctions | None = None
+        self.generation = 0
+
+    @property
+    def functions(self) -> AppFunctions:
+        assert self._functions is not None, "load() first"
+        return self._functions
+
+    def load(self) -> None:
+        """The first import; its errors propagate (the gateway cannot start without it)."""
+        _forget_shadowed_modules(self.stage.project_dir)
+        self._install(_import_app_module(self.stage.project_dir))
+
+    def reload(self) -> bool:
+        """Import the changed code; False (the old app still serving) when it fails."""
+        with self._lock:
+            saved = _forget_project_modules(self.stage.project_dir)
+            try:
+                module = _import_app_module(self.stage.project_dir)
+                self._install(module)
+            except Exception:
+                logger.exception("reload failed; the previous code keeps serving")
+                sys.modules.update(saved)
+                return False
+        logger.info("reloaded %s", self.stage.project_dir / "app.py")
+        return True
+
+    def _install(self, module: ModuleType) -> None:
+        app = getattr(module, "app", None)
+        if app is None or not hasattr(app, "websocket_handlers"):
+            raise ProjectError(f"{self.stage.project_dir / 'app.py'} defines no Chalice "
+                               "object named 'app'")
+        self._prepare(app)
+        functions = AppFunctions(app, module, self.stage.function_prefix)
+        functions.budgets.update({
+            name: self.stage.lambda_timeout(name) or DEFAULT_LAMBDA_TIMEOUT
+            for name in functions.functions
+        })
+        self.module, self.app, self._functions = module, app, functions
+        self.generation += 1
 
 
 @contextmanager
@@ -67,29 +103,49 @@ def project_on_path(project_dir: Path) -> Iterator[None]:
 
 def _import_app_module(project_dir: Path) -> ModuleType:
     """Import ``app.py``; the project must be on ``sys.path`` (:func:`project_on_path`)."""
-    directory = str(project_dir)
-    _forget_shadowed_modules(project_dir)
-    digest = hashlib.sha256(directory.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(str(project_dir).encode()).hexdigest()[:12]
     name = f"_chalice_gateway_app_{digest}"
     spec = importlib.util.spec_from_file_location(name, project_dir / "app.py")
     if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot import {project_dir / 'app.py'}")
+        raise ProjectError(f"cannot import {project_dir / 'app.py'}")
     module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        sys.modules.pop(name, None)
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
         raise
     return module
+
+
+def _is_project_code(origin: str, project_dir: Path) -> bool:
+    path = Path(origin).resolve()
+    if not path.is_relative_to(project_dir):
+        return False
+    return not any(part in _NOT_PROJECT_CODE for part in path.relative_to(project_dir).parts)
+
+
+def _forget_project_modules(project_dir: Path) -> dict[str, ModuleType]:
+    """Drop every cached module loaded from the project's own files; returns them."""
+    dropped = {
+        name: module for name, module in list(sys.modules.items())
+        if _is_project_code(getattr(module, "__file__", None) or "/", project_dir)
+    }
+    for name in dropped:
+        del sys.modules[name]
+    return dropped
 
 
 def _forget_shadowed_modules(project_dir: Path) -> None:
     """Drop cached modules that the project's own files of the same name replace.
 
     A project's ``chalicelib`` must win over another project's already imported
-    one (this repository's, which the gateway itself uses): modules that hold
-    references keep them, and the app imports its own.
+    one (an embedding test run's): modules that hold references keep them, and
+    the app imports its own.
     """
     for entry in project_dir.iterdir():
         name = entry.stem if entry.suffix == ".py" else entry.name
@@ -100,14 +156,3 @@ def _forget_shadowed_modules(project_dir: Path) -> None:
         if cached is not None and not Path(origin).resolve().is_relative_to(project_dir):
             for module_name in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
                 del sys.modules[module_name]
-
-
-def _resolve(module: ModuleType, handler_string: str) -> Handler:
-    """``app.connect`` → the ``connect`` attribute of the project's app module."""
-    module_name, _, attribute = handler_string.rpartition(".")
-    if module_name != "app":
-        module = importlib.import_module(module_name)
-    handler = getattr(module, attribute, None)
-    if not callable(handler):
-        raise ConfigError(f"handler {handler_string!r} is not a callable in the project")
-    return handler  # type: ignore[no-any-return]

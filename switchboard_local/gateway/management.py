@@ -1,84 +1,57 @@
-"""The management API, ``/<stage>/@connections/{id}``, answering as AWS does.
+"""The management API, ``/<stage>/@connections/{id}``, on the stage core's rules.
 
-Errors name their type in ``x-amzn-ErrorType``: botocore maps it to the
-modelled exception (``GoneException``, ``PayloadTooLargeException``), so a
-plain ``apigatewaymanagementapi`` client, and Chalice's ``send``/``close``/
-``info`` on top of it, behave as against AWS. Signatures are not checked.
+:func:`switchboard_local.stage.rule` decides; this module carries a ruling out
+on the sockets (a POST writes, a DELETE closes with 1000) and answers. Errors
+name their type in ``x-amzn-ErrorType``, so a plain ``apigatewaymanagementapi``
+client, and Chalice's ``send``/``close``/``info`` on top of it, behave as
+against AWS. Signatures are not checked.
 
-:meth:`ManagementApi.answer` knows nothing of transports. Two reach it: the
-HTTP routes, for any client on the machine, and :class:`InProcessRoute`, a
-botocore ``before-send`` hook on the app's own management client, which skips
-the loopback HTTP round trip (about half the gateway's CPU per reply) while
-the request is still built, signed and its answer parsed by botocore.
+Two transports reach :meth:`ManagementApi.answer`: the HTTP routes, for any
+client on the machine, and :class:`InProcessRoute`, a botocore ``before-send``
+hook on the app's own management client, which skips the loopback HTTP round
+trip (about half the gateway's CPU per reply) while the request is still
+built, signed and its answer parsed by botocore.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-from switchboard_local.events import MAX_POST_BYTES
-from switchboard_local.gateway.connections import Connection, ConnectionTable
-from switchboard_local.testing import connection_id_of, request_data, response
+from switchboard_local import stage
+from switchboard_local.botocore_hook import connection_id_of, request_data, response
+from switchboard_local.gateway.connections import SocketConnection, Table
 
-DELETE_CLOSE_CODE = 1000
 IN_PROCESS_TIMEOUT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    payload: dict[str, Any] | None = None
-    error_type: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.error_type is not None:
-            self.headers["x-amzn-ErrorType"] = self.error_type
-        if self.payload is not None:
-            self.headers["Content-Type"] = "application/json"
-
-    @property
-    def body(self) -> bytes:
-        return b"" if self.payload is None else json.dumps(self.payload).encode()
-
-
-def gone() -> Answer:
-    return Answer(410, {"message": None}, "GoneException")
 
 
 class ManagementApi:
     """POST (send), GET (describe) and DELETE (close) one connection."""
 
-    def __init__(self, table: ConnectionTable) -> None:
+    def __init__(self, table: Table, faults: stage.Faults) -> None:
         self.table = table
+        self.faults = faults
 
-    async def answer(self, method: str, connection_id: str, data: bytes) -> Answer:
-        connection = self.table.open(connection_id)
-        if connection is None:
-            return gone()
-        if method == "POST":
-            return await self._post(connection, data)
-        if method == "GET":
-            return Answer(200, describe(connection))
-        if method == "DELETE":
-            await connection.close(DELETE_CLOSE_CODE, "")
-            return Answer(204)
-        return Answer(405, {"message": f"{method} is not allowed"}, "MethodNotAllowed")
-
-    async def _post(self, connection: Connection, data: bytes) -> Answer:
-        if len(data) > MAX_POST_BYTES:
-            return Answer(413, {"message": "Request entity too large"}, "PayloadTooLargeException")
-        try:
-            await connection.send(data.decode("utf-8", errors="replace"))
-        except (ConnectionError, RuntimeError):
-            return gone()
-        return Answer(200)
+    async def answer(self, method: str, connection_id: str, data: bytes) -> stage.Answer:
+        fault = self.faults.next(method, connection_id)
+        if fault is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+        ruling: stage.Ruling[SocketConnection] = stage.rule(
+            self.table, method, connection_id, data, fault.status if fault else None
+        )
+        if isinstance(ruling, stage.Deliver):
+            try:
+                await ruling.connection.send(ruling.text)
+            except (ConnectionError, RuntimeError):
+                return stage.gone()
+            return stage.OK
+        if isinstance(ruling, stage.Drop):
+            await ruling.connection.close(stage.DELETE_CLOSE_CODE, "")
+            return stage.DELETED
+        return ruling
 
     async def handle(self, request: web.Request) -> web.Response:
         """The HTTP route for POST, GET and DELETE."""
@@ -104,8 +77,3 @@ class InProcessRoute:
             self._loop,
         ).result(IN_PROCESS_TIMEOUT_SECONDS)
         return response(request.url, answer.status, answer.body, answer.headers)
-
-
-def describe(connection: Connection) -> dict[str, Any]:
-    """GetConnection's answer: connectedAt, lastActiveAt and identity, ISO-8601 times."""
-    return connection.context.description(connection.last_active)

@@ -1,5 +1,11 @@
-"""The gateway: one aiohttp server for the stage's WebSocket URL, ``@connections``,
-the chat page and the local-only token endpoint.
+"""The gateway: one aiohttp server for everything a Chalice project has.
+
+On one port: the WebSocket stage (``/<stage>``, with or without a trailing
+slash) and its ``@connections`` API, the app's REST routes where ``chalice
+local`` serves them, ``POST /_local/invoke/NAME`` for its
+``@app.lambda_function`` functions, the project's page (or the generic frame
+console) and, on loopback addresses only, ``/_local/token``. Its SQS consumers
+poll the store's queues; its code reloads on save.
 
 :class:`Gateway` runs on the caller's event loop (the CLI's);
 :class:`GatewayThread` runs one on a loop of its own, for tests and embedding.
@@ -9,50 +15,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import socket
 import threading
+import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from switchboard_local import stage as stage_core
 from switchboard_local.events import ApiContext
-from switchboard_local.gateway.config import (
-    load_project_config,
+from switchboard_local.gateway import state
+from switchboard_local.gateway.connections import GOING_AWAY, Lifecycle, Limits, Table
+from switchboard_local.gateway.consumers import Consumer, Consumers, queue_name
+from switchboard_local.gateway.environment import (
     local_aws_defaults,
+    merge_functions,
     process_environment,
 )
-from switchboard_local.gateway.connections import (
-    GOING_AWAY,
-    ConnectionTable,
-    Lifecycle,
-    Limits,
-)
 from switchboard_local.gateway.invoker import Invoker
-from switchboard_local.gateway.loader import load_app, project_on_path
+from switchboard_local.gateway.loader import ProjectApp, project_on_path
 from switchboard_local.gateway.management import InProcessRoute, ManagementApi
-from switchboard_local.gateway.session import LocalManagementSession, redirect_management
-from switchboard_local.gateway.store import Store, TableSpec, default_specs
-from switchboard_local.gateway.tokens import (
-    DEFAULT_SECRET_VARIABLE,
-    DEFAULT_SIGNER,
-    TokenIssuer,
-    TokensUnavailable,
-    parse_roles,
-)
+from switchboard_local.gateway.reload import Reloader
+from switchboard_local.gateway.resources import create_declared, ensure_signing_key
+from switchboard_local.gateway.rest import RestRoutes
+from switchboard_local.gateway.session import redirect_management
+from switchboard_local.gateway.store import Store
+from switchboard_local.gateway.tokens import TokenIssuer, TokensUnavailable, parse_roles
 from switchboard_local.gateway.websocket import WebsocketEndpoint
+from switchboard_local.project import LocalSettings, ProjectError, read_stage
+from switchboard_local.template import Template
 
 logger = logging.getLogger("switchboard_local.gateway")
 
-PAGE_DIR_NAME = "web"
-"""The project's page directory, served at ``/`` (``index.html``) and ``/_local/page/``."""
-CLIENT_SCRIPT = Path("clients", "js", "switchboard.js")
-"""The project's JavaScript client, served at ``/_local/switchboard.js`` for its page."""
 API_ID = "local00001"
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 SHUTDOWN_GRACE_SECONDS = 30.0
 # Management POSTs up to this size reach the handler, which answers 413 above 128 KiB.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -60,36 +63,57 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 @dataclass
 class GatewayOptions:
-    """Everything the CLI can set; the defaults are ``make run``'s."""
+    """Everything the command line can set; the defaults are ``make run``'s."""
 
     project_dir: Path = field(default_factory=Path.cwd)
     stage: str = "dev"
     host: str = "127.0.0.1"
     port: int = 8000
+    merge_template: Path | None = None
+    """Overrides the project's ``[tool.switchboard-local] merge-template``."""
+    parameters: dict[str, str] = field(default_factory=dict)
+    state_dir: Path | None = None
+    autoreload: bool = True
     dynamodb_endpoint: str | None = None
-    tables: list[str] | None = None
     limits: Limits = field(default_factory=Limits)
-    token_signer: str = DEFAULT_SIGNER
-    token_secret_variable: str = DEFAULT_SECRET_VARIABLE
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Gateway:
-    """Loads the app, starts its store, serves both URLs; :meth:`stop` undoes it all."""
+    """Loads the app, starts its store, serves everything; :meth:`stop` undoes it all."""
 
     def __init__(self, options: GatewayOptions) -> None:
         self.options = options
-        self.project = load_project_config(options.project_dir, options.stage)
+        self.project = read_stage(options.project_dir, options.stage)
+        self.settings = LocalSettings.read(self.project.project_dir)
         self.api = ApiContext(api_id=API_ID, stage=self.project.api_gateway_stage)
-        self.table = ConnectionTable()
+        self.table: Table = stage_core.ConnectionTable()
+        self.faults = stage_core.Faults()
         self.store: Store | None = None
-        self._session: LocalManagementSession | None = None
+        self.template: Template | None = None
+        self.app: ProjectApp | None = None
+        self.tokens: TokenIssuer | None = None
+        self.warnings: list[str] = []
+        self.created: list[str] = []
+        self.consumers_started: list[str] = []
+        self._environment: dict[str, str] = {}
         self._exit = ExitStack()
         self._runner: web.AppRunner | None = None
         self._lifecycle: Lifecycle | None = None
-        self.tables: list[str] = []
-        self.tokens = TokenIssuer(
-            self.project.environment, options.token_signer, options.token_secret_variable
-        )
+        self._invoker: Invoker | None = None
+        self._consumers: Consumers | None = None
+        self._reloader: Reloader | None = None
+        self._in_process: InProcessRoute | None = None
+        self.rest: RestRoutes | None = None
+        self._serving = False
 
     # -- URLs ------------------------------------------------------------------
 
@@ -110,89 +134,193 @@ class Gateway:
     def page_url(self) -> str:
         return f"http://{self.base}/"
 
+    @property
+    def tables(self) -> list[str]:
+        """The tables the template declared, by local name."""
+        return [line.split()[1] for line in self.created if line.startswith("table ")]
+
+    @property
+    def serves_tokens(self) -> bool:
+        return self.tokens is not None and self.tokens.available and is_loopback(
+            self.options.host
+        )
+
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         sock = _bind(self.options.host, self.options.port)
         host, port = sock.getsockname()[:2]
         self.api = ApiContext(api_id=API_ID, stage=self.api.stage, domain_name=f"{host}:{port}")
+        self._in_process = InProcessRoute(
+            ManagementApi(self.table, self.faults), asyncio.get_running_loop()
+        )
         try:
-            self._prepare_app()
+            self._prepare()
             # No access log: the query string of a handshake carries the user's token.
             self._runner = web.AppRunner(self._web_app(), handle_signals=False, access_log=None)
             await self._runner.setup()
             await web.SockSite(self._runner, sock).start()
+            assert self._invoker is not None
+            self._consumers = Consumers(self._invoker, self._region, self.warn)
+            self.consumers_started = await self._consumers.start(self._consumer_specs())
+            if self.options.autoreload:
+                self._reloader = Reloader(self.project.project_dir, self.reload)
+                self._reloader.start()
+            self._serving = True
         except BaseException:
             sock.close()
             await self._release()
             raise
 
-    def _prepare_app(self) -> None:
-        """Environment first (the app may read it at import), then store, then the app."""
+    def _prepare(self) -> None:
+        """Environment, store, declared resources, then the app (which may read all of them)."""
         self._exit.enter_context(
             process_environment({**local_aws_defaults(), **self.project.environment})
         )
         self.store = Store(self.options.dynamodb_endpoint)
-        self._exit.enter_context(process_environment(self._aws_endpoints()))
-        self._exit.enter_context(project_on_path(self.project.project_dir))
-        loaded = load_app(self.project.project_dir)
-        self._session = redirect_management(loaded.app, lambda: self.management_url)
-        specs = (
-            [TableSpec.parse(text) for text in self.options.tables]
-            if self.options.tables is not None
-            else default_specs(self.project.environment)
+        self._exit.enter_context(process_environment(self.store.endpoints()))
+        if self.options.state_dir is not None:
+            restored = state.restore(self.options.state_dir)
+            if restored:
+                self.created.append(restored)
+        self.template = self._load_template()
+        if self.template is not None:
+            self.created += create_declared(self.template)
+        environment = self._function_environment()
+        self._exit.enter_context(process_environment(environment))
+        self._environment = {**self.project.environment, **environment}
+        parameter = self._environment.get(self.settings.token_key_parameter or "")
+        if parameter:
+            self.created.append(ensure_signing_key(parameter, self.project.project_dir))
+        self.tokens = TokenIssuer(
+            self.settings.token_signer, self.settings.token_key_parameter, self._environment
         )
-        self.tables = self.store.create_tables(specs, self.project.environment)
-        prefix = f"{self.project.app_name}-{self.project.chalice_stage}"
-        invoker = Invoker(loaded.handlers, prefix)
-        self._lifecycle = Lifecycle(invoker, self.table, self.options.limits)
+        if self.template is not None:
+            for warning in self.template.warnings:
+                self.warn(warning)
+        self._exit.enter_context(project_on_path(self.project.project_dir))
+        self._invoker = Invoker(lambda: self._app().functions)
+        self.rest = RestRoutes(self.project, self._invoker)
+        self.app = ProjectApp(self.project, self._prepare_app)
+        self.app.load()
+        self._lifecycle = Lifecycle(self._invoker, self.table, self.options.limits)
 
-    def _aws_endpoints(self) -> dict[str, str]:
-        """DynamoDB goes to the store; with the embedded store, so does every other service.
+    def _app(self) -> ProjectApp:
+        assert self.app is not None
+        return self.app
 
-        moto emulates SQS, SSM, S3 and the rest, so an app's other AWS calls stay
-        on this machine instead of failing slowly against AWS with dummy
-        credentials. Management API clients are unaffected: Chalice passes them
-        an explicit endpoint, which the session hook replaces. A user's own
-        ``AWS_ENDPOINT_URL`` is kept.
-        """
-        assert self.store is not None
-        endpoints = {"AWS_ENDPOINT_URL_DYNAMODB": self.store.endpoint}
-        if self.store.embedded and "AWS_ENDPOINT_URL" not in os.environ:
-            endpoints["AWS_ENDPOINT_URL"] = self.store.endpoint
-        return endpoints
+    def _prepare_app(self, app: Any) -> None:
+        """Each imported app (the first and every reload) before it serves."""
+        redirect_management(app, lambda: self.management_url, self._in_process)
+        assert self.rest is not None
+        self.rest.use(app)
+
+    def _load_template(self) -> Template | None:
+        path = self.options.merge_template
+        if path is None and self.settings.merge_template:
+            path = self.project.project_dir / self.settings.merge_template
+        if path is None:
+            return None
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        return Template.load(
+            path, stage=self.project.name, app_name=self.project.app_name,
+            region=self._region, parameter_values=self.options.parameters,
+        )
+
+    @property
+    def _region(self) -> str:
+        return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+    def _function_environment(self) -> dict[str, str]:
+        """What each function gets beyond the stage: its config entry, then the template's."""
+        configured = self.project.config.config_from_disk
+        names = set(configured.get("lambda_functions") or {})
+        names |= set(
+            ((configured.get("stages") or {}).get(self.project.name) or {}).get(
+                "lambda_functions"
+            ) or {}
+        )
+        functions = {
+            name: self.project.function_environment(name) for name in sorted(names)
+        }
+        if self.template is not None:
+            for logical_id, variables in self.template.function_environments().items():
+                functions[logical_id] = {**functions.get(logical_id, {}), **variables}
+        merged, warnings = merge_functions({}, functions)
+        for warning in warnings:
+            self.warn(warning)
+        return {k: v for k, v in merged.items() if self.project.environment.get(k) != v}
+
+    def _consumer_specs(self) -> list[Consumer]:
+        functions = self._app().functions
+        return [
+            Consumer(
+                function=spec.name,
+                queue=queue_name(spec.source),
+                batch_size=int(spec.source.batch_size or 1),
+                window_seconds=float(spec.source.maximum_batching_window_in_seconds or 0),
+                report_failures=self.template is not None
+                and self.template.reports_batch_item_failures(spec.name),
+            )
+            for spec in functions.of_kind("sqs")
+        ]
+
+    async def reload(self) -> None:
+        """Import the changed code; sockets, store and queues stay as they are."""
+        assert self._invoker is not None and self._consumers is not None
+        if await self._invoker.run(self._app().reload):
+            await self._consumers.start(self._consumer_specs())
+
+    def warn(self, message: str) -> None:
+        """One warning per distinct message: in the banner at start, logged once serving."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            if self._serving:
+                logger.warning("%s", message)
 
     def _web_app(self) -> web.Application:
-        assert self._lifecycle is not None
-        websocket = WebsocketEndpoint(self.api, self._lifecycle)
-        management = ManagementApi(self.table)
-        assert self._session is not None
-        self._session.in_process = InProcessRoute(management, asyncio.get_running_loop())
+        assert self._lifecycle is not None and self.rest is not None
+        websocket = WebsocketEndpoint(
+            self.api, self._lifecycle, self._stage_http, lambda: bool(self._app().functions.routes)
+        )
+        management = ManagementApi(self.table, self.faults)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         stage = self.api.stage
         connection = f"/{stage}/@connections/{{connection_id:.+}}"
-        app.add_routes(
-            [
-                web.get(f"/{stage}", websocket.handle),
-                web.post(connection, management.handle),
-                web.get(connection, management.handle),
-                web.delete(connection, management.handle),
-                web.get("/", self._page),
-                web.get("/_local/config", self._config),
-                web.get("/_local/token", self._token),
-                web.get("/_local/switchboard.js", self._client_script),
-            ]
-        )
-        if self._page_dir.is_dir():
+        routes = [
+            web.get(f"/{stage}", websocket.handle),
+            web.get(f"/{stage}/", websocket.handle),
+            web.post(connection, management.handle),
+            web.get(connection, management.handle),
+            web.delete(connection, management.handle),
+            web.get("/_local/config", self._config),
+            web.post("/_local/invoke/{name}", self._invoke),
+            web.get("/_local/", self._page),
+            web.get("/_local/token", self._token),
+        ]
+        for url, file in self.settings.static.items():
+            routes.append(web.get(url, _file(self.project.project_dir / file)))
+        app.add_routes(routes)
+        if self._page_dir is not None:
             app.router.add_static("/_local/page", self._page_dir)
+        app.router.add_static("/_local/console", CONSOLE_DIR)
+        app.router.add_route("*", "/{tail:.*}", self._rest_or_page)
         return app
 
     @property
-    def _page_dir(self) -> Path:
-        return self.project.project_dir / PAGE_DIR_NAME
+    def _page_dir(self) -> Path | None:
+        if self.settings.page is None:
+            return None
+        directory = self.project.project_dir / self.settings.page
+        return directory if directory.is_dir() else None
 
     async def stop(self) -> None:
-        """Close every socket with 1001, run each ``$disconnect``, then stop the store."""
+        """Close every socket with 1001, run each ``$disconnect``, save, stop the store."""
+        if self._reloader is not None:
+            await self._reloader.stop()
+        if self._consumers is not None:
+            await self._consumers.stop()
         open_connections = self.table.all()
         await asyncio.gather(
             *(c.close(GOING_AWAY, "Going away") for c in open_connections),
@@ -208,27 +336,82 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._lifecycle is not None:
-            self._lifecycle.invoker.shutdown()
-            self._lifecycle = None
+        if self._invoker is not None:
+            self._invoker.shutdown()
+            self._invoker = None
         if self.store is not None:
+            if self.options.state_dir is not None and self.app is not None:
+                try:
+                    state.save(self.options.state_dir)
+                except Exception:
+                    logger.exception("the store could not be saved to %s", self.options.state_dir)
             self.store.stop()
             self.store = None
         self._exit.close()
 
+    # -- what the banner lists -----------------------------------------------------
+
+    def banner(self) -> list[tuple[str, str]]:
+        """Only what the project has, one (label, value) a line."""
+        functions = self._app().functions
+        lines: list[tuple[str, str]] = []
+        if functions.routes:
+            lines.append(("WebSocket", self.websocket_url))
+            lines.append(("Management", f"{self.management_url}/@connections/{{connectionId}}"))
+        if self.rest is not None and self.rest.routes:
+            lines.append(("REST API", f"http://{self.base}/ ({', '.join(self.rest.routes)})"))
+        page = self.page_url if not self._rest_serves_root() else f"http://{self.base}/_local/"
+        if self._page_dir is not None:
+            lines.append(("Chat page", page))
+        elif functions.routes:
+            lines.append(("Console", page))
+        if self.serves_tokens:
+            lines.append(("Tokens", f"http://{self.base}/_local/token?userId=NAME&roles=a,b"))
+        elif self.tokens is not None and self.tokens.available:
+            lines.append(("Tokens", "not served: the gateway does not listen on a loopback "
+                                    "address"))
+        for spec in functions.of_kind("lambda"):
+            lines.append(("Invoke", f"switchboard-local invoke {spec.name} '{{...}}'  (POST "
+                                    f"http://{self.base}/_local/invoke/{spec.name})"))
+        for line in self.consumers_started:
+            lines.append(("SQS", line))
+        assert self.store is not None
+        store = self.store.embedded_endpoint
+        if not self.store.embedded:
+            store = f"DynamoDB {self.store.endpoint}, other services {store}"
+        lines.append(("Store", store))
+        for line in self.created:
+            lines.append(("Created", line))
+        if self.options.state_dir is not None:
+            lines.append(("State", str(self.options.state_dir)))
+        lines.append(("Reload", "on save" if self.options.autoreload else "off"))
+        lines += [("Warning", warning) for warning in self.warnings]
+        return lines
+
+    def _rest_serves_root(self) -> bool:
+        return self.rest is not None and self.rest.serves("/")
+
     # -- local-only pages ------------------------------------------------------
 
-    async def _page(self, request: web.Request) -> web.StreamResponse:
-        index = self._page_dir / "index.html"
-        if not index.is_file():
-            raise web.HTTPNotFound(text=f"this project has no {PAGE_DIR_NAME}/index.html\n")
-        return web.FileResponse(index)
+    async def _stage_http(self, request: web.Request) -> web.StreamResponse:
+        """A plain HTTP request to the stage URL: a REST route of the app, or a hint."""
+        if self.rest is not None and self.rest.routes:
+            return await self.rest.handle(request)
+        if self._app().functions.routes:
+            return web.Response(status=426, text="This is a WebSocket URL: connect with ws://\n")
+        raise web.HTTPNotFound(text="Not found: this app has no WebSocket handler\n")
 
-    async def _client_script(self, request: web.Request) -> web.StreamResponse:
-        script = self.project.project_dir / CLIENT_SCRIPT
-        if not script.is_file():
-            raise web.HTTPNotFound(text=f"this project has no {CLIENT_SCRIPT.as_posix()}\n")
-        return web.FileResponse(script, headers={"Content-Type": "text/javascript"})
+    async def _rest_or_page(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/" and request.method == "GET" and not self._rest_serves_root():
+            return await self._page(request)
+        if self.rest is not None and self.rest.routes:
+            return await self.rest.handle(request)
+        raise web.HTTPNotFound(text="Not found: this app has no REST route\n")
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        if self._page_dir is not None and (self._page_dir / "index.html").is_file():
+            return web.FileResponse(self._page_dir / "index.html")
+        return web.FileResponse(CONSOLE_DIR / "index.html")
 
     async def _config(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -236,19 +419,74 @@ class Gateway:
                 "stage": self.api.stage,
                 "websocketUrl": self.websocket_url,
                 "managementUrl": self.management_url,
+                "tokens": self.serves_tokens,
             }
         )
 
     async def _token(self, request: web.Request) -> web.Response:
+        assert self.tokens is not None and self._invoker is not None
+        if not is_loopback(self.options.host):
+            return web.json_response(
+                {"message": "tokens are served only when the gateway listens on a loopback "
+                            f"address, not {self.options.host}"},
+                status=403,
+            )
         user_id = request.query.get("userId", "")
         roles = parse_roles(request.query.getall("roles", []))
         try:
-            token = self.tokens.issue(user_id, roles)
+            token = await self._invoker.run(self.tokens.issue, user_id, roles)
         except ValueError as error:
             return web.json_response({"message": str(error)}, status=400)
         except TokensUnavailable as error:
             return web.json_response({"message": str(error)}, status=404)
         return web.Response(text=json.dumps({"token": token}), content_type="application/json")
+
+    async def _invoke(self, request: web.Request) -> web.Response:
+        """``@app.lambda_function`` NAME with the body as its event; its answer as JSON."""
+        assert self._invoker is not None
+        name = request.match_info["name"]
+        functions = self._app().functions
+        spec = functions.functions.get(name)
+        if spec is None or spec.kind != "lambda":
+            known = ", ".join(s.name for s in functions.of_kind("lambda")) or "none"
+            return web.json_response(
+                {"message": f"the app has no lambda_function {name!r} (it has: {known})"},
+                status=404,
+            )
+        body = await request.text()
+        try:
+            event = json.loads(body) if body.strip() else {}
+        except ValueError as error:
+            return web.json_response({"message": f"the event must be JSON: {error}"}, status=400)
+        try:
+            result = await self._invoker.call(name, event)
+        except Exception as error:
+            return web.json_response(
+                {
+                    "errorType": type(error).__name__,
+                    "errorMessage": str(error),
+                    "stackTrace": traceback.format_exception(error)[1:],
+                },
+                status=500,
+            )
+        try:
+            text = json.dumps(result)
+        except (TypeError, ValueError) as error:
+            return web.json_response(
+                {"errorType": "Runtime.MarshalError",
+                 "errorMessage": f"Unable to marshal response: {error}"},
+                status=500,
+            )
+        return web.Response(text=text, content_type="application/json")
+
+
+def _file(path: Path) -> Any:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if not path.is_file():
+            raise web.HTTPNotFound(text=f"{path} does not exist\n")
+        return web.FileResponse(path)
+
+    return serve
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -286,6 +524,10 @@ class GatewayThread:
             raise
         return self.gateway
 
+    def call(self, coroutine: Any) -> Any:
+        """Run a coroutine on the gateway's loop and wait for it (tests: ``reload()``)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
     def stop(self) -> None:
         try:
             asyncio.run_coroutine_threadsafe(self.gateway.stop(), self._loop).result()
@@ -296,3 +538,6 @@ class GatewayThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+__all__ = ["Gateway", "GatewayOptions", "GatewayThread", "ProjectError", "is_loopback"]

@@ -17,7 +17,8 @@ from typing import Any
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-MANAGEMENT_SERVICE = "apigatewaymanagementapi"
+from switchboard_local.botocore_hook import MANAGEMENT_SERVICE
+
 Route = Callable[[AWSPreparedRequest], AWSResponse]
 
 
@@ -48,10 +49,13 @@ class LocalManagementSession(boto3.session.Session):
         return self.in_process(request) if self.in_process is not None else None
 
 
-def redirect_management(app: Any, endpoint_url: Callable[[], str]) -> LocalManagementSession:
-    """Install the session once, before any event; the app's own session is kept inside."""
+def redirect_management(
+    app: Any, endpoint_url: Callable[[], str], in_process: Route | None = None
+) -> LocalManagementSession:
+    """Install the session once per app, before any event; the app's own session is kept inside."""
     session = app.websocket_api.session
     if not isinstance(session, LocalManagementSession):
         session = LocalManagementSession(endpoint_url, session)
         app.websocket_api.session = session
+    session.in_process = in_process
     return session

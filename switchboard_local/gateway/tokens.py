@@ -1,52 +1,63 @@
-"""Development tokens, signed with the stage's key: a local-only convenience.
+"""Development tokens: a local-only convenience, signed by the project's own signer.
 
-The signing function is the project's own (by default
-``chalicelib.identity:issue_token``, called as ``issue(secret, user_id, roles)``),
-so a token from the gateway is exactly what the app verifies. Served at
-``GET /_local/token?userId=alice&roles=admin`` and by ``--print-token``.
+A project declares its signer (``token-signer = "module:function"``, called as
+``function(keys, user_id, roles)``) and the stage variable that names the SSM
+parameter holding its signing keys (``token-key-parameter``). The gateway reads
+the parameter from its store on every request, so a token from the gateway is
+exactly what the app verifies, and a rotation made locally takes effect at
+once. How the keys are written in the parameter is the signer's business.
+Served at ``GET /_local/token?userId=alice&roles=admin`` on loopback only.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from typing import Any
 
-DEFAULT_SIGNER = "chalicelib.identity:issue_token"
-DEFAULT_SECRET_VARIABLE = "TOKEN_SECRET"
+from switchboard_local.gateway.resources import read_signing_keys
 
-Signer = Callable[[str, str, tuple[str, ...]], str]
+Signer = Callable[..., str]
 
 
 class TokensUnavailable(Exception):
-    """The project has no signer or the stage no key; the message says which."""
+    """The project declares no signer or the stage no key parameter; the message says which."""
 
 
 class TokenIssuer:
     def __init__(
-        self,
+        self, signer: str | None, key_parameter_variable: str | None,
         environment: Mapping[str, str],
-        signer: str = DEFAULT_SIGNER,
-        secret_variable: str = DEFAULT_SECRET_VARIABLE,
     ) -> None:
-        self._spec = signer
-        self._secret = environment.get(secret_variable) or None
-        self._secret_variable = secret_variable
+        self.signer = signer
+        self.variable = key_parameter_variable
+        self.parameter = environment.get(key_parameter_variable or "") or None
 
-    def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> str:
+    @property
+    def available(self) -> bool:
+        return self.signer is not None and self.parameter is not None
+
+    def issue(self, user_id: str, roles: tuple[str, ...] = (), **claims: Any) -> str:
         if not user_id:
             raise ValueError("a user id is required")
-        if self._secret is None:
+        if self.signer is None:
             raise TokensUnavailable(
-                f"the stage sets no {self._secret_variable}: there is no key to sign with"
+                "the project declares no token-signer in [tool.switchboard-local]"
             )
-        return self._signer()(self._secret, user_id, roles)
+        if self.parameter is None:
+            raise TokensUnavailable(
+                f"the stage sets no {self.variable or 'token-key-parameter variable'}: "
+                "there is no key to sign with"
+            )
+        return self._signer()(read_signing_keys(self.parameter), user_id, roles, **claims)
 
     def _signer(self) -> Signer:
-        module_name, _, function_name = self._spec.partition(":")
+        assert self.signer is not None
+        module_name, _, function_name = self.signer.partition(":")
         try:
             function: Signer = getattr(importlib.import_module(module_name), function_name)
         except (ImportError, AttributeError):
-            raise TokensUnavailable(f"the project has no token signer {self._spec}") from None
+            raise TokensUnavailable(f"the project has no token signer {self.signer}") from None
         return function
 
 

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.web_exceptions import HTTPException
 
+from switchboard_local import stage
 from switchboard_local.events import ApiContext, ConnectionContext
 from switchboard_local.gateway.connections import (
     ABNORMAL_CLOSURE,
-    Connection,
     Lifecycle,
-    State,
+    SocketConnection,
 )
 
 logger = logging.getLogger("switchboard_local.gateway")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto")
 
@@ -32,14 +34,25 @@ _PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto")
 class WebsocketEndpoint:
     """The aiohttp handler for the stage URL."""
 
-    def __init__(self, api: ApiContext, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self, api: ApiContext, lifecycle: Lifecycle, otherwise: Handler | None = None,
+        has_routes: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """``otherwise`` answers what is not a WebSocket request to a WebSocket app at the
+        stage URL (the app's REST routes); ``has_routes`` tells whether the app (as last
+        loaded) has WebSocket handlers at all."""
         self.api = api
         self.lifecycle = lifecycle
+        self.otherwise = otherwise
+        self.has_routes = has_routes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if not (upgrade and self.has_routes()):
+            if self.otherwise is not None:
+                return await self.otherwise(request)
             return web.Response(status=426, text="This is a WebSocket URL: connect with ws://\n")
-        connection = Connection(self._context(request))
+        connection = SocketConnection(self._context(request))
         self.lifecycle.table.add(connection)
         refusal = await self._run_connect(connection, request)
         if refusal is not None:
@@ -57,7 +70,7 @@ class WebsocketEndpoint:
             await self.lifecycle.finish(connection)
             raise
         connection.socket = socket
-        connection.state = State.OPEN
+        connection.open()
         await self._serve(connection, socket)
         return socket
 
@@ -69,25 +82,25 @@ class WebsocketEndpoint:
         )
 
     async def _run_connect(
-        self, connection: Connection, request: web.Request
+        self, connection: SocketConnection, request: web.Request
     ) -> web.Response | None:
         """``None`` when ``$connect`` accepted; otherwise the refusal to answer with."""
         event = connection.context.connect_event(
             _connect_headers(request, self.api), _query(request)
         )
         try:
-            result = await self.lifecycle.invoker.invoke("$connect", event)
+            result = await self.lifecycle.invoker.invoke_route("$connect", event)
         except Exception:
             logger.exception("$connect failed on %s", connection.id)
             return web.Response(status=500, text="Internal server error")
-        connection.connect_result = result
-        status = int(result.get("statusCode", 200))
-        if 200 <= status < 300:
+        if connection.accept(result):
             return None
         body = result.get("body")
-        return web.Response(status=status, text=body if isinstance(body, str) else None)
+        return web.Response(
+            status=stage.connect_status(result), text=body if isinstance(body, str) else None
+        )
 
-    async def _serve(self, connection: Connection, socket: web.WebSocketResponse) -> None:
+    async def _serve(self, connection: SocketConnection, socket: web.WebSocketResponse) -> None:
         messages = asyncio.create_task(self.lifecycle.run_messages(connection))
         timeouts = asyncio.create_task(self.lifecycle.watch_timeouts(connection))
         try:
@@ -97,11 +110,11 @@ class WebsocketEndpoint:
             connection.inbox.put_nowait(None)
             await asyncio.shield(self._finish(connection, messages))
 
-    async def _finish(self, connection: Connection, messages: asyncio.Task[None]) -> None:
+    async def _finish(self, connection: SocketConnection, messages: asyncio.Task[None]) -> None:
         await messages
         await self.lifecycle.finish(connection)
 
-    async def _read(self, connection: Connection, socket: web.WebSocketResponse) -> None:
+    async def _read(self, connection: SocketConnection, socket: web.WebSocketResponse) -> None:
         """Read until the socket closes, recording who closed it with what code and reason."""
         while True:
             message = await socket.receive()
@@ -154,7 +167,7 @@ def _query(request: web.Request) -> dict[str, list[str]]:
     return query
 
 
-def _accepted_protocols(connection: Connection) -> tuple[str, ...]:
+def _accepted_protocols(connection: SocketConnection) -> tuple[str, ...]:
     """The subprotocol ``$connect`` chose, echoed as API Gateway echoes its header."""
     headers = connection.connect_result.get("headers") or {}
     chosen = {k.lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")

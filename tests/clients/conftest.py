@@ -31,17 +31,12 @@ from .proxy import TcpProxy
 
 PAGE_TIMEOUT_MS = 30_000
 START_SECONDS = 60.0  # a liveness bound for a gateway process to start or stop
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Running]:
     """This app on the gateway, with its embedded store, shared by a module's tests."""
-    thread, running = start(GatewayOptions(project_dir=REPO, port=0), REPO)
+    thread, running = start(GatewayOptions(project_dir=REPO, port=0, autoreload=False), REPO)
     yield running
     stop(thread)
 
@@ -53,7 +48,8 @@ def gateway_factory() -> Iterator[Callable[..., Running]]:
 
     def make(**limits: float) -> Running:
         thread, running = start(
-            GatewayOptions(project_dir=REPO, port=0, limits=Limits(**limits)), REPO
+            GatewayOptions(project_dir=REPO, port=0, autoreload=False, limits=Limits(**limits)),
+            REPO,
         )
         threads.append(thread)
         return running
@@ -109,7 +105,9 @@ class GatewayProcess:
 
     def start(self) -> None:
         self.starts += 1
-        command = [sys.executable, "-m", "switchboard_local.gateway", "--port", str(self.port)]
+        command = [
+            sys.executable, "-m", "switchboard_local", "--port", str(self.port), "--no-autoreload"
+        ]
         if self.dynamodb_endpoint:
             command += ["--dynamodb-endpoint", self.dynamodb_endpoint]
         environment = {
@@ -190,20 +188,6 @@ def figures(
     }
     print(f"\nFIGURES {label} {json.dumps(found)}")
     return found
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(
-            f"no Chromium at {CHROMIUM}: run `make browser` (as root it runs "
-            "`apt-get install -y chromium`), or set CHROMIUM to a Chromium binary"
-        )
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

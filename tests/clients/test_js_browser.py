@@ -120,7 +120,7 @@ def count_messages(room: str | None, count: int) -> tuple[str, str | None, int]:
 def test_the_gateway_serves_the_client_module(gateway: Running) -> None:
     url = gateway.gateway.page_url + "_local/switchboard.js"
     with urllib.request.urlopen(url, timeout=WAIT) as response:
-        assert response.headers["Content-Type"].startswith("text/javascript")
+        assert "javascript" in response.headers["Content-Type"]  # what module scripts need
         assert b"export class Client" in response.read()
 
 

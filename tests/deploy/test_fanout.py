@@ -18,7 +18,7 @@ from chalicelib import registry as registry_module
 from chalicelib.fanout_queue import Batch, encode
 from chalicelib.registry import Connection
 from chalicelib.runtime import Services
-from switchboard_local.events import ConnectionContext
+from switchboard_local.events import ConnectionContext, sqs_record
 from switchboard_local.testing import LambdaContext, WebsocketTestClient
 
 AUDIENCE = 5000
@@ -76,21 +76,9 @@ def drain(sqs: Any, queue_name: str, app_module: Any, rounds: int = 200) -> list
 
 
 def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fanout",
-                "awsRegion": "us-east-1",
-            }
-            for message in messages
-        ]
-    }
+    """The event Lambda's event source mapping builds from received messages."""
+    arn = "arn:aws:sqs:us-east-1:123456789012:fanout"
+    return {"Records": [sqs_record(message, arn, "us-east-1") for message in messages]}
 
 
 def broadcasts(client: WebsocketTestClient, connection_id: str) -> list[dict[str, Any]]:

@@ -96,6 +96,33 @@ def cloudformation(project: tuple[Path, dict[str, str]]) -> dict[str, Any]:
     return template
 
 
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_no_package_carries_a_signing_key(project: tuple[Path, dict[str, str]], stage: str):
+    """Every function reads the keys from SSM: no stage's output holds a key."""
+    copy, env = project
+    (copy / ".switchboard-local").mkdir(exist_ok=True)
+    planted = "local-signing-key-that-must-never-ship-0123456789"
+    (copy / ".switchboard-local" / "signing-key").write_text(planted)
+    out = copy / f"out/keys-{stage}"
+    run(["chalice", "package", "--stage", stage, "--merge-template", MERGE_TEMPLATE, str(out)],
+        copy, env)
+    template = json.loads((out / "sam.json").read_text())
+    functions = {name: r for name, r in template["Resources"].items()
+                 if r["Type"] == "AWS::Serverless::Function"}
+    assert set(functions) == set(FUNCTIONS)
+    for name, function in functions.items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert "TOKEN_SECRET" not in variables, name
+        assert variables["TOKEN_SECRET_PARAMETER"] == f"/switchboard/{stage}/token-secret", name
+    texts = [(out / "sam.json").read_bytes()]
+    with zipfile.ZipFile(out / "deployment.zip") as bundle:
+        texts += [bundle.read(entry) for entry in bundle.namelist()]
+    assert b'"TOKEN_SECRET"' not in texts[0]
+    for text in texts:
+        assert planted.encode() not in text
+        assert b"dev-only-insecure" not in text  # the key the dev stage used to hold
+
+
 def test_merged_template_passes_cfn_lint(cloudformation: dict[str, Any]):
     result = subprocess.run([str(BIN / "cfn-lint"), cloudformation["_path"]],
                             capture_output=True, text=True, timeout=240)

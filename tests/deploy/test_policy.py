@@ -21,6 +21,8 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
+from switchboard_local.project import read_stage
+
 PROJECT = Path(__file__).resolve().parents[2]
 SOURCES = [PROJECT / "app.py", *sorted((PROJECT / "chalicelib").glob("*.py"))]
 CHALICE_WEBSOCKET = {"send": "PostToConnection", "close": "DeleteConnection",
@@ -116,10 +118,10 @@ def _uses_websocket_api(module: ast.Module) -> bool:
 
 
 def stage_config(stage: str) -> tuple[dict[str, Any], dict[str, str]]:
-    config = json.loads((PROJECT / ".chalice/config.json").read_text())
-    stage_cfg = config["stages"][stage]
-    env = {**config["environment_variables"], **stage_cfg["environment_variables"]}
-    return {**config, **stage_cfg}, env
+    read = read_stage(PROJECT, stage)
+    config = {"iam_policy_file": read.config.iam_policy_file, "app_name": read.app_name,
+              "api_gateway_stage": read.api_gateway_stage}
+    return config, dict(read.environment)
 
 
 def expected_actions(env: dict[str, str]) -> set[str]:

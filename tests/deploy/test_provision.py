@@ -103,7 +103,7 @@ def test_stage_names_come_from_the_chalice_config():
         "switchboard-prod-fanout",
         "/switchboard/prod/token-secret",
     )
-    assert dev.secret_parameter is None  # dev signs with TOKEN_SECRET: no parameter
+    assert dev.secret_parameter == "/switchboard/dev/token-secret"  # no stage holds a key
     with pytest.raises(SystemExit, match=r"not in \.chalice/config\.json"):
         StageConfig.load("staging", PROJECT)
 

@@ -78,7 +78,7 @@ def stop(thread: GatewayThread) -> None:
 
 @pytest.fixture(scope="module")
 def switchboard_gateway() -> Iterator[Running]:
-    thread, running = start(GatewayOptions(project_dir=REPO, port=0), REPO)
+    thread, running = start(GatewayOptions(project_dir=REPO, port=0, autoreload=False), REPO)
     yield running
     stop(thread)
 
@@ -100,7 +100,7 @@ def make_tiny_project(root: Path, api_stage: str = "v1") -> Path:
 
 def start_tiny(root: Path, limits: Limits | None = None) -> tuple[GatewayThread, Running]:
     make_tiny_project(root)
-    options = GatewayOptions(project_dir=root, port=0, tables=[], limits=limits or Limits())
+    options = GatewayOptions(project_dir=root, port=0, autoreload=False, limits=limits or Limits())
     return start(options, root)
 
 

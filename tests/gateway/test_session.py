@@ -10,8 +10,8 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
+from switchboard_local.botocore_hook import connection_id_of, response
 from switchboard_local.gateway.session import LocalManagementSession
-from switchboard_local.testing import connection_id_of, response
 
 
 def closed_port_url() -> str:

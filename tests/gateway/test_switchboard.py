@@ -205,3 +205,42 @@ def test_page_and_config_are_served(switchboard_gateway: Running) -> None:
 
     with urllib.request.urlopen(switchboard_gateway.gateway.page_url, timeout=WAIT) as page:
         assert b"chat.js" in page.read()
+
+
+def test_tokens_are_served_on_loopback_addresses_only(
+    switchboard_gateway: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.error
+
+    monkeypatch.setattr(switchboard_gateway.gateway.options, "host", "0.0.0.0")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        switchboard_gateway.get_json("/_local/token?userId=mallory")
+    assert refused.value.code == 403
+    assert "loopback" in json.loads(refused.value.read())["message"]
+
+
+def test_the_signing_key_comes_from_the_stores_parameter_and_rotates(
+    switchboard_gateway: Running,
+) -> None:
+    """The first key of the parameter signs; after a rotation, older tokens still connect."""
+    from chalicelib import runtime
+
+    ssm = boto3.client("ssm")
+    name = "/switchboard/dev/token-secret"
+    old_keys = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    old_token = switchboard_gateway.token(unique("before"))
+    new_key = "rotated-key-0123456789abcdef0123456789abcdef"
+    ssm.put_parameter(Name=name, Value=f"{new_key},{old_keys}", Type="SecureString",
+                      Overwrite=True)
+    runtime.reset()  # a new container reads the parameter again
+    try:
+        new_token = switchboard_gateway.token(unique("after"))
+        from chalicelib.identity import TokenVerifier
+
+        assert TokenVerifier(new_key).verify(new_token)  # signed with the first key
+        for token in (old_token, new_token):
+            with switchboard_gateway.connect(f"token={token}") as client:
+                assert request(client, {"action": "whoami"})["type"] == "whoami"
+    finally:
+        ssm.put_parameter(Name=name, Value=old_keys, Type="SecureString", Overwrite=True)
+        runtime.reset()

@@ -1,0 +1,7 @@
+"""``python -m switchboard_local``: the ``switchboard-local`` command."""
+
+import sys
+
+from switchboard_local.cli import main
+
+sys.exit(main())

@@ -1,0 +1,217 @@
+"""``switchboard-local``: serve a Chalice project locally, or talk to a running gateway.
+
+    switchboard-local [--stage dev] [--port 8000] [--merge-template FILE] ...
+    switchboard-local invoke NAME '{"json": "event"}'
+    switchboard-local token USER_ID [--roles a,b]
+
+Run it from a Chalice project's directory (or give ``--project-dir``). Every
+serving option has an environment variable, so ``make run`` and CI can set
+them without a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from switchboard_local.gateway.connections import Limits
+from switchboard_local.project import ProjectError
+
+PROG = "switchboard-local"
+CLIENT_TIMEOUT_SECONDS = 930.0  # Lambda's longest run, and a margin
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like KEY=VALUE")
+    return key, value
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Serve a Chalice project locally: its WebSocket stage (ws://HOST:PORT/<stage>) and "
+            "@connections API, REST routes, lambda functions and SQS consumers, on an embedded "
+            "store holding the resources its merge template declares. Also: "
+            f"`{PROG} invoke NAME EVENT` and `{PROG} token USER_ID` against a running gateway."
+        ),
+    )
+    add = parser.add_argument
+    add("--project-dir", type=Path, default=Path(_env("LOCAL_GATEWAY_PROJECT_DIR", ".") or "."),
+        help="the Chalice project (app.py, .chalice/config.json); "
+        "env LOCAL_GATEWAY_PROJECT_DIR; default: the current directory")
+    add("--stage", default=_env("LOCAL_GATEWAY_STAGE", "dev"),
+        help="the Chalice stage to run; env LOCAL_GATEWAY_STAGE; default: dev")
+    add("--host", default=_env("HOST", "127.0.0.1"),
+        help="address to listen on; env HOST; default: 127.0.0.1 (/_local/token is served "
+        "on loopback addresses only)")
+    add("--port", type=int, default=int(_env("PORT", "8000") or 8000),
+        help="port (0 picks a free one); env PORT; default: 8000")
+    add("--merge-template", type=Path, default=None,
+        help="the CloudFormation merge template whose tables, queues and parameters to create "
+        "and whose function environment to use; default: [tool.switchboard-local] "
+        "merge-template in the project's pyproject.toml")
+    add("--parameter", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+        help="a template parameter's value; repeatable (a parameter named like the stage gets "
+        "the stage's name, others their Default)")
+    add("--state-dir", type=Path, default=_env("LOCAL_GATEWAY_STATE_DIR"),
+        help="keep the embedded store (tables and items, parameters, queues) here across "
+        "restarts; env LOCAL_GATEWAY_STATE_DIR; default: in memory")
+    add("--no-autoreload", dest="autoreload", action="store_false",
+        help="do not reload the app when its code changes")
+    add("--dynamodb-endpoint", default=_env("LOCAL_GATEWAY_DYNAMODB_ENDPOINT"),
+        help="use this DynamoDB (DynamoDB Local, dynalite, ...) instead of the embedded one; "
+        "env LOCAL_GATEWAY_DYNAMODB_ENDPOINT")
+    add("--idle-timeout", type=float,
+        default=float(_env("LOCAL_GATEWAY_IDLE_TIMEOUT", "600") or 600),
+        help="seconds without a message before closing with 1001; default: 600 (AWS)")
+    add("--max-duration", type=float,
+        default=float(_env("LOCAL_GATEWAY_MAX_DURATION", "7200") or 7200),
+        help="seconds a connection may last before closing with 1001; default: 7200 (AWS)")
+    add("--log-level", default=_env("LOCAL_GATEWAY_LOG_LEVEL", "INFO"),
+        help="env LOCAL_GATEWAY_LOG_LEVEL; default: INFO")
+    return parser
+
+
+def _client_parser(command: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"{PROG} {command}", description=description)
+    host, port = _env("HOST", "127.0.0.1"), _env("PORT", "8000")
+    parser.add_argument("--url", default=f"http://{host}:{port}",
+                        help="the running gateway; default: http://$HOST:$PORT "
+                        f"(http://{host}:{port})")
+    return parser
+
+
+def invoke_parser() -> argparse.ArgumentParser:
+    parser = _client_parser("invoke", "Invoke an @app.lambda_function of a running gateway "
+                            "and print its answer as JSON.")
+    parser.add_argument("name", help="the function's name")
+    parser.add_argument("event", nargs="?", default="{}",
+                        help="the event as JSON; - reads it from standard input; default: {}")
+    return parser
+
+
+def token_parser() -> argparse.ArgumentParser:
+    parser = _client_parser("token", "Print a token from a running gateway's /_local/token.")
+    parser.add_argument("user_id")
+    parser.add_argument("--roles", default="", help="comma-separated roles")
+    return parser
+
+
+def _request(url: str, data: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT_SECONDS) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+
+
+def invoke(argv: Sequence[str]) -> int:
+    args = invoke_parser().parse_args(argv)
+    text = sys.stdin.read() if args.event == "-" else args.event
+    try:
+        json.loads(text)
+    except ValueError as error:
+        print(f"error: the event is not JSON: {error}", file=sys.stderr)
+        return 2
+    url = f"{args.url.rstrip('/')}/_local/invoke/{urllib.parse.quote(args.name, safe='')}"
+    try:
+        status, body = _request(url, text.encode())
+    except OSError as error:
+        print(f"error: no gateway answers at {args.url}: {error}", file=sys.stderr)
+        return 2
+    if status == 200:
+        print(body)
+        return 0
+    print(body, file=sys.stderr)
+    return 1
+
+
+def token(argv: Sequence[str]) -> int:
+    args = token_parser().parse_args(argv)
+    query = urllib.parse.urlencode({"userId": args.user_id, "roles": args.roles})
+    try:
+        status, body = _request(f"{args.url.rstrip('/')}/_local/token?{query}")
+    except OSError as error:
+        print(f"error: no gateway answers at {args.url}: {error}", file=sys.stderr)
+        return 2
+    if status != 200:
+        print(f"error: {status} {body}", file=sys.stderr)
+        return 1
+    print(json.loads(body)["token"])
+    return 0
+
+
+async def serve(options: object) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
+    from switchboard_local.gateway.server import Gateway, GatewayOptions
+
+    assert isinstance(options, GatewayOptions)
+    gateway = Gateway(options)
+    await gateway.start()
+    for label, value in gateway.banner():
+        print(f"{label:<10} {value}", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        print("Stopping: closing every connection...", flush=True)
+        await gateway.stop()
+        print("Stopped.", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["invoke"]:
+        return invoke(arguments[1:])
+    if arguments[:1] == ["token"]:
+        return token(arguments[1:])
+    args = serve_parser().parse_args(arguments)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    for noisy in ("werkzeug", "botocore.credentials", "botocore.configprovider", "watchfiles"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from switchboard_local.gateway.server import GatewayOptions
+
+    options = GatewayOptions(
+        project_dir=args.project_dir,
+        stage=args.stage,
+        host=args.host,
+        port=args.port,
+        merge_template=args.merge_template,
+        parameters=dict(args.parameter),
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        autoreload=args.autoreload,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+        limits=Limits(idle_timeout=args.idle_timeout, max_duration=args.max_duration),
+    )
+    try:
+        asyncio.run(serve(options))
+    except ProjectError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    return 0

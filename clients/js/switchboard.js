@@ -822,7 +822,7 @@ export class Client {
   _drop(generation, closeCode) {
     this._ready = false;
     this._socket = null;
-    this._counts.drops += 1;
+    if (!this._closing) this._counts.drops += 1;
     for (const timer of this._gapTimers.values()) clearTimeout(timer);
     this._gapTimers.clear();
     for (const room of this._rooms.values()) room.joiningOn = null;

@@ -545,7 +545,8 @@ class Client:
         self._ready = False
         self._socket = None
         self._outbox = None
-        self._counts["drops"] += 1
+        if not self._closing:
+            self._counts["drops"] += 1
         for timer in self._gap_timers.values():
             timer.cancel()
         self._gap_timers.clear()

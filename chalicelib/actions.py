@@ -2,41 +2,60 @@
 
 :data:`ACTIONS` is the one table of actions. An entry names the action, the
 parser of its fields (a command's ``parse``, built on
-:class:`chalicelib.protocol.Fields`) and the handler that carries it out and
-returns the frame answering the caller. Adding an action is one entry here:
-the registry, the protocol plumbing and delivery need no edit.
+:class:`chalicelib.protocol.Fields`), the room permissions it needs and the
+handler that carries it out and returns the frame answering the caller. The
+dispatcher (:func:`perform`) checks the permissions once, before the handler,
+in the room the command names (its ``room`` field unless the entry says
+otherwise); a command that names no room needs none. Adding an action is one
+entry here: the registry, the protocol plumbing and delivery need no edit.
 
-The sender's identity always comes from the registry record of its
-connection, never from the frame.
+The sender's identity and permissions always come from the registry record
+of its connection, never from the frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import fanout, protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import DeliveryReport
+from chalicelib.delivery import DeliveryReport, Outcome
 from chalicelib.invocation import Deadline
+from chalicelib.permissions import (
+    ADMIN_ROLE,
+    HISTORY,
+    JOIN,
+    PRESENCE,
+    PUBLISH,
+    RoomGrants,
+    may,
+)
 from chalicelib.protocol import (
+    BAD_REQUEST,
     FORBIDDEN,
     BroadcastAll,
+    History,
     JoinRoom,
     LeaveRoom,
+    Message,
     Parser,
     Ping,
+    Position,
+    Presence,
     ProtocolError,
     Request,
+    Resume,
     SendMessage,
     SendToRoom,
+    Typing,
     WhoAmI,
 )
 from chalicelib.registry import Connection
 from chalicelib.runtime import Services
-
-ADMIN_ROLE = "admin"
+from chalicelib.streams import Stream
 
 
 @dataclass
@@ -50,6 +69,13 @@ class ActionContext:
     report: DeliveryReport = field(default_factory=DeliveryReport)
     audience: int = 0
 
+    def may(self, permission: str, room: str) -> bool:
+        """Whether the caller holds ``permission`` in ``room``: its token's, or the default."""
+        grants = self.connection.grants
+        if grants is None:
+            grants = RoomGrants.everywhere(self.services.settings.default_room_permissions)
+        return may(self.connection.roles, grants, room, permission)
+
     def deliver(
         self, connection_ids: list[str], frame: str, room: str | None = None
     ) -> DeliveryReport:
@@ -61,53 +87,161 @@ class ActionContext:
         self.report = self.report + report
         return report
 
-    def ack(self, delivered: int | None = None) -> str:
+    def others_in(self, room: str) -> list[str]:
+        """The room's live member connections but the caller's (one Query)."""
+        me = self.connection.connection_id
+        members = fanout.room_audience(self.services, room, self.deadline)
+        return [m.connection_id for m in members if m.connection_id != me]
+
+    def replay(self, messages: Sequence[Message]) -> bool:
+        """Post missed messages to the caller, in order; False when one did not arrive."""
+        for message in messages:
+            if self.deadline.remaining() <= 0:
+                return False
+            outcome = self.services.delivery.send(
+                self.connection.connection_id, protocol.message(message), self.deadline
+            )
+            if outcome is not Outcome.DELIVERED:
+                return False
+        return True
+
+    def ack(
+        self,
+        delivered: int | None = None,
+        *,
+        room: str | None = None,
+        position: Position | None = None,
+        recovered: bool | None = None,
+        stored: bool | None = None,
+    ) -> str:
         return protocol.ack(
-            self.request.action, self.request.request_id, delivered, self.report.queued
+            self.request.action, self.request.request_id, delivered, self.report.queued,
+            room=room, position=position, recovered=recovered, stored=stored,
         )
 
 
 Handler = Callable[[ActionContext, Any], str]
+Requirement = Callable[[Any], Iterable[str]]
+"""The room permissions a command needs."""
+RoomOf = Callable[[Any], "str | None"]
+"""The room a command acts in, where its permissions are checked; None: no room."""
+
+
+def requires(*permissions: str) -> Requirement:
+    """The same permissions, whatever the command says."""
+    return lambda command: permissions
+
+
+def no_permission(command: Any) -> tuple[str, ...]:
+    return ()
+
+
+def named_room(command: Any) -> str | None:
+    """The command's ``room`` field, the convention every room action follows."""
+    room = getattr(command, "room", None)
+    return room if isinstance(room, str) else None
 
 
 @dataclass(frozen=True)
 class Action:
-    """One client action: its name, how its fields parse, what carries it out."""
+    """One client action: its name, how its fields parse, what it needs, what carries it out."""
 
     name: str
     parse: Parser
     handler: Handler
+    needs: Requirement = no_permission
+    room: RoomOf = named_room
+
+
+# -- direct messages and the personal stream ---------------------------------------
 
 
 def send_message(ctx: ActionContext, command: SendMessage) -> str:
+    """Keep the message in the recipient's stream first, then deliver it to their devices."""
+    message = Message(ctx.connection.user_id, command.text, iso8601())
+    streams = ctx.services.streams
+    if streams is not None:
+        message = streams.append(Stream.of_user(command.target_user_id), message)
     targets = ctx.services.registry.user_connections(command.target_user_id)
-    frame = protocol.message(ctx.connection.user_id, command.text, iso8601())
-    return ctx.ack(ctx.deliver(targets, frame).delivered)
+    delivered = ctx.deliver(targets, protocol.message(message)).delivered
+    return ctx.ack(delivered, stored=True if streams is not None else None)
+
+
+def resume(ctx: ActionContext, command: Resume) -> str:
+    position, recovered = _catch_up(ctx, Stream.of_user(ctx.connection.user_id), command.since)
+    return ctx.ack(position=position, recovered=recovered)
+
+
+# -- rooms ----------------------------------------------------------------------------
 
 
 def join_room(ctx: ActionContext, command: JoinRoom) -> str:
+    """Membership first, then the stream's position: no message falls between the two.
+
+    A message stored before the membership was written is in the stream at or
+    below the position read after it (replayed when ``since`` asks); one whose
+    sender read the members after it is delivered live.
+    """
     rooms = ctx.connection.rooms
     limit = ctx.services.settings.max_rooms_per_connection
     if command.room not in rooms and len(rooms) >= limit:
-        raise ProtocolError(
-            protocol.BAD_REQUEST, f"a connection may be in at most {limit} rooms"
-        )
-    ctx.services.registry.join_room(ctx.connection, command.room)
-    return ctx.ack()
+        raise ProtocolError(BAD_REQUEST, f"a connection may be in at most {limit} rooms")
+    first = ctx.services.registry.join_room(
+        ctx.connection, command.room, presence=ctx.may(PRESENCE, command.room)
+    )
+    if first:
+        _announce(ctx, command.room, protocol.PRESENCE_JOIN)
+    position, recovered = _catch_up(ctx, Stream.of_room(command.room), command.since)
+    return ctx.ack(room=command.room, position=position, recovered=recovered)
 
 
 def leave_room(ctx: ActionContext, command: LeaveRoom) -> str:
-    ctx.services.registry.leave_room(ctx.connection, command.room)
+    if ctx.services.registry.leave_room(ctx.connection, command.room):
+        _announce(ctx, command.room, protocol.PRESENCE_LEAVE)
     return ctx.ack()
 
 
 def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
-    if command.room not in ctx.connection.rooms:
-        raise ProtocolError(FORBIDDEN, f"join room {command.room!r} before sending to it")
-    members = ctx.services.registry.room_connections(command.room)
-    targets = _excluding(members, ctx.connection.connection_id)
-    frame = protocol.message(ctx.connection.user_id, command.text, iso8601(), command.room)
-    return ctx.ack(ctx.deliver(targets, frame, room=command.room).delivered)
+    """Store the message (its ``seq``) before reading the members it goes to."""
+    _require_member(ctx, command.room)
+    message = Message(ctx.connection.user_id, command.text, iso8601(), command.room)
+    streams = ctx.services.streams
+    if streams is not None:
+        message = streams.append(Stream.of_room(command.room), message)
+    targets = ctx.others_in(command.room)
+    delivered = ctx.deliver(targets, protocol.message(message), room=command.room).delivered
+    return ctx.ack(delivered, position=message.position)
+
+
+def presence(ctx: ActionContext, command: Presence) -> str:
+    members = fanout.room_audience(ctx.services, command.room, ctx.deadline)
+    counts = Counter(member.user_id for member in members)
+    return protocol.members(ctx.request.request_id, command.room, sorted(counts.items()))
+
+
+def history(ctx: ActionContext, command: History) -> str:
+    """A page of a room's stream, or of the caller's own when no room is named."""
+    streams = ctx.services.streams
+    if streams is None:
+        raise ProtocolError(BAD_REQUEST, "this stage keeps no history (HISTORY_MAX_MESSAGES is 0)")
+    stream = (
+        Stream.of_user(ctx.connection.user_id) if command.room is None
+        else Stream.of_room(command.room)
+    )
+    page = streams.page(stream, command.before_seq, command.limit)
+    return protocol.history(
+        ctx.request.request_id, command.room, page.epoch, page.messages, page.has_more
+    )
+
+
+def typing(ctx: ActionContext, command: Typing) -> str:
+    """The example of an action added with one table entry: a notice, not stored."""
+    _require_member(ctx, command.room)
+    frame = protocol.typing(command.room, ctx.connection.user_id)
+    return ctx.ack(ctx.deliver(ctx.others_in(command.room), frame, room=command.room).delivered)
+
+
+# -- everyone ------------------------------------------------------------------------
 
 
 def broadcast_all(ctx: ActionContext, command: BroadcastAll) -> str:
@@ -134,14 +268,22 @@ def ping(ctx: ActionContext, command: Ping) -> str:
     return protocol.pong(ctx.request.request_id)
 
 
+def _join_needs(command: JoinRoom) -> tuple[str, ...]:
+    return (JOIN, HISTORY) if command.since is not None else (JOIN,)
+
+
 ACTIONS: tuple[Action, ...] = (
     Action("sendMessage", SendMessage.parse, send_message),
-    Action("joinRoom", JoinRoom.parse, join_room),
+    Action("joinRoom", JoinRoom.parse, join_room, _join_needs),
     Action("leaveRoom", LeaveRoom.parse, leave_room),
-    Action("sendToRoom", SendToRoom.parse, send_to_room),
+    Action("sendToRoom", SendToRoom.parse, send_to_room, requires(PUBLISH)),
     Action("broadcastAll", BroadcastAll.parse, broadcast_all),
+    Action("presence", Presence.parse, presence, requires(PRESENCE)),
+    Action("history", History.parse, history, requires(HISTORY)),
+    Action("resume", Resume.parse, resume),
     Action("whoami", WhoAmI.parse, whoami),
     Action("ping", Ping.parse, ping),
+    Action("typing", Typing.parse, typing, requires(JOIN)),
 )
 
 _BY_NAME: Mapping[str, Action] = {action.name: action for action in ACTIONS}
@@ -151,9 +293,47 @@ ACTION_NAMES = tuple(_BY_NAME)
 
 
 def perform(ctx: ActionContext) -> str:
-    """Carry out the request's command and return the frame that answers it."""
-    return _BY_NAME[ctx.request.action].handler(ctx, ctx.request.command)
+    """Check the request's permissions, then carry it out; returns the frame answering it."""
+    action = _BY_NAME[ctx.request.action]
+    command = ctx.request.command
+    room = action.room(command)
+    if room is not None:
+        for permission in action.needs(command):
+            if not ctx.may(permission, room):
+                raise ProtocolError(
+                    FORBIDDEN,
+                    f"{action.name} needs the '{permission}' permission for room '{room}'",
+                )
+    return action.handler(ctx, command)
 
 
-def _excluding(connection_ids: Iterable[str], excluded: str) -> list[str]:
-    return [cid for cid in connection_ids if cid != excluded]
+def _require_member(ctx: ActionContext, room: str) -> None:
+    if room not in ctx.connection.rooms:
+        raise ProtocolError(
+            FORBIDDEN, f"join room {room!r} before {ctx.request.action} in it"
+        )
+
+
+def _announce(ctx: ActionContext, room: str, event: str) -> None:
+    fanout.announce(
+        ctx.services, room, [(ctx.connection.user_id, event)], ctx.deadline,
+        actor=ctx.connection.connection_id,
+    )
+
+
+def _catch_up(
+    ctx: ActionContext, stream: Stream, since: Position | None
+) -> tuple[Position | None, bool | None]:
+    """The stream's position, after replaying what ``since`` missed (then whether all was).
+
+    ``recovered`` is None without ``since``. With history off there is no
+    position, and nothing can be recovered.
+    """
+    streams = ctx.services.streams
+    if streams is None:
+        return None, None if since is None else False
+    if since is None:
+        return streams.position(stream), None
+    recovery = streams.recover(stream, since, ctx.services.settings.recovery_max_messages)
+    recovered = recovery.missed is not None and ctx.replay(recovery.missed)
+    return recovery.position, recovered

@@ -13,18 +13,27 @@ failure (and so comes back whole) only when nothing of it was posted — it was
 unreadable or its turn came too close to the deadline — or when re-queueing
 its failed targets failed, the one case where at-least-once wins over losing
 a message. SQS standard queues may themselves deliver a message twice, rarely.
+
+Forgetting the connections a post found gone (:func:`forget_gone`) is the one
+way connections leave the registry, ``$disconnect`` included, and so the one
+place presence ``leave`` events come from when a user's last connection in a
+room goes; :func:`announce` posts presence events to the room's members that
+see them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from chalicelib import protocol
+from chalicelib.clock import iso8601
 from chalicelib.delivery import DeliveryReport
 from chalicelib.fanout_queue import BadMessage, Batch, decode
 from chalicelib.invocation import Deadline
-from chalicelib.registry import Registry
+from chalicelib.registry import Departure, Member
 from chalicelib.runtime import Services
 
 logger = logging.getLogger("switchboard.fanout")
@@ -64,23 +73,82 @@ def fan_out(
         if left:
             logger.warning("%d targets could not be queued; delivering inline", len(left))
     report = services.delivery.post_all(inline, frame, deadline)
-    forget_gone(services.registry, report.gone, room)
+    forget_gone(services, report.gone, deadline, room)
     return report + DeliveryReport(queued=queued)
 
 
-def forget_gone(registry: Registry, gone: Sequence[str], room: str | None = None) -> None:
-    """Remove connections a post found gone: the one place that does, with one policy.
+def forget_gone(
+    services: Services, gone: Sequence[str], deadline: Deadline, room: str | None = None
+) -> bool:
+    """Remove connections that are gone: the one place that does, with one policy.
 
-    A failure here is logged and never fails the caller: the frame was already
-    delivered to everyone else, and an item left behind is found gone again by
-    the next post and expires with its TTL in any case.
+    Gone means a post answered 410, ``$disconnect`` came, or a read found the
+    record expired. Users whose last connection in a room this was are
+    announced as leaving it. A failure here is logged and never fails the
+    caller (False): the frame was already delivered to everyone else, and an
+    item left behind is found gone again by the next post and expires with its
+    TTL in any case.
     """
     if not gone:
-        return
+        return True
     try:
-        registry.remove_connections(gone, rooms=() if room is None else (room,))
+        departures = services.registry.remove_connections(
+            gone, rooms=() if room is None else (room,)
+        )
     except Exception:
         logger.exception("cleanup of %d gone connections failed; TTL will reclaim them", len(gone))
+        return False
+    _announce_departures(services, departures, deadline)
+    return True
+
+
+def room_audience(services: Services, room: str, deadline: Deadline) -> list[Member]:
+    """A room's live member connections (one Query); expired ones found there are forgotten."""
+    members = services.registry.room_members(room)
+    forget_gone(services, members.expired, deadline, room)
+    return list(members.live)
+
+
+def announce(
+    services: Services,
+    room: str,
+    changes: Iterable[tuple[str, str]],
+    deadline: Deadline,
+    actor: str | None = None,
+) -> None:
+    """Post ``presence`` events — (userId, ``join``/``leave``) pairs — to the room's watchers.
+
+    Watchers are the member connections holding ``presence`` in the room, read
+    once for all the changes, except ``actor``: the connection whose own
+    ``joinRoom`` caused the event learns it from its ack. Best effort, like
+    every notice: the change itself is stored already, a failure is logged, and
+    the ``presence`` action stays the authoritative answer.
+    """
+    events = list(changes)
+    if not events:
+        return
+    try:
+        watchers = [
+            m.connection_id for m in room_audience(services, room, deadline)
+            if m.presence and m.connection_id != actor
+        ]
+        at = iso8601()
+        for user_id, event in events:
+            frame = protocol.presence(room, user_id, event, at)
+            gone = set(fan_out(services, watchers, frame, deadline, room=room).gone)
+            watchers = [cid for cid in watchers if cid not in gone]
+    except Exception:
+        logger.exception("presence events for room %s were not delivered", room)
+
+
+def _announce_departures(
+    services: Services, departures: Sequence[Departure], deadline: Deadline
+) -> None:
+    by_room: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for departure in departures:
+        by_room[departure.room].append((departure.user_id, protocol.PRESENCE_LEAVE))
+    for room, changes in by_room.items():
+        announce(services, room, changes, deadline)
 
 
 def ensure_endpoint(services: Services, connection_ids: Sequence[str]) -> bool:
@@ -141,7 +209,7 @@ def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
         logger.exception("could not resolve the management endpoint")
         return False
     report = services.delivery.post_all(batch.targets, batch.frame, deadline)
-    forget_gone(services.registry, report.gone, batch.room)
+    forget_gone(services, report.gone, deadline, batch.room)
     return _requeue(services, batch, report.failed)
 
 

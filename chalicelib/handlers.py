@@ -41,7 +41,7 @@ def on_connect(event: WebsocketEvent, services: Services) -> Response:
         try:
             services.registry.add_connection(
                 event.connection_id, identity.user_id, identity.roles,
-                management_endpoint(event),
+                management_endpoint(event), identity.rooms,
             )
         except ConnectionExists:
             return _repeated_connect(event, services, identity.user_id, log)
@@ -51,16 +51,14 @@ def on_connect(event: WebsocketEvent, services: Services) -> Response:
 
 
 def on_disconnect(event: WebsocketEvent, services: Services) -> Response:
-    """Forget the connection; failures are logged, never surfaced.
+    """Forget the connection (announcing the rooms its user left); failures are logged.
 
     API Gateway ignores the answer and may not even call ``$disconnect``: the
     registry's TTL and the 410 cleanup in every fan-out are the safety net.
     """
+    deadline = Deadline.for_invocation(event.context)
     with logged_event("$disconnect", event.connection_id) as log:
-        try:
-            services.registry.remove_connection(event.connection_id)
-        except Exception:
-            logger.exception("cleanup of %s failed; TTL will reclaim it", event.connection_id)
+        if not forget_gone(services, [event.connection_id], deadline):
             log.set(outcome="cleanup_failed")
         return _status(200)
 
@@ -76,7 +74,7 @@ def on_message(event: WebsocketEvent, services: Services) -> None:
 def _reply(services: Services, connection_id: str, frame: str, deadline: Deadline) -> None:
     """Answer the caller; a caller that has already gone is forgotten."""
     if services.delivery.send(connection_id, frame, deadline) is Outcome.GONE:
-        forget_gone(services.registry, [connection_id])
+        forget_gone(services, [connection_id], deadline)
 
 
 def management_endpoint(event: WebsocketEvent) -> str:

@@ -4,17 +4,22 @@ The token arrives as ``?token=<JWT>`` because browsers cannot set headers on a
 WebSocket upgrade. Verification is PyJWT's; this module only decides which
 claims are required and how a failure maps to the HTTP status that refuses
 the handshake, and how signing keys are written: one key, or several
-separated by commas for a rotation — the first signs, all verify.
+separated by commas for a rotation — the first signs, all verify. A ``rooms``
+claim is validated here, once, so that a malformed one refuses the handshake
+before anything is written (its meaning is :mod:`chalicelib.permissions`').
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import jwt
+
+from chalicelib.permissions import PermissionsError, RoomGrants, parse_claim
 
 ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096
@@ -34,6 +39,8 @@ class AuthenticationError(Exception):
 class Identity:
     user_id: str
     roles: tuple[str, ...]
+    rooms: RoomGrants | None = None
+    """The token's ``rooms`` claim; ``None`` when it has none (the stage's defaults apply)."""
 
 
 def signing_keys(value: str) -> tuple[str, ...]:
@@ -61,7 +68,7 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError(403, "token too long")
         claims = self._decode(token)
-        return Identity(user_id=_user_id(claims), roles=_roles(claims))
+        return Identity(user_id=_user_id(claims), roles=_roles(claims), rooms=_rooms(claims))
 
     def _decode(self, token: str) -> dict[str, Any]:
         required = ["exp", "sub"]
@@ -95,6 +102,7 @@ def issue_token(
     issuer: str | None = None,
     audience: str | None = None,
     now: float | None = None,
+    rooms: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """Sign a token the verifier accepts, with the first of ``secret``'s keys.
 
@@ -108,6 +116,8 @@ def issue_token(
     }
     if roles:
         claims["roles"] = list(roles)
+    if rooms is not None:
+        claims["rooms"] = {pattern: list(granted) for pattern, granted in rooms.items()}
     if issuer is not None:
         claims["iss"] = issuer
     if audience is not None:
@@ -127,3 +137,12 @@ def _roles(claims: dict[str, Any]) -> tuple[str, ...]:
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise AuthenticationError(403, "roles must be a list of strings")
     return tuple(roles)
+
+
+def _rooms(claims: dict[str, Any]) -> RoomGrants | None:
+    if "rooms" not in claims:
+        return None
+    try:
+        return parse_claim(claims["rooms"])
+    except PermissionsError as error:
+        raise AuthenticationError(403, f"invalid rooms claim: {error}") from None

@@ -10,6 +10,11 @@ Which actions exist is the action table's business
 (:data:`chalicelib.actions.ACTIONS`): each entry names a command's ``parse``
 function, which reads the frame's fields through :class:`Fields`, and
 :func:`parse_request` takes the table's parsers.
+
+A :class:`Message` is one shape for a message wherever it goes: rendered by
+:func:`message`, the same text is posted live, replayed after a reconnect and
+listed in a ``history`` page; its :class:`Position` (``seq``, ``epoch``) is
+its place in its stream.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from typing import Any
 MAX_ID_LENGTH = 64
 MAX_USER_ID_LENGTH = 128
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_EPOCH_LENGTH = 64
+MAX_SEQ = 2**53 - 1
+"""The largest integer every JSON client reads exactly (JavaScript's safe integers)."""
+HISTORY_PAGE_LIMIT = 100
+DEFAULT_HISTORY_PAGE = 50
 
 BAD_JSON = "bad_json"
 BAD_REQUEST = "bad_request"
@@ -89,6 +99,67 @@ class Fields:
             raise ProtocolError(BAD_REQUEST, f"'{name}' must be 1-128 characters")
         return user_id
 
+    def optional_room(self) -> str | None:
+        return None if self._frame.get("room") is None else self.room()
+
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        value = self._frame.get(name)
+        if value is None:
+            return None
+        if not _is_integer(value) or not low <= value <= high:
+            raise ProtocolError(BAD_REQUEST, f"'{name}' must be an integer from {low} to {high}")
+        return int(value)
+
+    def since(self) -> Position | None:
+        """A stream position the client has seen: ``{"epoch": str, "seq": int >= 0}``."""
+        value = self._frame.get("since")
+        if value is None:
+            return None
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"epoch", "seq"}
+            or not isinstance(value["epoch"], str)
+            or not 1 <= len(value["epoch"]) <= MAX_EPOCH_LENGTH
+            or not _is_valid_unicode(value["epoch"])
+            or not _is_integer(value["seq"])
+            or not 0 <= value["seq"] <= MAX_SEQ
+        ):
+            raise ProtocolError(
+                BAD_REQUEST,
+                "'since' must be {\"epoch\": a string of 1-64 characters, "
+                "\"seq\": an integer >= 0}, as a message or an ack gave them",
+            )
+        return Position(value["epoch"], int(value["seq"]))
+
+
+# -- stream positions and messages --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a stream (a room's, or a user's personal one) is: its epoch and its last seq.
+
+    ``seq`` counts the stream's messages from 1; ``epoch`` changes whenever the
+    stream starts over, so a position from another epoch says nothing.
+    """
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as clients see it: in a room, or direct (``room`` is None).
+
+    ``position`` is the message's place in its stream, when history is on.
+    """
+
+    sender: str
+    text: str
+    sent_at: str
+    room: str | None = None
+    position: Position | None = None
+
 
 # -- commands --------------------------------------------------------------------
 
@@ -106,10 +177,11 @@ class SendMessage:
 @dataclass(frozen=True)
 class JoinRoom:
     room: str
+    since: Position | None = None
 
     @staticmethod
     def parse(fields: Fields) -> JoinRoom:
-        return JoinRoom(fields.room())
+        return JoinRoom(fields.room(), fields.since())
 
 
 @dataclass(frozen=True)
@@ -152,6 +224,51 @@ class Ping:
     @staticmethod
     def parse(fields: Fields) -> Ping:
         return Ping()
+
+
+@dataclass(frozen=True)
+class Presence:
+    room: str
+
+    @staticmethod
+    def parse(fields: Fields) -> Presence:
+        return Presence(fields.room())
+
+
+@dataclass(frozen=True)
+class History:
+    """A page of a room's history, or of the caller's personal stream when ``room`` is None."""
+
+    room: str | None
+    before_seq: int | None = None
+    limit: int = DEFAULT_HISTORY_PAGE
+
+    @staticmethod
+    def parse(fields: Fields) -> History:
+        limit = fields.optional_integer("limit", 1, HISTORY_PAGE_LIMIT)
+        return History(
+            fields.optional_room(),
+            fields.optional_integer("beforeSeq", 1, MAX_SEQ),
+            DEFAULT_HISTORY_PAGE if limit is None else limit,
+        )
+
+
+@dataclass(frozen=True)
+class Resume:
+    since: Position | None = None
+
+    @staticmethod
+    def parse(fields: Fields) -> Resume:
+        return Resume(fields.since())
+
+
+@dataclass(frozen=True)
+class Typing:
+    room: str
+
+    @staticmethod
+    def parse(fields: Fields) -> Typing:
+        return Typing(fields.room())
 
 
 Parser = Callable[[Fields], object]
@@ -215,6 +332,11 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return frame
 
 
+def _is_integer(value: object) -> bool:
+    """A JSON integer (``true`` is not one, though Python's ``bool`` is an ``int``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_valid_unicode(value: str) -> bool:
     """JSON escapes can smuggle lone surrogates, which no UTF-8 channel can carry."""
     try:
@@ -251,14 +373,35 @@ def _with_id(frame: dict[str, Any], request_id: str | None) -> dict[str, Any]:
 
 
 def ack(
-    action: str, request_id: str | None, delivered: int | None = None, queued: int = 0
+    action: str,
+    request_id: str | None,
+    delivered: int | None = None,
+    queued: int = 0,
+    *,
+    room: str | None = None,
+    position: Position | None = None,
+    recovered: bool | None = None,
+    stored: bool | None = None,
 ) -> str:
-    """``queued`` (only when non-zero) counts targets handed to the fan-out queue."""
+    """``queued`` (only when non-zero) counts targets handed to the fan-out queue.
+
+    ``position`` is a stream's (``epoch``, ``seq``): the stored message's for a
+    send, the stream's current one for ``joinRoom`` and ``resume``.
+    ``recovered`` answers a ``since``; ``stored`` says a direct message was kept.
+    """
     frame = _with_id({"type": "ack", "action": action}, request_id)
     if delivered is not None:
         frame["delivered"] = delivered
     if queued:
         frame["queued"] = queued
+    if room is not None:
+        frame["room"] = room
+    if position is not None:
+        frame.update(_position(position))
+    if recovered is not None:
+        frame["recovered"] = recovered
+    if stored is not None:
+        frame["stored"] = stored
     return _render(frame)
 
 
@@ -277,11 +420,66 @@ def whoami(
     return _render(_with_id(frame, request_id))
 
 
-def message(sender: str, text: str, sent_at: str, room: str | None = None) -> str:
-    frame: dict[str, Any] = {"type": "message", "from": sender, "text": text, "sentAt": sent_at}
+def message(sent: Message) -> str:
+    """A ``message`` frame: the same text live, replayed, and in a ``history`` page."""
+    return _render(_message(sent))
+
+
+def _message(sent: Message) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "message", "from": sent.sender, "text": sent.text, "sentAt": sent.sent_at,
+    }
+    if sent.room is not None:
+        frame["room"] = sent.room
+    if sent.position is not None:
+        frame.update(_position(sent.position))
+    return frame
+
+
+def _position(position: Position) -> dict[str, Any]:
+    return {"seq": position.seq, "epoch": position.epoch}
+
+
+def history(
+    request_id: str | None,
+    room: str | None,
+    epoch: str,
+    messages: list[Message],
+    has_more: bool,
+) -> str:
+    """A page of a stream, oldest first: each message exactly as it was delivered live."""
+    frame = _with_id({"type": "history"}, request_id)
     if room is not None:
         frame["room"] = room
+    frame.update(
+        {"epoch": epoch, "messages": [_message(m) for m in messages], "hasMore": has_more}
+    )
     return _render(frame)
+
+
+def members(request_id: str | None, room: str, counts: list[tuple[str, int]]) -> str:
+    """Who is in a room: each user once, with how many of their connections are in it."""
+    frame = _with_id({"type": "members"}, request_id)
+    frame["room"] = room
+    frame["members"] = [
+        {"userId": user_id, "connections": connections} for user_id, connections in counts
+    ]
+    return _render(frame)
+
+
+PRESENCE_JOIN = "join"
+PRESENCE_LEAVE = "leave"
+
+
+def presence(room: str, user_id: str, event: str, at: str) -> str:
+    """A user's first connection joined a room (``join``), or their last one left (``leave``)."""
+    return _render(
+        {"type": "presence", "room": room, "userId": user_id, "event": event, "at": at}
+    )
+
+
+def typing(room: str, user_id: str) -> str:
+    return _render({"type": "typing", "room": room, "userId": user_id})
 
 
 def broadcast(sender: str, text: str, sent_at: str) -> str:

@@ -27,11 +27,10 @@ from typing import Any
 from chalicelib import protocol
 from chalicelib.clock import iso8601
 from chalicelib.delivery import MAX_POST_BYTES, DeliveryReport
-from chalicelib.fanout import ensure_endpoint, fan_out
+from chalicelib.fanout import ensure_endpoint, fan_out, room_audience
 from chalicelib.invocation import Deadline
 from chalicelib.logs import logged_event
 from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
-from chalicelib.registry import Registry
 from chalicelib.runtime import Services
 
 AUDIENCES = ("userId", "room", "all")
@@ -88,7 +87,7 @@ def handle(event: Any, lambda_context: Any, services: Services) -> dict[str, Any
         report = DeliveryReport()
         audience = 0
         room = str(request.value) if request.audience == "room" else None
-        for page in _audience_pages(services.registry, request):
+        for page in _audience_pages(services, request, deadline):
             if page and ensure_endpoint(services, page):
                 report += fan_out(services, page, frame, deadline, audience, room)
             audience += len(page)
@@ -111,10 +110,14 @@ def _frame(data: dict[str, Any]) -> str:
     return frame
 
 
-def _audience_pages(registry: Registry, request: PushRequest) -> Iterator[list[str]]:
+def _audience_pages(
+    services: Services, request: PushRequest, deadline: Deadline
+) -> Iterator[list[str]]:
+    registry = services.registry
     if request.audience == "userId":
         yield registry.user_connections(str(request.value))
     elif request.audience == "room":
-        yield registry.room_connections(str(request.value))
+        members = room_audience(services, str(request.value), deadline)
+        yield [member.connection_id for member in members]
     else:
         yield from registry.all_connection_pages()

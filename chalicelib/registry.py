@@ -1,19 +1,30 @@
-"""The connection registry: the only code that knows the table's key formats.
+"""The connection registry: the only code that knows its items' key formats.
 
-One table, two item types::
+One table (shared with :mod:`chalicelib.streams`, whose partitions
+have prefixes of their own), three item types here::
 
     connection  PK=CONN#<connectionId>  SK=CONN
                 GSI1PK=USER#<userId>    GSI1SK=CONN#<connectionId>
-                connectionId, userId, roles, rooms (string set), connectedAt,
-                endpoint, ttl
+                connectionId, userId, roles, rooms (string set), grants (the
+                token's rooms claim, when it has one), connectedAt, endpoint, ttl
     membership  PK=ROOM#<room>          SK=CONN#<connectionId>
-                connectionId, userId, ttl
+                connectionId, userId, presence (whether the connection sees
+                presence events), ttl
+    presence    PK=ROOM#<room>          SK=USER#<userId>
+                conns (string set: the user's connections in the room), ttl
 
 Only connection items carry GSI1 attributes, so GSI1 is a sparse index of live
 connections: a user's devices are one Query on it and a broadcast pages through
 it without ever reading a room or membership item. A room's members are one
-Query on the base table; a connection's rooms live on its own item, so
-``$disconnect`` needs one read before its batched deletes.
+Query on the base table (``SK`` beginning ``CONN#``); a connection's rooms live
+on its own item, so ``$disconnect`` needs one read before its batched deletes.
+
+Presence is per user: a user is in a room while their presence item's
+``conns`` set is not empty. Every change to that set is one atomic ``ADD`` or
+``DELETE`` returning the item as it was (``ALL_OLD``: an ``ADD`` that changes
+nothing still returns the set), so exactly one writer sees a user's
+first connection arrive (the set was empty) and exactly one sees the last one
+go (the set held only it), however many devices race.
 
 DynamoDB deletes expired items lazily (up to days later), so every read here
 treats an item whose ``ttl`` has passed as already gone.
@@ -22,12 +33,15 @@ treats an item whose ``ttl`` has passed as already gone.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.clock import iso8601
+from chalicelib.permissions import RoomGrants
 
 GSI1 = "GSI1"
 _CONN_PREFIX = "CONN#"
@@ -37,6 +51,9 @@ _CONN_SK = "CONN"
 _BATCH_WRITE_LIMIT = 25
 _BATCH_GET_LIMIT = 100
 _UNPROCESSED_RETRIES = 8
+_PRESENCE_ATTEMPTS = 3
+_WRITERS = 8
+"""Concurrent presence updates in a cleanup: under botocore's default pool of 10 connections."""
 
 Item = dict[str, Any]
 Clock = Callable[[], float]
@@ -63,6 +80,34 @@ class Connection:
     connected_at: str
     endpoint: str
     ttl: int
+    grants: RoomGrants | None = None
+    """The token's ``rooms`` claim; ``None``: the stage's default permissions apply."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One connection in a room, as its membership item says."""
+
+    connection_id: str
+    user_id: str
+    presence: bool
+    """Whether the connection holds the ``presence`` permission in the room."""
+
+
+@dataclass(frozen=True)
+class RoomMembers:
+    """A room's member connections, and those whose records have expired (to be forgotten)."""
+
+    live: tuple[Member, ...]
+    expired: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A user's last connection left a room."""
+
+    room: str
+    user_id: str
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -120,6 +165,7 @@ class Registry:
         user_id: str,
         roles: Sequence[str],
         endpoint: str,
+        grants: RoomGrants | None = None,
     ) -> Connection:
         """Register a new connection with one conditional write."""
         now = self._clock()
@@ -131,6 +177,7 @@ class Registry:
             connected_at=iso8601(now),
             endpoint=endpoint,
             ttl=int(now) + self._ttl_seconds,
+            grants=grants,
         )
         try:
             self._client.put_item(
@@ -153,84 +200,112 @@ class Registry:
             return None
         return _connection_from_item(item)
 
-    def remove_connection(self, connection_id: str) -> None:
+    def remove_connection(self, connection_id: str) -> list[Departure]:
         """Delete a connection and its memberships; removing twice is harmless."""
-        self.remove_connections([connection_id])
+        return self.remove_connections([connection_id])
 
     def remove_connections(
         self, connection_ids: Iterable[str], rooms: Iterable[str] = ()
-    ) -> None:
-        """Delete many connections and their memberships in batched requests.
+    ) -> list[Departure]:
+        """Delete many connections and their memberships; returns the users who left a room.
 
         A connection's memberships are the rooms its item names. ``rooms`` adds
         rooms whose membership of these connections is deleted whatever the
         items say: a room send that finds targets gone passes its room, because
         a ``joinRoom`` that raced ``$disconnect`` can leave a membership whose
         connection item is already deleted, which ``rooms`` on the item cannot
-        name.
+        name. Those memberships are read in the same ``BatchGetItem`` as the
+        connection items, for the user each belongs to.
+
+        Then each connection leaves the presence set of each of its rooms (one
+        conditional ``UpdateItem`` per room); a :class:`Departure` is returned
+        for each user whose last connection in a room this was.
         """
         ids = list(dict.fromkeys(connection_ids))
         if not ids:
-            return
+            return []
+        extra_rooms = list(dict.fromkeys(rooms))
+        lookups = [_connection_key(cid) for cid in ids] + [
+            _membership_key(room, cid) for room in extra_rooms for cid in ids
+        ]
         keys: dict[tuple[str, str], Item] = {}
-        for room in dict.fromkeys(rooms):
-            for connection_id in ids:
+        presence: dict[tuple[str, str], str] = {}  # (room, connection) -> user
+        for item in self._batch_get(lookups, projection="PK, SK, userId, rooms"):
+            user_id = item.get("userId", {}).get("S")
+            if item["SK"]["S"] == _CONN_SK:
+                connection_id = _strip(item["PK"]["S"], _CONN_PREFIX)
+                item_rooms = item.get("rooms", {}).get("SS", [])
+            else:
+                connection_id = _strip(item["SK"]["S"], _CONN_PREFIX)
+                item_rooms = [_strip(item["PK"]["S"], _ROOM_PREFIX)]
+            for room in item_rooms:
                 _add_key(keys, _membership_key(room, connection_id))
-        for item in self._batch_get(
-            [_connection_key(cid) for cid in ids], projection="PK, rooms"
-        ):
-            connection_id = _strip(item["PK"]["S"], _CONN_PREFIX)
-            for room in item.get("rooms", {}).get("SS", []):
+                if user_id is not None:
+                    presence[(room, connection_id)] = user_id
+        for room in extra_rooms:
+            for connection_id in ids:
                 _add_key(keys, _membership_key(room, connection_id))
         for connection_id in ids:
             _add_key(keys, _connection_key(connection_id))
         self._batch_delete(list(keys.values()))
+        exits = [(room, user_id, cid) for (room, cid), user_id in presence.items()]
+        left = self._map(lambda args: self._exit(*args), exits)
+        return [Departure(room, user_id) for (room, user_id, _), last in zip(
+            exits, left, strict=True) if last]
 
     # -- rooms --------------------------------------------------------------
 
-    def join_room(self, connection: Connection, room: str) -> None:
-        """Store a membership; joining a room twice is harmless.
+    def join_room(self, connection: Connection, room: str, presence: bool) -> bool:
+        """Store a membership; True when it is the user's first connection in the room.
 
-        Two single-item writes, not a transaction (DynamoDB-compatible engines
+        Three single-item writes, not a transaction (DynamoDB-compatible engines
         such as dynalite have no ``TransactWriteItems``), ordered so that the
-        connection's ``rooms`` set always covers its membership items:
+        connection's ``rooms`` set always covers its membership and presence
+        entries:
 
         1. ``ADD rooms`` on the connection item, on condition it exists — a
            forgotten connection raises :class:`NotConnected` and nothing is written;
-        2. ``PutItem`` of the membership.
+        2. ``PutItem`` of the membership (``presence`` says whether this
+           connection gets the room's presence events);
+        3. ``ADD`` of the connection to the user's presence set in the room.
 
-        A crash between the two leaves the room in ``rooms`` without a
-        membership: the connection misses that room's messages until it joins
-        again (idempotent), and ``$disconnect`` still deletes everything it
-        owns, because it deletes the memberships ``rooms`` names. No membership
-        item can outlive its connection through a crash, only through a
-        ``$disconnect`` racing the join, and then only until its ``ttl``.
+        A crash between them leaves the room in ``rooms`` with less than a full
+        membership: the connection misses that room's messages (or the user
+        stays absent) until it joins again (idempotent), and ``$disconnect``
+        still deletes everything it owns, because it deletes what ``rooms``
+        names. No membership item can outlive its connection through a crash,
+        only through a ``$disconnect`` racing the join, and then only until the
+        next send finds it gone, or its ``ttl``.
         """
         self._update_rooms(connection.connection_id, "ADD", room)
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                **_membership_key(room, connection.connection_id),
-                "connectionId": {"S": connection.connection_id},
-                "userId": {"S": connection.user_id},
-                TTL_ATTRIBUTE: {"N": str(connection.ttl)},
-            },
-        )
+        item: Item = {
+            **_membership_key(room, connection.connection_id),
+            "connectionId": {"S": connection.connection_id},
+            "userId": {"S": connection.user_id},
+            TTL_ATTRIBUTE: {"N": str(connection.ttl)},
+        }
+        if presence:
+            item["presence"] = {"BOOL": True}
+        self._client.put_item(TableName=self._table, Item=item)
+        return self._enter(room, connection.user_id, connection.connection_id)
 
-    def leave_room(self, connection: Connection, room: str) -> None:
-        """Remove a membership; leaving a room one is not in is harmless.
+    def leave_room(self, connection: Connection, room: str) -> bool:
+        """Remove a membership; True when it was the user's last connection in the room.
 
         The mirror of :meth:`join_room`: ``DeleteItem`` of the membership first,
-        then ``DELETE rooms`` on the connection item on condition it exists
-        (:class:`NotConnected` otherwise). A crash between the two leaves the
-        room in ``rooms`` with no membership — the same harmless state as a
-        half-done join, which leaving again repairs — so ``rooms`` still covers
-        every membership item and ``$disconnect`` still finds them all.
+        then the presence set's ``DELETE``, then ``DELETE rooms`` on the
+        connection item on condition it exists (:class:`NotConnected`
+        otherwise). A crash in between leaves the room in ``rooms`` with less
+        than a full membership — the same harmless state as a half-done join,
+        which leaving again repairs — so ``rooms`` still covers everything and
+        ``$disconnect`` still finds it. Leaving a room one is not in is harmless.
         """
         self._client.delete_item(
             TableName=self._table, Key=_membership_key(room, connection.connection_id)
         )
+        last = self._exit(room, connection.user_id, connection.connection_id)
         self._update_rooms(connection.connection_id, "DELETE", room)
+        return last
 
     # -- audiences ------------------------------------------------------------
 
@@ -247,18 +322,37 @@ class Registry:
             key="PK",
         )
 
+    def room_members(self, room: str) -> RoomMembers:
+        """Every member connection of a room: one Query on the room's membership items.
+
+        The presence items in the same partition are outside the key condition,
+        so they are never read (nor paid for) here.
+        """
+        live: list[Member] = []
+        expired: list[str] = []
+        for item in self._query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :conn)",
+            ExpressionAttributeValues={
+                ":pk": {"S": _ROOM_PREFIX + room}, ":conn": {"S": _CONN_PREFIX},
+            },
+            ProjectionExpression="SK, userId, presence, #ttl",
+            ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+            ConsistentRead=True,
+        ):
+            connection_id = _strip(item["SK"]["S"], _CONN_PREFIX)
+            if self._expired(item):
+                expired.append(connection_id)
+                continue
+            live.append(Member(
+                connection_id,
+                item.get("userId", {}).get("S", ""),
+                item.get("presence", {}).get("BOOL", False),
+            ))
+        return RoomMembers(tuple(live), tuple(expired))
+
     def room_connections(self, room: str) -> list[str]:
-        """Every live member connection of a room: one Query on the base table."""
-        return self._live_connection_ids(
-            self._query(
-                KeyConditionExpression="PK = :pk",
-                ExpressionAttributeValues={":pk": {"S": _ROOM_PREFIX + room}},
-                ProjectionExpression="SK, #ttl",
-                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
-                ConsistentRead=True,
-            ),
-            key="SK",
-        )
+        """Every live member connection of a room (see :meth:`room_members`)."""
+        return [member.connection_id for member in self.room_members(room).live]
 
     def all_connection_pages(self) -> Iterator[list[str]]:
         """Every live connection, a page at a time, from the sparse GSI1 only."""
@@ -299,6 +393,79 @@ class Registry:
             if last_key is None:
                 return items
             request["ExclusiveStartKey"] = last_key
+
+    def _enter(self, room: str, user_id: str, connection_id: str) -> bool:
+        """Add a connection to the user's presence set; True when the set was empty.
+
+        The presence item's ``ttl`` is pushed to the longest any connection may
+        live, so it outlives every member. An item whose ``ttl`` has passed
+        (all its connections expired unnoticed) is started over instead, with a
+        conditional put that only one writer wins.
+        """
+        key = _presence_key(room, user_id)
+        ttl = {"N": str(int(self._clock()) + self._ttl_seconds)}
+        now = {"N": str(int(self._clock()))}
+        for _ in range(_PRESENCE_ATTEMPTS):
+            try:
+                response = self._client.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="ADD conns :conn SET #ttl = :ttl",
+                    ConditionExpression="attribute_not_exists(#ttl) OR #ttl > :now",
+                    ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={
+                        ":conn": {"SS": [connection_id]}, ":ttl": ttl, ":now": now,
+                    },
+                    ReturnValues="ALL_OLD",
+                )
+            except self._client.exceptions.ConditionalCheckFailedException:
+                if self._restart_presence(key, connection_id, ttl, now):
+                    return True
+                continue
+            return not response.get("Attributes", {}).get("conns", {}).get("SS")
+        raise RegistryError(f"presence of {user_id!r} in {room!r} kept changing")
+
+    def _restart_presence(self, key: Item, connection_id: str, ttl: Item, now: Item) -> bool:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={**key, "conns": {"SS": [connection_id]}, TTL_ATTRIBUTE: ttl},
+                ConditionExpression="#ttl <= :now",
+                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":now": now},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def _exit(self, room: str, user_id: str, connection_id: str) -> bool:
+        """Take a connection out of the user's presence set; True when it was the last.
+
+        Conditional on the set holding it, so that removing twice (or a
+        connection that never got in) changes nothing and creates no item.
+        """
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=_presence_key(room, user_id),
+                UpdateExpression="DELETE conns :conn",
+                ConditionExpression="contains(conns, :id)",
+                ExpressionAttributeValues={
+                    ":conn": {"SS": [connection_id]}, ":id": {"S": connection_id},
+                },
+                ReturnValues="ALL_OLD",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        before = response.get("Attributes", {}).get("conns", {}).get("SS", [])
+        return set(before) == {connection_id}
+
+    @staticmethod
+    def _map(call: Callable[[Any], bool], items: list[Any]) -> list[bool]:
+        """Single-item writes, several at a time when there are many (a big cleanup)."""
+        if len(items) <= 1:
+            return [call(item) for item in items]
+        return list(_writers().map(call, items))
 
     def _update_rooms(self, connection_id: str, verb: str, room: str) -> None:
         """``ADD`` or ``DELETE`` one room in the set on a registered connection."""
@@ -350,12 +517,29 @@ class Registry:
         raise RegistryError(f"{unprocessed} left after {_UNPROCESSED_RETRIES} attempts")
 
 
+_writer_pool: ThreadPoolExecutor | None = None
+_writer_lock = threading.Lock()
+
+
+def _writers() -> ThreadPoolExecutor:
+    """The container's pool for concurrent single-item writes, built on first use."""
+    global _writer_pool
+    with _writer_lock:
+        if _writer_pool is None:
+            _writer_pool = ThreadPoolExecutor(_WRITERS, thread_name_prefix="registry")
+        return _writer_pool
+
+
 def _connection_key(connection_id: str) -> Item:
     return {"PK": {"S": _CONN_PREFIX + connection_id}, "SK": {"S": _CONN_SK}}
 
 
 def _membership_key(room: str, connection_id: str) -> Item:
     return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _CONN_PREFIX + connection_id}}
+
+
+def _presence_key(room: str, user_id: str) -> Item:
+    return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _USER_PREFIX + user_id}}
 
 
 def _add_key(keys: dict[tuple[str, str], Item], key: Item) -> None:
@@ -375,6 +559,11 @@ def _connection_item(connection: Connection) -> Item:
         "endpoint": {"S": connection.endpoint},
         TTL_ATTRIBUTE: {"N": str(connection.ttl)},
     }
+    if connection.grants is not None:
+        item["grants"] = {"M": {
+            pattern: {"SS": sorted(permissions)}
+            for pattern, permissions in connection.grants.patterns.items()
+        }}
     return item
 
 
@@ -387,7 +576,17 @@ def _connection_from_item(item: Item) -> Connection:
         connected_at=item["connectedAt"]["S"],
         endpoint=item["endpoint"]["S"],
         ttl=int(item[TTL_ATTRIBUTE]["N"]),
+        grants=_grants_from_item(item),
     )
+
+
+def _grants_from_item(item: Item) -> RoomGrants | None:
+    stored = item.get("grants")
+    if stored is None:
+        return None
+    return RoomGrants({
+        pattern: frozenset(permissions["SS"]) for pattern, permissions in stored["M"].items()
+    })
 
 
 def _strip(value: str, prefix: str) -> str:

@@ -17,6 +17,7 @@ from chalicelib.fanout_queue import FanoutQueue
 from chalicelib.identity import TokenVerifier, signing_keys
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, SettingsError
+from chalicelib.streams import Streams
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Services:
     verifier: TokenVerifier
     fanout_queue: FanoutQueue | None = None
     """Where large fan-outs go; ``None`` when the stage names no queue."""
+    streams: Streams | None = None
+    """Rooms' and users' message streams; ``None`` when the stage keeps no history."""
 
 
 _services: Services | None = None
@@ -66,13 +69,10 @@ def build_services(
     sqs: Any | None = None,
 ) -> Services:
     """Wire the services; ``dynamodb`` and ``sqs`` replace the default clients (tests)."""
+    data = dynamodb if dynamodb is not None else aws.dynamodb_client()
     return Services(
         settings=settings,
-        registry=Registry(
-            dynamodb if dynamodb is not None else aws.dynamodb_client(),
-            settings.connections_table,
-            settings.connection_ttl_seconds,
-        ),
+        registry=Registry(data, settings.connections_table, settings.connection_ttl_seconds),
         delivery=Delivery(websocket_api),
         verifier=TokenVerifier(
             secret=_token_secret(settings),
@@ -80,6 +80,18 @@ def build_services(
             audience=settings.token_audience,
         ),
         fanout_queue=_fanout_queue(settings, sqs),
+        streams=_streams(settings, data),
+    )
+
+
+def _streams(settings: Settings, dynamodb: Any) -> Streams | None:
+    if settings.history_max_messages == 0:
+        return None
+    return Streams(
+        dynamodb,
+        settings.connections_table,
+        settings.history_ttl_seconds,
+        settings.history_max_messages,
     )
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from chalicelib.permissions import PermissionsError, parse_permissions
+
 # Above this many targets in one fan-out, delivery is handed to the SQS queue so
 # that no invocation runs into API Gateway's 29 s integration timeout.
 DEFAULT_FANOUT_QUEUE_THRESHOLD = 1000
@@ -21,6 +23,11 @@ DEFAULT_FANOUT_BATCH_TARGETS = 500
 DEFAULT_FANOUT_RETRY_DELAY_SECONDS = 2
 # Names the queue ``@app.on_sqs_message`` subscribes to when the stage sets none.
 DEFAULT_FANOUT_QUEUE_NAME = "switchboard-fanout"
+# History: a day of messages, at most a thousand per stream; replays after a
+# reconnect are posted one by one inside the invocation, so they are bounded.
+DEFAULT_HISTORY_TTL_SECONDS = 86400
+DEFAULT_HISTORY_MAX_MESSAGES = 1000
+DEFAULT_RECOVERY_MAX_MESSAGES = 100
 
 
 class SettingsError(ValueError):
@@ -42,6 +49,12 @@ class Settings:
     fanout_batch_targets: int = DEFAULT_FANOUT_BATCH_TARGETS
     fanout_retry_delay_seconds: int = DEFAULT_FANOUT_RETRY_DELAY_SECONDS
     management_endpoint: str | None = None
+    default_room_permissions: frozenset[str] = frozenset()
+    """Room permissions of a token without a ``rooms`` claim, in every room."""
+    history_ttl_seconds: int = DEFAULT_HISTORY_TTL_SECONDS
+    history_max_messages: int = DEFAULT_HISTORY_MAX_MESSAGES
+    """Messages kept per stream; 0 turns history (and recovery) off."""
+    recovery_max_messages: int = DEFAULT_RECOVERY_MAX_MESSAGES
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +86,16 @@ class Settings:
                 env, "FANOUT_RETRY_DELAY_SECONDS", DEFAULT_FANOUT_RETRY_DELAY_SECONDS, 0, 900
             ),
             management_endpoint=_endpoint(env, "APIGW_MANAGEMENT_ENDPOINT"),
+            default_room_permissions=_permissions(env, "DEFAULT_ROOM_PERMISSIONS"),
+            history_ttl_seconds=_positive_int(
+                env, "HISTORY_TTL_SECONDS", DEFAULT_HISTORY_TTL_SECONDS
+            ),
+            history_max_messages=_bounded_int(
+                env, "HISTORY_MAX_MESSAGES", DEFAULT_HISTORY_MAX_MESSAGES, 0, 1_000_000
+            ),
+            recovery_max_messages=_bounded_int(
+                env, "RECOVERY_MAX_MESSAGES", DEFAULT_RECOVERY_MAX_MESSAGES, 1, 1000
+            ),
         )
 
 
@@ -106,6 +129,16 @@ def _bounded_int(
         expected = "a positive integer" if high is None else f"an integer from {low} to {high}"
         raise SettingsError(f"{name} must be {expected}, got {raw!r}")
     return value
+
+
+def _permissions(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """A comma-separated list of room permissions; unset or empty grants none."""
+    raw = _optional(env, name) or ""
+    names = [part.strip() for part in raw.split(",") if part.strip()]
+    try:
+        return parse_permissions(names, name)
+    except PermissionsError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _endpoint(env: Mapping[str, str], name: str) -> str | None:

@@ -52,6 +52,8 @@ from switchboard_local.testing import WebsocketTestClient
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 TEST_SECRET = "tests-only-signing-key-0123456789abcdef"
+# The dev stage's default room permissions: a token without a rooms claim may do everything.
+TEST_ROOM_PERMISSIONS = "join,publish,presence,history"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -199,7 +201,8 @@ def table_name(dynamodb_endpoint: str) -> Iterator[str]:
 @pytest.fixture
 def settings(table_name: str) -> Settings:
     return Settings.from_environ(
-        {"CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET}
+        {"CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET,
+         "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS}
     )
 
 

@@ -16,6 +16,7 @@ from chalicelib.registry import Registry, table_definition
 from chalicelib.runtime import Services
 from switchboard_local.testing import WebsocketTestClient
 from tests.fresh_interpreter import run_fresh
+from tests.hardening.conftest import registry_items
 
 
 def table_items(services: Services, dynamodb: Any) -> list[dict[str, Any]]:
@@ -89,20 +90,23 @@ def test_send_message_reaches_every_device_of_the_target(connect: Any) -> None:
     alice = connect("alice")
     phone, laptop = connect("bob"), connect("bob")
     ack = alice.request({"action": "sendMessage", "targetUserId": "bob", "text": "hi", "id": "m"})
-    assert ack == {"type": "ack", "action": "sendMessage", "id": "m", "delivered": 2}
+    assert ack == {
+        "type": "ack", "action": "sendMessage", "id": "m", "delivered": 2, "stored": True,
+    }
     for device in (phone, laptop):
         [frame] = device.new_frames()
         assert frame["type"] == "message"
         assert frame["from"] == "alice"
         assert frame["text"] == "hi"
         assert frame["sentAt"].endswith("Z")
+        assert frame["seq"] == 1 and frame["epoch"]
         assert "room" not in frame
 
 
 def test_send_message_to_an_offline_user_delivers_zero(connect: Any) -> None:
     alice = connect("alice")
     ack = alice.request({"action": "sendMessage", "targetUserId": "nobody", "text": "hi"})
-    assert ack == {"type": "ack", "action": "sendMessage", "delivered": 0}
+    assert ack == {"type": "ack", "action": "sendMessage", "delivered": 0, "stored": True}
 
 
 def test_from_is_the_registered_user_whatever_the_frame_says(connect: Any) -> None:
@@ -116,20 +120,28 @@ def test_from_is_the_registered_user_whatever_the_frame_says(connect: Any) -> No
 
 def test_rooms_join_send_leave(connect: Any) -> None:
     alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
-    for member in (alice, bob):
-        assert member.request({"action": "joinRoom", "room": "lobby", "id": "j"}) == {
-            "type": "ack", "action": "joinRoom", "id": "j",
-        }
+    joined = [
+        member.request({"action": "joinRoom", "room": "lobby", "id": "j"})
+        for member in (alice, bob)
+    ]
+    epoch = joined[0]["epoch"]
+    assert joined == [
+        {"type": "ack", "action": "joinRoom", "id": "j", "room": "lobby", "epoch": epoch,
+         "seq": 0},
+    ] * 2
+    alice.new_frames()  # bob's presence
     ack = alice.request({"action": "sendToRoom", "room": "lobby", "text": "hey"})
-    assert ack == {"type": "ack", "action": "sendToRoom", "delivered": 1}
+    assert ack == {"type": "ack", "action": "sendToRoom", "delivered": 1, "seq": 1, "epoch": epoch}
     [frame] = bob.new_frames()
-    assert (frame["type"], frame["from"], frame["room"], frame["text"]) == (
-        "message", "alice", "lobby", "hey",
-    )
+    assert frame == {
+        "type": "message", "from": "alice", "text": "hey", "sentAt": frame["sentAt"],
+        "room": "lobby", "seq": 1, "epoch": epoch,
+    }
     assert carol.new_frames() == []
     assert alice.request({"action": "leaveRoom", "room": "lobby"}) == {
         "type": "ack", "action": "leaveRoom",
     }
+    assert [f["event"] for f in bob.new_frames()] == ["leave"]
     assert bob.request({"action": "sendToRoom", "room": "lobby", "text": "anyone?"})[
         "delivered"
     ] == 0
@@ -275,7 +287,9 @@ def test_a_vanished_connection_is_removed_when_a_send_finds_it_gone(
     assert ack["delivered"] == 0
     assert services.registry.get_connection(bob.id) is None
     assert services.registry.room_connections("lobby") == []
-    assert [item["PK"]["S"] for item in table_items(services, dynamodb)] == [f"CONN#{alice.id}"]
+    assert [item["PK"]["S"] for item in registry_items(table_items(services, dynamodb))] == [
+        f"CONN#{alice.id}"
+    ]
 
 
 def test_a_fan_out_goes_on_past_gone_and_failing_targets(
@@ -309,7 +323,7 @@ def test_disconnect_removes_the_connection_and_its_memberships(
     for room in ("r1", "r2"):
         alice.request({"action": "joinRoom", "room": room})
     alice.disconnect(1001, "Going away")
-    assert table_items(services, dynamodb) == []
+    assert registry_items(table_items(services, dynamodb)) == []
 
 
 def test_a_failing_disconnect_still_answers_200(
@@ -321,7 +335,7 @@ def test_a_failing_disconnect_still_answers_200(
     with caplog.at_level(logging.ERROR):
         answer = client.invoke("$disconnect", alice.context.disconnect_event(1006))
     assert answer["statusCode"] == 200
-    assert "TTL will reclaim it" in caplog.text
+    assert "cleanup of 1 gone connections failed; TTL will reclaim them" in caplog.text
 
 
 def test_expired_connections_are_not_delivered_to(
@@ -443,6 +457,6 @@ def test_a_failed_cleanup_of_gone_targets_does_not_fail_the_send(
     monkeypatch.setattr(services.registry, "remove_connections", broken)
     with caplog.at_level(logging.ERROR):
         ack = alice.request({"action": "sendMessage", "targetUserId": "bob", "text": "hi"})
-    assert ack == {"type": "ack", "action": "sendMessage", "delivered": 1}
+    assert ack == {"type": "ack", "action": "sendMessage", "delivered": 1, "stored": True}
     assert [frame["text"] for frame in phone.new_frames()] == ["hi"]
     assert "cleanup of 1 gone connections failed; TTL will reclaim them" in caplog.text

@@ -106,3 +106,29 @@ def test_a_rotation_does_not_hide_other_failures() -> None:
 def test_a_value_without_keys_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="no key"):
         signing_keys(value)
+
+
+def test_a_rooms_claim_is_read_and_its_absence_kept_apart() -> None:
+    claim = {"lobby": ["join", "publish"], "team:*": ["join"]}
+    identity = verifier.verify(issue_token(SECRET, "alice", rooms=claim))
+    assert identity.rooms is not None
+    assert identity.rooms.permissions_for("lobby") == {"join", "publish"}
+    assert identity.rooms.permissions_for("team:x") == {"join"}
+    assert verifier.verify(issue_token(SECRET, "alice")).rooms is None
+    empty = verifier.verify(issue_token(SECRET, "alice", rooms={})).rooms
+    assert empty is not None and not empty.allows("lobby", "join")
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [["lobby"], {"lobby": "join"}, {"lobby": ["fly"]}, {"bad room": ["join"]}, None, 7],
+    ids=["list", "not-a-list", "unknown-permission", "bad-pattern", "null", "number"],
+)
+def test_a_malformed_rooms_claim_is_403(claim: object) -> None:
+    token = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) + 60, "rooms": claim}, SECRET, algorithm="HS256"
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        verifier.verify(token)
+    assert caught.value.status == 403
+    assert "rooms claim" in caught.value.reason

@@ -10,12 +10,18 @@ from chalicelib import protocol
 from chalicelib.actions import ACTION_NAMES, PARSERS
 from chalicelib.protocol import (
     BroadcastAll,
+    History,
     JoinRoom,
     LeaveRoom,
+    Message,
     Ping,
+    Position,
+    Presence,
     ProtocolError,
+    Resume,
     SendMessage,
     SendToRoom,
+    Typing,
     WhoAmI,
     parse_request,
 )
@@ -44,6 +50,16 @@ def error_of(frame: object) -> ProtocolError:
         ({"action": "broadcastAll", "text": "all"}, BroadcastAll("all")),
         ({"action": "whoami"}, WhoAmI()),
         ({"action": "ping"}, Ping()),
+        ({"action": "joinRoom", "room": "r", "since": {"epoch": "e", "seq": 0}},
+         JoinRoom("r", Position("e", 0))),
+        ({"action": "joinRoom", "room": "r", "since": None}, JoinRoom("r")),
+        ({"action": "presence", "room": "r"}, Presence("r")),
+        ({"action": "history"}, History(None, None, 50)),
+        ({"action": "history", "room": "r", "beforeSeq": 7, "limit": 100}, History("r", 7, 100)),
+        ({"action": "resume"}, Resume()),
+        ({"action": "resume", "since": {"epoch": "e" * 64, "seq": 2**53 - 1}},
+         Resume(Position("e" * 64, 2**53 - 1))),
+        ({"action": "typing", "room": "r"}, Typing("r")),
     ],
 )
 def test_each_action_parses_to_its_command(frame: dict[str, str], command: object) -> None:
@@ -80,6 +96,31 @@ def test_each_action_parses_to_its_command(frame: dict[str, str], command: objec
         ('{"action": "sendToRoom", "room": "r"}', "bad_request"),
         ('{"action": "broadcastAll"}', "bad_request"),
         ('{"action": "ping", "id": 5}', "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": 5}', "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {}}', "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": "e"}}', "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"seq": 1}}', "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": "", "seq": 1}}', "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": 1, "seq": 1}}', "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": "e", "seq": -1}}',
+         "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": "e", "seq": 1.5}}',
+         "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": "e", "seq": true}}',
+         "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": "e", "seq": "1"}}',
+         "bad_request"),
+        ('{"action": "joinRoom", "room": "r", "since": {"epoch": "e", "seq": 9007199254740992}}',
+         "bad_request"),
+        ('{"action": "resume", "since": {"epoch": "e", "seq": 1, "room": "r"}}', "bad_request"),
+        ('{"action": "resume", "since": {"epoch": "\\ud800", "seq": 1}}', "bad_request"),
+        ('{"action": "history", "limit": 0}', "bad_request"),
+        ('{"action": "history", "limit": 101}', "bad_request"),
+        ('{"action": "history", "limit": "5"}', "bad_request"),
+        ('{"action": "history", "beforeSeq": 0}', "bad_request"),
+        ('{"action": "history", "room": "no room"}', "bad_request"),
+        ('{"action": "presence"}', "bad_request"),
+        ('{"action": "typing", "room": 5}', "bad_request"),
     ],
 )
 def test_bad_frames_get_the_right_error_code(body: str, code: str) -> None:
@@ -127,7 +168,8 @@ def test_rendered_frames_have_the_documented_shapes() -> None:
         "type": "error", "code": "bad_json", "message": "nope", "id": "i",
     }
     assert json.loads(protocol.pong(None)) == {"type": "pong"}
-    assert json.loads(protocol.message("a", "t", "2024-01-01T00:00:00.000Z", "r")) == {
+    sent = Message("a", "t", "2024-01-01T00:00:00.000Z", "r")
+    assert json.loads(protocol.message(sent)) == {
         "type": "message", "from": "a", "text": "t", "sentAt": "2024-01-01T00:00:00.000Z",
         "room": "r",
     }
@@ -137,3 +179,44 @@ def test_rendered_frames_have_the_documented_shapes() -> None:
     assert json.loads(protocol.whoami("c", "u", ["r"], None)) == {
         "type": "whoami", "connectionId": "c", "userId": "u", "rooms": ["r"],
     }
+
+
+def test_a_long_epoch_is_refused() -> None:
+    frame = {"action": "resume", "since": {"epoch": "e" * 65, "seq": 1}}
+    assert error_of(frame).code == "bad_request"
+    assert "since" in error_of(frame).message
+
+
+def test_room_frames_carry_their_stream_position() -> None:
+    position = Position("ep0ch", 7)
+    sent = Message("a", "t", "s", "r", position)
+    assert json.loads(protocol.message(sent)) == {
+        "type": "message", "from": "a", "text": "t", "sentAt": "s", "room": "r",
+        "seq": 7, "epoch": "ep0ch",
+    }
+    assert json.loads(protocol.ack("joinRoom", "j", room="r", position=position,
+                                   recovered=True)) == {
+        "type": "ack", "action": "joinRoom", "id": "j", "room": "r", "seq": 7, "epoch": "ep0ch",
+        "recovered": True,
+    }
+    assert json.loads(protocol.ack("sendMessage", None, 0, stored=True)) == {
+        "type": "ack", "action": "sendMessage", "delivered": 0, "stored": True,
+    }
+
+
+def test_history_members_presence_and_typing_frames() -> None:
+    direct = Message("a", "t", "s", None, Position("e", 1))
+    assert json.loads(protocol.history("h", None, "e", [direct], False)) == {
+        "type": "history", "id": "h", "epoch": "e", "hasMore": False,
+        "messages": [{"type": "message", "from": "a", "text": "t", "sentAt": "s",
+                      "seq": 1, "epoch": "e"}],
+    }
+    assert json.loads(protocol.history(None, "r", "e", [], True))["room"] == "r"
+    assert json.loads(protocol.members(None, "r", [("a", 2), ("b", 1)])) == {
+        "type": "members", "room": "r",
+        "members": [{"userId": "a", "connections": 2}, {"userId": "b", "connections": 1}],
+    }
+    assert json.loads(protocol.presence("r", "a", "join", "s")) == {
+        "type": "presence", "room": "r", "userId": "a", "event": "join", "at": "s",
+    }
+    assert json.loads(protocol.typing("r", "a")) == {"type": "typing", "room": "r", "userId": "a"}

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from chalicelib.registry import ConnectionExists, NotConnected, Registry, RegistryError
+from chalicelib.registry import (
+    ConnectionExists,
+    Departure,
+    NotConnected,
+    Registry,
+    RegistryError,
+)
+from tests.hardening.conftest import registry_items
 
 ENDPOINT = "https://abc.execute-api.us-east-1.amazonaws.com/api"
 
@@ -63,10 +70,10 @@ def test_a_user_with_several_devices(registry: Registry) -> None:
 def test_room_membership_and_the_connections_rooms(registry: Registry) -> None:
     alice = registry.add_connection("a", "alice", [], ENDPOINT)
     bob = registry.add_connection("b", "bob", [], ENDPOINT)
-    registry.join_room(alice, "lobby")
-    registry.join_room(alice, "lobby")
-    registry.join_room(bob, "lobby")
-    registry.join_room(alice, "games")
+    registry.join_room(alice, "lobby", presence=False)
+    registry.join_room(alice, "lobby", presence=False)
+    registry.join_room(bob, "lobby", presence=False)
+    registry.join_room(alice, "games", presence=False)
     assert sorted(registry.room_connections("lobby")) == ["a", "b"]
     found = registry.get_connection("a")
     assert found is not None
@@ -85,7 +92,7 @@ def test_room_changes_on_a_forgotten_connection_are_refused(
     alice = registry.add_connection("a", "alice", [], ENDPOINT)
     registry.remove_connection("a")
     with pytest.raises(NotConnected):
-        registry.join_room(alice, "lobby")
+        registry.join_room(alice, "lobby", presence=False)
     with pytest.raises(NotConnected):
         registry.leave_room(alice, "lobby")
     assert all_items(dynamodb, table_name) == []
@@ -96,12 +103,12 @@ def test_remove_deletes_memberships_and_is_idempotent(
 ) -> None:
     alice = registry.add_connection("a", "alice", [], ENDPOINT)
     for room in ("r1", "r2", "r3"):
-        registry.join_room(alice, room)
+        registry.join_room(alice, room, presence=False)
     registry.add_connection("b", "bob", [], ENDPOINT)
     registry.remove_connection("a")
     registry.remove_connection("a")
     registry.remove_connection("never-existed")
-    remaining = all_items(dynamodb, table_name)
+    remaining = registry_items(all_items(dynamodb, table_name))
     assert [item["PK"]["S"] for item in remaining] == ["CONN#b"]
 
 
@@ -111,12 +118,14 @@ def test_remove_many_in_batches(
     ids = [f"c{i}" for i in range(60)]
     for cid in ids:
         connection = registry.add_connection(cid, "u", [], ENDPOINT)
-        registry.join_room(connection, "lobby")
+        registry.join_room(connection, "lobby", presence=False)
     dynamodb_calls.clear()
-    registry.remove_connections(ids)
-    # 60 keys fit one BatchGetItem; 120 deletes need ceil(120 / 25) = 5 BatchWriteItem.
-    assert dynamodb_calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 5})
-    assert all_items(dynamodb, table_name) == []
+    departures = registry.remove_connections(ids)
+    # 60 keys fit one BatchGetItem; 120 deletes need ceil(120 / 25) = 5 BatchWriteItem;
+    # each membership leaves its user's presence set: one UpdateItem each.
+    assert dynamodb_calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 5, "UpdateItem": 60})
+    assert departures == [Departure("lobby", "u")]
+    assert registry_items(all_items(dynamodb, table_name)) == []
 
 
 def test_broadcast_pages_read_only_connection_items(
@@ -125,12 +134,13 @@ def test_broadcast_pages_read_only_connection_items(
     ids = [f"c{i:03d}" for i in range(30)]
     for cid in ids:
         connection = registry.add_connection(cid, f"user{cid}", [], ENDPOINT)
-        registry.join_room(connection, "lobby")
-        registry.join_room(connection, "games")
+        registry.join_room(connection, "lobby", presence=False)
+        registry.join_room(connection, "games", presence=False)
     assert every_connection(registry) == ids
     response = dynamodb.scan(TableName=table_name, IndexName="GSI1", Select="COUNT")
     assert response["ScannedCount"] == len(ids)
-    assert len(all_items(dynamodb, table_name)) == 3 * len(ids)
+    # A connection, two memberships and two presence items per user.
+    assert len(all_items(dynamodb, table_name)) == 5 * len(ids)
 
 
 def test_broadcast_follows_pagination(registry: Registry, dynamodb: Any) -> None:
@@ -145,14 +155,14 @@ def test_broadcast_follows_pagination(registry: Registry, dynamodb: Any) -> None
 
 def test_expired_items_are_gone_to_every_read(registry: Registry, clock: list[float]) -> None:
     alice = registry.add_connection("a", "alice", [], ENDPOINT)
-    registry.join_room(alice, "lobby")
+    registry.join_room(alice, "lobby", presence=False)
     clock[0] += 7501
     assert registry.get_connection("a") is None
     assert registry.user_connections("alice") == []
     assert registry.room_connections("lobby") == []
     assert every_connection(registry) == []
     fresh = registry.add_connection("b", "alice", [], ENDPOINT)
-    registry.join_room(fresh, "lobby")
+    registry.join_room(fresh, "lobby", presence=False)
     assert registry.user_connections("alice") == ["b"]
     assert registry.room_connections("lobby") == ["b"]
 
@@ -209,3 +219,48 @@ def test_items_left_unprocessed_after_every_retry_raise(
     flaky = LeavesHalfUnprocessed(dynamodb, times=99)
     with pytest.raises(RegistryError, match="UnprocessedItems"):
         Registry(flaky, table_name, ttl_seconds=7500).remove_connections(["c1", "c2"])
+
+
+def test_presence_is_per_user_first_in_and_last_out(registry: Registry) -> None:
+    phone = registry.add_connection("phone", "alice", [], ENDPOINT)
+    laptop = registry.add_connection("laptop", "alice", [], ENDPOINT)
+    assert registry.join_room(phone, "r", presence=True) is True
+    assert registry.join_room(phone, "r", presence=True) is False  # again: nothing new
+    assert registry.join_room(laptop, "r", presence=False) is False
+    assert [(m.connection_id, m.presence) for m in registry.room_members("r").live] == [
+        ("laptop", False), ("phone", True),
+    ]
+    assert registry.leave_room(phone, "r") is False
+    assert registry.leave_room(phone, "r") is False  # not in it any more
+    assert registry.leave_room(laptop, "r") is True
+
+
+def test_a_presence_item_left_expired_starts_over(
+    registry: Registry, clock: list[float], dynamodb_calls: Counter[str]
+) -> None:
+    """Every connection in it expired unnoticed: the next one in is the user's first."""
+    stale = registry.add_connection("stale", "alice", [], ENDPOINT)
+    registry.join_room(stale, "r", presence=True)
+    clock[0] += 7501
+    fresh = registry.add_connection("fresh", "alice", [], ENDPOINT)
+    dynamodb_calls.clear()
+    assert registry.join_room(fresh, "r", presence=True) is True
+    # rooms ADD, membership, the presence ADD refused on the expired item, its restart.
+    assert dynamodb_calls == Counter({"UpdateItem": 2, "PutItem": 2})
+    assert [m.connection_id for m in registry.room_members("r").live] == ["fresh"]
+    assert registry.room_members("r").expired == ("stale",)
+    assert registry.leave_room(fresh, "r") is True
+
+
+def test_removing_connections_reports_who_left_which_room(registry: Registry) -> None:
+    a1 = registry.add_connection("a1", "alice", [], ENDPOINT)
+    a2 = registry.add_connection("a2", "alice", [], ENDPOINT)
+    bob = registry.add_connection("b", "bob", [], ENDPOINT)
+    for connection, room in ((a1, "r"), (a1, "s"), (a2, "r"), (bob, "r")):
+        registry.join_room(connection, room, presence=False)
+    departures = registry.remove_connections(["a1", "b"])
+    assert sorted(departures, key=lambda d: (d.room, d.user_id)) == [
+        Departure("r", "bob"), Departure("s", "alice"),
+    ]
+    assert registry.remove_connections(["a2"]) == [Departure("r", "alice")]
+    assert registry.remove_connections(["a2"]) == []

@@ -1,7 +1,9 @@
 """DynamoDB requests per event, counted at the client: the registry's cost model.
 
 Counts are exact and independent of timing; they change only when the access
-pattern changes, which is exactly what these tests should catch.
+pattern changes, which is exactly what these tests should catch. Every action
+and event is here, each with the size of its audience varied where one could
+leak into the count. ``docs/protocol.md`` (table design) lists the same numbers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 import pytest
 
 AUDIENCES = [1, 10, 40]
+JOIN = {"GetItem": 2, "UpdateItem": 2, "PutItem": 1}
+"""joinRoom: connection, rooms ADD, membership, presence ADD, the stream's position."""
 
 
 @pytest.fixture
@@ -26,73 +30,261 @@ def counted(dynamodb_calls: Counter[str]) -> Any:
     return run
 
 
-def test_connect_is_one_conditional_write(
-    client: Any, token: Any, counted: Any
-) -> None:
+@pytest.fixture
+def items_read(dynamodb: Any) -> Any:
+    """Run an action and return how many items its Queries and Scans read (what is billed)."""
+    read: list[int] = []
+
+    def tally(parsed: dict[str, Any], **_: Any) -> None:
+        read.append(int(parsed.get("ScannedCount", 0)))
+
+    dynamodb.meta.events.register("after-call.dynamodb", tally)
+
+    def run(action: Any) -> int:
+        read.clear()
+        action()
+        return sum(read)
+
+    return run
+
+
+QUIET = {"*": ["join", "publish", "history"]}
+"""Members without ``presence``: setting up a big room posts no presence events (O(n²))."""
+
+
+@pytest.fixture
+def in_room(client: Any, token: Any) -> Any:
+    """Connect a user (whose token grants all but presence) and join a room."""
+
+    def join(user: str, room: str = "lobby") -> Any:
+        connection = client.connect(query={"token": token(user, rooms=QUIET)})
+        connection.send({"action": "joinRoom", "room": room})
+        return connection
+
+    return join
+
+
+# -- connect and disconnect ------------------------------------------------------------
+
+
+def test_connect_is_one_conditional_write(client: Any, token: Any, counted: Any) -> None:
     calls = counted(lambda: client.connect(query={"token": token("alice")}))
+    assert calls == Counter({"PutItem": 1})
+    claim = {"lobby": ["join"], "team:*": ["join", "history"]}
+    calls = counted(lambda: client.connect(query={"token": token("bob", rooms=claim)}))
     assert calls == Counter({"PutItem": 1})
 
 
-def test_a_refused_connect_makes_no_request(client: Any, counted: Any) -> None:
-    assert counted(lambda: client.connect(query={"token": "forged"})) == Counter()
+@pytest.mark.parametrize("query", [{"token": "forged"}, None])
+def test_a_refused_connect_makes_no_request(client: Any, counted: Any, query: Any) -> None:
+    assert counted(lambda: client.connect(query=query)) == Counter()
+
+
+def test_a_malformed_rooms_claim_makes_no_request(client: Any, token: Any, counted: Any) -> None:
+    bad = token("mallory", rooms={"lobby": ["fly"]})
+    assert counted(lambda: client.connect(query={"token": bad})) == Counter()
 
 
 @pytest.mark.parametrize("rooms", [0, 3, 30])
-def test_disconnect_is_one_read_plus_batched_deletes(
+def test_disconnect_is_one_read_batched_deletes_and_a_presence_update_per_room(
     connect: Any, counted: Any, rooms: int
 ) -> None:
+    """Alone in each room, the user leaves each: its watchers are read once per room."""
     alice = connect("alice")
     for index in range(rooms):
         alice.request({"action": "joinRoom", "room": f"r{index}"})
     calls = counted(alice.disconnect)
     batches = -(-(rooms + 1) // 25)
-    assert calls == Counter({"BatchGetItem": 1, "BatchWriteItem": batches})
+    expected = Counter({"BatchGetItem": 1, "BatchWriteItem": batches})
+    expected.update({"UpdateItem": rooms, "Query": rooms})
+    assert calls == expected
+
+
+def test_disconnect_of_one_of_two_devices_announces_nothing(in_room: Any, counted: Any) -> None:
+    phone, _ = in_room("alice"), in_room("alice")
+    calls = counted(phone.disconnect)
+    assert calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 1, "UpdateItem": 1})
+
+
+# -- direct messages ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("devices", AUDIENCES)
-def test_send_message_is_one_get_and_one_query(
+def test_send_message_is_two_writes_and_two_reads(
     connect: Any, counted: Any, devices: int
 ) -> None:
+    """Connection, the recipient's seq (UpdateItem) and message (PutItem), their devices."""
     alice = connect("alice")
     for _ in range(devices):
         connect("bob")
     frame = {"action": "sendMessage", "targetUserId": "bob", "text": "hi"}
-    calls = counted(lambda: alice.request(frame))
-    assert calls == Counter({"GetItem": 1, "Query": 1})
+    first = counted(lambda: alice.request(frame))  # starts bob's stream: still one update
+    again = counted(lambda: alice.request(frame))
+    expected = Counter({"GetItem": 1, "UpdateItem": 1, "PutItem": 1, "Query": 1})
+    assert first == again == expected
+
+
+def test_resume_is_a_position_read_plus_one_query_to_replay(connect: Any, counted: Any) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    for text in ("1", "2", "3"):
+        alice.request({"action": "sendMessage", "targetUserId": "bob", "text": text})
+    position = bob.new_frames()[0]
+    assert counted(lambda: bob.request({"action": "resume"})) == Counter({"GetItem": 2})
+    since = {"epoch": position["epoch"], "seq": 1}
+    calls = counted(lambda: bob.send({"action": "resume", "since": since}))
+    assert calls == Counter({"GetItem": 2, "Query": 1})
+
+
+def test_resume_of_a_new_user_starts_the_stream(connect: Any, counted: Any) -> None:
+    newbie = connect("newbie")
+    assert counted(lambda: newbie.request({"action": "resume"})) == Counter(
+        {"GetItem": 2, "PutItem": 1}
+    )
+
+
+# -- rooms -----------------------------------------------------------------------------------
+
+
+def test_the_first_join_of_a_room_starts_its_stream(connect: Any, counted: Any) -> None:
+    alice = connect("alice")
+    calls = counted(lambda: alice.request({"action": "joinRoom", "room": "lobby"}))
+    # The presence ADD finds alice first: one Query reads the watchers to announce her.
+    assert calls == Counter({**JOIN, "PutItem": 2, "Query": 1})
 
 
 @pytest.mark.parametrize("members", AUDIENCES)
-def test_send_to_room_is_one_get_and_one_query(
-    connect: Any, counted: Any, members: int
+def test_a_first_device_join_reads_the_watchers_once(
+    connect: Any, in_room: Any, counted: Any, members: int
 ) -> None:
-    alice = connect("alice")
-    alice.request({"action": "joinRoom", "room": "lobby"})
     for index in range(members):
-        connect(f"u{index}").request({"action": "joinRoom", "room": "lobby"})
-    calls = counted(lambda: alice.request({"action": "sendToRoom", "room": "lobby", "text": "x"}))
+        in_room(f"u{index}")
+    alice = connect("alice")
+    calls = counted(lambda: alice.send({"action": "joinRoom", "room": "lobby"}))
+    assert calls == Counter({**JOIN, "Query": 1})
+
+
+def test_a_second_device_join_announces_nothing(connect: Any, in_room: Any, counted: Any) -> None:
+    in_room("alice")
+    laptop = connect("alice")
+    calls = counted(lambda: laptop.request({"action": "joinRoom", "room": "lobby"}))
+    assert calls == Counter(JOIN)
+
+
+@pytest.mark.parametrize("missed", [1, 5])
+def test_a_join_with_since_adds_one_query_for_the_replay(
+    connect: Any, in_room: Any, counted: Any, missed: int
+) -> None:
+    alice = in_room("alice")
+    position = alice.request({"action": "sendToRoom", "room": "lobby", "text": "seen"})
+    for _ in range(missed):
+        alice.request({"action": "sendToRoom", "room": "lobby", "text": "missed"})
+    second = connect("alice")
+    since = {"epoch": position["epoch"], "seq": position["seq"]}
+    calls = counted(lambda: second.send({"action": "joinRoom", "room": "lobby", "since": since}))
+    assert calls == Counter({**JOIN, "Query": 1})
+
+
+def test_leave_is_a_delete_and_two_updates_plus_the_watchers_when_last(
+    in_room: Any, counted: Any
+) -> None:
+    phone, laptop = in_room("alice"), in_room("alice")
+    not_last = counted(lambda: phone.request({"action": "leaveRoom", "room": "lobby"}))
+    last = counted(lambda: laptop.request({"action": "leaveRoom", "room": "lobby"}))
+    # No TransactWriteItems: dynalite (and other DynamoDB stand-ins) refuse it.
+    assert not_last == Counter({"GetItem": 1, "DeleteItem": 1, "UpdateItem": 2})
+    assert last == Counter({"GetItem": 1, "DeleteItem": 1, "UpdateItem": 2, "Query": 1})
+
+
+@pytest.mark.parametrize("members", AUDIENCES)
+def test_send_to_room_is_at_most_two_writes_plus_the_fan_out_read(
+    in_room: Any, counted: Any, members: int
+) -> None:
+    alice = in_room("alice")
+    for index in range(members):
+        in_room(f"u{index}")
+    frame = {"action": "sendToRoom", "room": "lobby", "text": "x"}
+    calls = counted(lambda: alice.send(frame))
+    assert calls == Counter({"GetItem": 1, "UpdateItem": 1, "PutItem": 1, "Query": 1})
+
+
+@pytest.mark.parametrize("members", AUDIENCES)
+def test_presence_is_one_query(connect: Any, in_room: Any, counted: Any, members: int) -> None:
+    for index in range(members):
+        in_room(f"u{index}")
+    asker = connect("asker")
+    calls = counted(lambda: asker.request({"action": "presence", "room": "lobby"}))
     assert calls == Counter({"GetItem": 1, "Query": 1})
+
+
+def test_presence_reads_only_the_rooms_members(
+    connect: Any, in_room: Any, items_read: Any
+) -> None:
+    """Members of other rooms, users' presence items and messages are never read."""
+    for index in range(3):
+        in_room(f"here{index}")
+    for index in range(30):
+        in_room(f"elsewhere{index}", room=f"other{index % 3}")
+    for sender, room in ((in_room("there", room="other0"), "other0"),
+                         (in_room("also-here"), "lobby")):
+        for _ in range(3):
+            assert sender.request({"action": "sendToRoom", "room": room, "text": "x"})["seq"]
+    asker = connect("asker")
+    assert items_read(lambda: asker.request({"action": "presence", "room": "lobby"})) == 4
+
+
+def test_history_is_a_position_read_and_one_query(in_room: Any, counted: Any) -> None:
+    alice = in_room("alice")
+    for _ in range(3):
+        alice.request({"action": "sendToRoom", "room": "lobby", "text": "x"})
+    calls = counted(lambda: alice.request({"action": "history", "room": "lobby", "limit": 2}))
+    assert calls == Counter({"GetItem": 2, "Query": 1})
+    # alice's personal stream does not exist yet: it starts (seq 0) and there is nothing to read.
+    calls = counted(lambda: alice.request({"action": "history"}))
+    assert calls == Counter({"GetItem": 2, "PutItem": 1})
+
+
+def test_history_reads_only_the_page(in_room: Any, items_read: Any) -> None:
+    alice = in_room("alice")
+    for _ in range(30):
+        alice.request({"action": "sendToRoom", "room": "lobby", "text": "x"})
+    page = {"action": "history", "room": "lobby", "limit": 5, "beforeSeq": 20}
+    assert items_read(lambda: alice.request(page)) == 6  # the page, and one to know hasMore
+
+
+@pytest.mark.parametrize("members", AUDIENCES)
+def test_typing_is_one_query(in_room: Any, counted: Any, members: int) -> None:
+    alice = in_room("alice")
+    for index in range(members):
+        in_room(f"u{index}")
+    calls = counted(lambda: alice.request({"action": "typing", "room": "lobby"}))
+    assert calls == Counter({"GetItem": 1, "Query": 1})
+
+
+def test_a_refused_action_reads_only_the_connection(
+    client: Any, token: Any, counted: Any
+) -> None:
+    reader = client.connect(query={"token": token("reader", rooms={"lobby": ["join"]})})
+    for frame in (
+        {"action": "sendToRoom", "room": "lobby", "text": "x"},
+        {"action": "joinRoom", "room": "lobby", "since": {"epoch": "e", "seq": 0}},
+        {"action": "presence", "room": "lobby"},
+        {"action": "history", "room": "lobby"},
+    ):
+        assert counted(lambda f=frame: reader.request(f)) == Counter({"GetItem": 1})
+
+
+# -- everyone, and cleanup ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("audience", AUDIENCES)
 def test_broadcast_is_one_get_and_one_index_scan_page(
-    connect: Any, counted: Any, audience: int
+    connect: Any, in_room: Any, counted: Any, audience: int
 ) -> None:
     admin = connect("root", "admin")
     for index in range(audience):
-        connect(f"u{index}").request({"action": "joinRoom", "room": "lobby"})
+        in_room(f"u{index}")
     calls = counted(lambda: admin.send({"action": "broadcastAll", "text": "x"}))
     assert calls == Counter({"GetItem": 1, "Scan": 1})
-
-
-def test_join_and_leave_are_one_get_and_two_single_item_writes(
-    connect: Any, counted: Any
-) -> None:
-    # No TransactWriteItems: dynalite (and other DynamoDB stand-ins) refuse it.
-    alice = connect("alice")
-    joined = counted(lambda: alice.request({"action": "joinRoom", "room": "lobby"}))
-    left = counted(lambda: alice.request({"action": "leaveRoom", "room": "lobby"}))
-    assert joined == Counter({"GetItem": 1, "UpdateItem": 1, "PutItem": 1})
-    assert left == Counter({"GetItem": 1, "DeleteItem": 1, "UpdateItem": 1})
 
 
 def test_gone_targets_are_removed_in_one_batch_per_fan_out(
@@ -103,3 +295,28 @@ def test_gone_targets_are_removed_in_one_batch_per_fan_out(
         connect(f"u{index}").vanish()
     calls = counted(lambda: admin.send({"action": "broadcastAll", "text": "x"}))
     assert calls == Counter({"GetItem": 1, "Scan": 1, "BatchGetItem": 1, "BatchWriteItem": 1})
+
+
+@pytest.mark.parametrize("gone", [1, 5])
+def test_gone_room_members_leave_with_one_announcement_read(
+    in_room: Any, counted: Any, gone: int
+) -> None:
+    """Each gone member leaves its presence set; one Query finds the watchers for all of them."""
+    alice = in_room("alice")
+    ghosts = [in_room(f"ghost{index}") for index in range(gone)]
+    for ghost in ghosts:
+        ghost.vanish()
+    frame = {"action": "sendToRoom", "room": "lobby", "text": "x"}
+    calls = counted(lambda: alice.send(frame))
+    assert calls == Counter({
+        "GetItem": 1, "UpdateItem": 1 + gone, "PutItem": 1, "Query": 2,
+        "BatchGetItem": 1, "BatchWriteItem": 1,
+    })
+
+
+@pytest.mark.parametrize("action", ["ping", "whoami"])
+def test_ping_and_whoami_read_only_the_connection(
+    in_room: Any, counted: Any, action: str
+) -> None:
+    alice = in_room("alice")
+    assert counted(lambda: alice.request({"action": action})) == Counter({"GetItem": 1})

@@ -24,6 +24,10 @@ def test_defaults() -> None:
     assert settings.max_text_bytes == 32768
     assert settings.max_rooms_per_connection == 100
     assert settings.token_issuer is None
+    assert settings.default_room_permissions == frozenset()
+    assert settings.history_ttl_seconds == 86400
+    assert settings.history_max_messages == 1000
+    assert settings.recovery_max_messages == 100
 
 
 @pytest.mark.parametrize(
@@ -35,6 +39,12 @@ def test_defaults() -> None:
         ({**BASE, "MAX_ROOMS_PER_CONNECTION": "0"}, "MAX_ROOMS_PER_CONNECTION"),
         ({"CONNECTIONS_TABLE": "t"}, "TOKEN_SECRET"),
         ({**BASE, "TOKEN_SECRET_PARAMETER": "/p"}, "TOKEN_SECRET_PARAMETER"),
+        ({**BASE, "DEFAULT_ROOM_PERMISSIONS": "join,fly"}, "DEFAULT_ROOM_PERMISSIONS"),
+        ({**BASE, "HISTORY_TTL_SECONDS": "0"}, "HISTORY_TTL_SECONDS"),
+        ({**BASE, "HISTORY_MAX_MESSAGES": "-1"}, "HISTORY_MAX_MESSAGES"),
+        ({**BASE, "HISTORY_MAX_MESSAGES": "many"}, "HISTORY_MAX_MESSAGES"),
+        ({**BASE, "RECOVERY_MAX_MESSAGES": "0"}, "RECOVERY_MAX_MESSAGES"),
+        ({**BASE, "RECOVERY_MAX_MESSAGES": "1001"}, "RECOVERY_MAX_MESSAGES"),
     ],
 )
 def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str) -> None:
@@ -50,3 +60,20 @@ def test_every_stage_names_a_parameter_and_carries_no_key(stage: str) -> None:
     assert settings.token_secret is None
     assert settings.token_secret_parameter == f"/switchboard/{stage}/token-secret"
     assert settings.connections_table.endswith(f"{stage}-connections")
+
+
+def test_the_dev_stage_grants_every_room_permission_by_default_and_prod_none() -> None:
+    dev = Settings.from_environ(stage_environment("dev"))
+    assert dev.default_room_permissions == {"join", "publish", "presence", "history"}
+    assert (dev.history_ttl_seconds, dev.history_max_messages) == (86400, 1000)
+    assert Settings.from_environ(stage_environment("prod")).default_room_permissions == set()
+
+
+def test_permissions_and_history_settings_parse() -> None:
+    settings = Settings.from_environ({
+        **BASE, "DEFAULT_ROOM_PERMISSIONS": " join , history,", "HISTORY_MAX_MESSAGES": "0",
+        "RECOVERY_MAX_MESSAGES": "1000",
+    })
+    assert settings.default_room_permissions == {"join", "history"}
+    assert settings.history_max_messages == 0
+    assert settings.recovery_max_messages == 1000

@@ -24,6 +24,7 @@ import threading
 import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,12 @@ from switchboard_local.gateway.resources import create_declared, ensure_signing_
 from switchboard_local.gateway.rest import RestRoutes
 from switchboard_local.gateway.session import redirect_management
 from switchboard_local.gateway.store import Store
-from switchboard_local.gateway.tokens import TokenIssuer, TokensUnavailable, parse_roles
+from switchboard_local.gateway.tokens import (
+    TokenIssuer,
+    TokensUnavailable,
+    parse_roles,
+    parse_rooms,
+)
 from switchboard_local.gateway.websocket import WebsocketEndpoint
 from switchboard_local.project import LocalSettings, ProjectError, read_stage
 from switchboard_local.template import Template
@@ -434,7 +440,9 @@ class Gateway:
         user_id = request.query.get("userId", "")
         roles = parse_roles(request.query.getall("roles", []))
         try:
-            token = await self._invoker.run(self.tokens.issue, user_id, roles)
+            rooms = parse_rooms(request.query.get("rooms"))
+            issue = self.tokens.issue if rooms is None else partial(self.tokens.issue, rooms=rooms)
+            token = await self._invoker.run(issue, user_id, roles)
         except ValueError as error:
             return web.json_response({"message": str(error)}, status=400)
         except TokensUnavailable as error:

@@ -6,12 +6,15 @@ parameter holding its signing keys (``token-key-parameter``). The gateway reads
 the parameter from its store on every request, so a token from the gateway is
 exactly what the app verifies, and a rotation made locally takes effect at
 once. How the keys are written in the parameter is the signer's business.
-Served at ``GET /_local/token?userId=alice&roles=admin`` on loopback only.
+Served at ``GET /_local/token?userId=alice&roles=admin`` on loopback only;
+``&rooms=<URL-encoded JSON>`` passes a ``rooms`` claim to the signer as
+``rooms=<claim>`` (as is: the app judges it).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,3 +67,16 @@ class TokenIssuer:
 def parse_roles(values: list[str]) -> tuple[str, ...]:
     """Roles given repeated (``roles=a&roles=b``) or comma-separated (``roles=a,b``)."""
     return tuple(role.strip() for value in values for role in value.split(",") if role.strip())
+
+
+def parse_rooms(value: str | None) -> dict[str, Any] | None:
+    """A ``rooms`` claim given as JSON; its content is the app's to judge."""
+    if value is None:
+        return None
+    try:
+        claim = json.loads(value)
+    except ValueError:
+        claim = None
+    if not isinstance(claim, dict):
+        raise ValueError('rooms must be a JSON object, such as {"lobby": ["join", "publish"]}')
+    return claim

@@ -17,7 +17,7 @@ import pytest
 from chalicelib import runtime
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_ROOM_PERMISSIONS, TEST_SECRET
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def extra_settings() -> dict[str, str]:
 @pytest.fixture
 def settings(table_name: str, extra_settings: dict[str, str]) -> Settings:
     return Settings.from_environ(
-        {"CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET, **extra_settings}
+        {"CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET,
+         "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS, **extra_settings}
     )
 
 

@@ -110,9 +110,9 @@ class Served:
         raise AssertionError(f"no URL in the banner {self.banner}")
 
     def stop(self) -> str:
-        """SIGINT, as Ctrl-C; returns the rest of the output."""
+        """SIGINT, as Ctrl-C (to the process group); returns the rest of the output."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            os.killpg(self.process.pid, signal.SIGINT)
         rest, _ = self.process.communicate(timeout=60)
         return rest
 
@@ -120,9 +120,20 @@ class Served:
 @contextmanager
 def serve(installed: Installed, project: Path, *args: str) -> Iterator[Served]:
     """Start the installed command in ``project``; stop it with SIGINT afterwards."""
+    with serve_command([installed.command, "--port", "0", *args], project, clean_env()) as served:
+        yield served
+
+
+@contextmanager
+def serve_command(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[Served]:
+    """Start a command that serves a gateway, read its banner; Ctrl-C (SIGINT) afterwards.
+
+    The command gets a process group of its own, and the signal goes to the
+    group, as a terminal's Ctrl-C does: ``make run`` passes it on that way.
+    """
     process = subprocess.Popen(
-        [installed.command, "--port", "0", *args], cwd=project, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=clean_env(),
+        argv, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        start_new_session=True,
     )
     served = Served(process)
     try:
@@ -139,9 +150,9 @@ def serve(installed: Installed, project: Path, *args: str) -> Iterator[Served]:
         yield served
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            os.killpg(process.pid, signal.SIGINT)
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()

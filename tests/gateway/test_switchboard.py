@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -75,10 +77,14 @@ def test_direct_message_reaches_every_device(join: Any) -> None:
     sender = join(alice)
     phone, laptop = join(bob), join(bob)
     ack = request(sender, {"action": "sendMessage", "targetUserId": bob, "text": "hi", "id": "1"})
-    assert ack == {"type": "ack", "action": "sendMessage", "id": "1", "delivered": 2}
+    assert ack == {
+        "type": "ack", "action": "sendMessage", "id": "1", "delivered": 2, "stored": True,
+    }
     for device in (phone, laptop):
         frame = receive(device)
-        assert (frame["type"], frame["from"], frame["text"]) == ("message", alice, "hi")
+        assert (frame["type"], frame["from"], frame["text"], frame["seq"]) == (
+            "message", alice, "hi", 1,
+        )
 
 
 def test_rooms(join: Any) -> None:
@@ -86,10 +92,12 @@ def test_rooms(join: Any) -> None:
     alice, bob, carol = join(unique("alice")), join(unique("bob")), join(unique("carol"))
     for member in (alice, bob):
         assert request(member, {"action": "joinRoom", "room": room})["type"] == "ack"
+    assert receive(alice)["event"] == "join"  # bob's presence
     ack = request(alice, {"action": "sendToRoom", "room": room, "text": "hello room"})
-    assert ack["delivered"] == 1
+    assert (ack["delivered"], ack["seq"]) == (1, 1)
     assert receive(bob)["room"] == room
     assert request(bob, {"action": "leaveRoom", "room": room})["type"] == "ack"
+    assert receive(alice)["event"] == "leave"
     assert request(alice, {"action": "sendToRoom", "room": room, "text": "?"})["delivered"] == 0
     refused = request(carol, {"action": "sendToRoom", "room": room, "text": "x"})
     assert refused["code"] == "forbidden"
@@ -244,3 +252,35 @@ def test_the_signing_key_comes_from_the_stores_parameter_and_rotates(
     finally:
         ssm.put_parameter(Name=name, Value=old_keys, Type="SecureString", Overwrite=True)
         runtime.reset()
+
+
+def rooms_token(running: Running, claim: str) -> str:
+    query = urllib.parse.urlencode({"userId": unique("scoped"), "rooms": claim})
+    return str(running.get_json(f"/_local/token?{query}")["token"])
+
+
+def test_token_endpoint_signs_a_rooms_claim(switchboard_gateway: Running, stack: ExitStack) -> None:
+    room = unique("granted")
+    token = rooms_token(switchboard_gateway, json.dumps({room: ["join"]}))
+    client = stack.enter_context(switchboard_gateway.connect(f"token={token}"))
+    assert request(client, {"action": "joinRoom", "room": room})["type"] == "ack"
+    refused = request(client, {"action": "sendToRoom", "room": room, "text": "x"})
+    assert refused["message"] == f"sendToRoom needs the 'publish' permission for room '{room}'"
+    assert request(client, {"action": "joinRoom", "room": unique("other")})["code"] == "forbidden"
+
+
+def test_a_malformed_claim_from_the_token_endpoint_is_refused_at_connect(
+    switchboard_gateway: Running,
+) -> None:
+    token = rooms_token(switchboard_gateway, json.dumps({"lobby": ["fly"]}))
+    assert switchboard_gateway.refusal(f"token={token}") == 403
+
+
+@pytest.mark.parametrize("claim", ["{", "[1]", "null", '"lobby"'])
+def test_token_endpoint_refuses_rooms_that_are_not_a_json_object(
+    switchboard_gateway: Running, claim: str
+) -> None:
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        rooms_token(switchboard_gateway, claim)
+    assert failed.value.code == 400
+    assert "rooms must be a JSON object" in failed.value.read().decode()

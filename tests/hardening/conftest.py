@@ -28,7 +28,12 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile("switchboard")
 
-ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami"})
+ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami", "members", "history"})
+NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "typing"})
+"""Frames a connection gets because of others' actions, not as an answer to its own."""
+ACK_FIELDS = frozenset(
+    {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored"}
+)
 ERROR_CODES = frozenset(
     {"bad_json", "bad_request", "unknown_action", "forbidden", "too_large", "internal"}
 )
@@ -50,6 +55,20 @@ def table_items(services: Services, dynamodb: Any) -> list[dict[str, Any]]:
 
 def keys(items: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(item["PK"]["S"], item["SK"]["S"]) for item in items}
+
+
+def registry_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items that say someone is connected or in a room.
+
+    Left out: message streams (``HIST#``/``INBOX#``, kept for their own TTL)
+    and presence items whose set of connections is empty (what a user's last
+    leave leaves behind until its TTL; nobody is present through it).
+    """
+    return [
+        item for item in items
+        if item["PK"]["S"].startswith(("CONN#", "ROOM#"))
+        and not (item["SK"]["S"].startswith("USER#") and "conns" not in item)
+    ]
 
 
 def event_lines(records: list[logging.LogRecord]) -> list[dict[str, Any]]:

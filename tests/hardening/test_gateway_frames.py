@@ -55,7 +55,8 @@ def socket(switchboard_gateway: Running) -> Iterator[Any]:  # noqa: F811
     token = switchboard_gateway.token(user)
     with switchboard_gateway.connect(f"token={token}") as connection:
         connection.send(json.dumps({"action": "joinRoom", "room": "lobby"}))
-        connection.recv(timeout=WAIT)
+        while json.loads(connection.recv(timeout=WAIT))["type"] != "ack":
+            pass  # others' presence in the shared lobby
         yield connection
 
 

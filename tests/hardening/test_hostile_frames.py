@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 from chalicelib.actions import ACTION_NAMES as ACTIONS
 from chalicelib.protocol import MAX_ID_LENGTH
 from chalicelib.runtime import Services
-from tests.hardening.conftest import ANSWER_TYPES, ERROR_CODES, table_items
+from tests.hardening.conftest import (
+    ACK_FIELDS,
+    ANSWER_TYPES,
+    ERROR_CODES,
+    NOTICE_TYPES,
+    table_items,
+)
 
 pytestmark = pytest.mark.engines("moto")
 
@@ -46,14 +52,21 @@ json_values = st.recursive(
                                                                  max_size=4),
     max_leaves=12,
 )
-field_values = json_values | st.text(min_size=1, max_size=80) | st.sampled_from(
+positions = st.fixed_dictionaries(
+    {"epoch": st.text(max_size=70) | json_values, "seq": st.integers(-2, 2**60) | json_values},
+    optional={"extra": json_values},
+)
+field_values = json_values | positions | st.text(min_size=1, max_size=80) | st.sampled_from(
     ["lobby", "a" * 64, "a" * 65, "x" * (MAX_ID_LENGTH + 1), "bob", "", " "]
 )
 actions = st.sampled_from(ACTIONS) | st.text(max_size=12) | json_values
 
 object_frames = st.fixed_dictionaries(
     {"action": actions},
-    optional={name: field_values for name in ("id", "room", "text", "targetUserId", "from")},
+    optional={
+        name: field_values
+        for name in ("id", "room", "text", "targetUserId", "from", "since", "beforeSeq", "limit")
+    },
 ).map(json.dumps)
 raw_bytes = st.binary(max_size=256).map(lambda data: data.decode("utf-8", errors="replace"))
 raw_text = st.text(
@@ -104,7 +117,7 @@ def test_a_128_kib_unknown_field_is_ignored(alice: Any) -> None:
 
 def check_answer(body: str, frames: list[dict[str, Any]]) -> dict[str, Any]:
     """Exactly one answer among the frames the sender got, and it is well formed."""
-    answers = [frame for frame in frames if frame.get("type") not in ("message", "broadcast")]
+    answers = [frame for frame in frames if frame.get("type") not in NOTICE_TYPES]
     assert len(answers) == 1, (body[:200], frames)
     [answer] = answers
     assert answer["type"] in ANSWER_TYPES, answer
@@ -115,7 +128,7 @@ def check_answer(body: str, frames: list[dict[str, Any]]) -> dict[str, Any]:
         assert isinstance(answer["message"], str) and answer["message"]
     elif answer["type"] == "ack":
         assert answer["action"] in ACTIONS
-        assert set(answer) <= {"type", "action", "id", "delivered"}
+        assert set(answer) <= ACK_FIELDS
         assert isinstance(answer.get("delivered", 0), int)
     if "id" in answer:
         assert isinstance(answer["id"], str) and len(answer["id"]) <= MAX_ID_LENGTH

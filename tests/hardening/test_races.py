@@ -22,7 +22,7 @@ from chalicelib import runtime
 from chalicelib.registry import Registry
 from chalicelib.runtime import Services
 from switchboard_local.testing import Fault, WebsocketTestClient
-from tests.hardening.conftest import keys, table_items
+from tests.hardening.conftest import keys, registry_items, table_items
 
 ROUNDS = 6
 LEAVE_B = json.dumps({"action": "leaveRoom", "room": "b"})
@@ -67,7 +67,7 @@ def test_disconnect_during_a_broadcast(
     assert frames[-1]["type"] == "ack"
     assert services.registry.get_connection(leaver.id) is None
     assert services.registry.room_connections("lobby") == []
-    remaining = {item["PK"]["S"] for item in table_items(services, dynamodb)}
+    remaining = {item["PK"]["S"] for item in registry_items(table_items(services, dynamodb))}
     assert remaining == {f"CONN#{c.id}" for c in [admin, *others] if c is not leaver}
     for other in others:
         if other is not leaver:
@@ -133,17 +133,17 @@ def test_leave_room_and_send_to_room_at_once(
         together(
             lambda s=send: client.send(alice.id, s), lambda b=leave: client.send(bob.id, b)
         )
-        [ack] = alice.new_frames()
-        assert ack["type"] == "ack" and ack["delivered"] in (0, 1)
+        [ack] = [f for f in alice.new_frames() if f["type"] == "ack"]
+        assert ack["delivered"] in (0, 1)
         got = bob.new_frames()
         assert {"type": "ack", "action": "leaveRoom", "id": "l"} in got
         assert len([f for f in got if f["type"] == "message"]) == ack["delivered"]
         assert services.registry.room_connections("lobby") == [alice.id]
         found = services.registry.get_connection(bob.id)
         assert found is not None and found.rooms == frozenset()
-    assert keys(table_items(services, dynamodb)) == {
+    assert keys(registry_items(table_items(services, dynamodb))) == {
         (f"CONN#{alice.id}", "CONN"), (f"CONN#{bob.id}", "CONN"),
-        ("ROOM#lobby", f"CONN#{alice.id}"),
+        ("ROOM#lobby", f"CONN#{alice.id}"), ("ROOM#lobby", "USER#alice"),
     }
 
 
@@ -175,10 +175,15 @@ def test_a_lost_disconnect_is_reclaimed_by_the_next_fan_out(
     admin.request({"action": "joinRoom", "room": "lobby"})
     for connection in lost:
         connection.vanish()
-    assert admin.request({"action": "sendToRoom", "room": "lobby", "text": "x"})["delivered"] == 0
+    sent = admin.send({"action": "sendToRoom", "room": "lobby", "text": "x"})
+    assert sorted((f["type"], f.get("userId")) for f in sent) == [
+        ("ack", None), *[("presence", f"lost{i}") for i in range(3)]
+    ]
+    assert sent[-1]["delivered"] == 0
     assert admin.send({"action": "broadcastAll", "text": "x"})[-1]["delivered"] == 1
-    assert keys(table_items(services, dynamodb)) == {
+    assert keys(registry_items(table_items(services, dynamodb))) == {
         (f"CONN#{admin.id}", "CONN"), ("ROOM#lobby", f"CONN#{admin.id}"),
+        ("ROOM#lobby", "USER#root"),
     }
 
 
@@ -195,7 +200,9 @@ def test_a_lost_disconnect_is_reclaimed_by_ttl(
     )
     runtime.use(Services(services.settings, later, services.delivery, services.verifier))
     admin = connect("root", "admin")
-    admin.request({"action": "joinRoom", "room": "lobby"})
+    joined = admin.send({"action": "joinRoom", "room": "lobby"})
+    # Joining read the room, found the expired membership and announced its leave.
+    assert [(f["type"], f.get("userId")) for f in joined] == [("presence", "lost"), ("ack", None)]
     posts = client.emulator.posts
     assert admin.request({"action": "sendToRoom", "room": "lobby", "text": "x"})["delivered"] == 0
     assert admin.request({"action": "sendMessage", "targetUserId": "lost", "text": "x"})[
@@ -215,7 +222,7 @@ def test_leave_racing_disconnect_leaves_nothing(
         for room in ("a", "b", "c"):
             alice.request({"action": "joinRoom", "room": room})
         together(lambda c=alice: client.send(c.id, LEAVE_B), alice.disconnect)
-        assert table_items(services, dynamodb) == []
+        assert registry_items(table_items(services, dynamodb)) == []
 
 
 def test_join_racing_disconnect_is_cleaned_by_the_next_room_send(
@@ -244,9 +251,13 @@ def test_join_racing_disconnect_is_cleaned_by_the_next_room_send(
         )
     assert fired.is_set()
     assert sorted(services.registry.room_connections("lobby")) == sorted([alice.id, bob.id])
-    ack = alice.request({"action": "sendToRoom", "room": "lobby", "text": "anyone?"})
-    assert ack["delivered"] == 0
+    alice.new_frames()
+    sent = alice.send({"action": "sendToRoom", "room": "lobby", "text": "anyone?"})
+    # The orphaned membership named bob's user, so his presence goes with it: a leave.
+    assert [(f["type"], f.get("userId")) for f in sent] == [("presence", "bob"), ("ack", None)]
+    assert sent[-1]["delivered"] == 0
     assert services.registry.room_connections("lobby") == [alice.id]
-    assert keys(table_items(services, dynamodb)) == {
+    assert keys(registry_items(table_items(services, dynamodb))) == {
         (f"CONN#{alice.id}", "CONN"), ("ROOM#lobby", f"CONN#{alice.id}"),
+        ("ROOM#lobby", "USER#alice"),
     }

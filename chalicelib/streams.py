@@ -1,0 +1,324 @@
+"""Message streams (history): the only code that knows the stream items' key formats.
+
+Every room has a stream, and so does every user (their personal stream, where
+direct messages to them are kept). A stream is a head item and one item per
+message, in the registry's table but in partitions of their own, so that the
+registry's room and presence Queries never read a message::
+
+    head     PK=HIST#<room> | INBOX#<userId>   SK=HEAD
+             seq (the last assigned), epoch, ttl
+    message  PK=HIST#<room> | INBOX#<userId>   SK=SEQ#<seq, 20 digits>
+             epoch, sender, text, sentAt, ttl
+
+Appending is two writes: an ``UpdateItem`` that adds 1 to the head's ``seq``
+(atomic, so concurrent senders get distinct, increasing numbers), refreshes
+its ``ttl`` and creates a missing head with a new epoch, then a ``PutItem`` of
+the message. A head that expired but is not deleted yet (DynamoDB deletes
+lazily) fails the update's condition and starts a new epoch with a
+conditional ``PutItem`` that only one writer wins; the others retry the
+update. A ``seq`` whose message could not be stored stays a gap.
+
+Messages live ``HISTORY_TTL_SECONDS``; at most ``HISTORY_MAX_MESSAGES`` per
+stream are *read*: older ones are outside every key range asked for (the
+trim is logical, so appending never pays for a delete) and go with their TTL.
+Every read treats an item whose ``ttl`` has passed as gone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.protocol import Message, Position
+
+_ROOM_PREFIX = "HIST#"
+_INBOX_PREFIX = "INBOX#"
+_HEAD_SK = "HEAD"
+_SEQ_PREFIX = "SEQ#"
+_SEQ_DIGITS = 20
+_START_ATTEMPTS = 3
+TTL_ATTRIBUTE = "ttl"
+
+Item = dict[str, Any]
+
+
+class StreamError(Exception):
+    """A stream could not be read or written after retries."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream: a room's (``room`` set) or a user's personal one."""
+
+    key: str
+    room: str | None = None
+
+    @classmethod
+    def of_room(cls, room: str) -> Stream:
+        return cls(_ROOM_PREFIX + room, room)
+
+    @classmethod
+    def of_user(cls, user_id: str) -> Stream:
+        return cls(_INBOX_PREFIX + user_id)
+
+
+@dataclass(frozen=True)
+class Page:
+    """Messages of a stream, oldest first, and whether older ones are kept."""
+
+    epoch: str
+    messages: list[Message]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The stream's position, and what a client that saw ``since`` missed.
+
+    ``missed`` is ``None`` when the gap cannot be replayed: another epoch, a
+    position the stream never reached, more than the replay limit, or messages
+    no longer kept.
+    """
+
+    position: Position
+    missed: list[Message] | None
+
+
+def new_epoch() -> str:
+    """An opaque epoch, unique for practical purposes: 16 hex characters."""
+    return secrets.token_hex(8)
+
+
+class Streams:
+    """Appends to and reads message streams in one table."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        ttl_seconds: int,
+        max_messages: int,
+        clock: Callable[[], float] = time.time,
+        epochs: Callable[[], str] = new_epoch,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._ttl_seconds = ttl_seconds
+        self._max_messages = max_messages
+        self._clock = clock
+        self._epochs = epochs
+
+    def append(self, stream: Stream, message: Message) -> Message:
+        """Store a message at the stream's next ``seq``; returns it with its position."""
+        position = self._next_position(stream)
+        stored = Message(message.sender, message.text, message.sent_at, stream.room, position)
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_message_key(stream, position.seq),
+                "epoch": {"S": position.epoch},
+                "sender": {"S": message.sender},
+                "text": {"S": message.text},
+                "sentAt": {"S": message.sent_at},
+                TTL_ATTRIBUTE: {"N": str(self._expiry())},
+            },
+        )
+        return stored
+
+    def position(self, stream: Stream) -> Position:
+        """The stream's epoch and last ``seq``, starting the stream (``seq`` 0) if it has none.
+
+        One consistent read; a write only for a stream that does not exist yet,
+        so that a client given seq 0 recovers within the same epoch as the
+        stream's first message.
+        """
+        for _ in range(_START_ATTEMPTS):
+            head = self._head(stream)
+            if head is not None:
+                return head
+            started = self._start(stream, seq=0)
+            if started is not None:
+                return started
+        raise StreamError(f"could not start stream {stream.key}")
+
+    def recover(self, stream: Stream, since: Position, limit: int) -> Recovery:
+        """What a client whose last seen position is ``since`` missed, up to ``limit`` messages.
+
+        Messages expire in ``seq`` order, so the gap is known to be whole when
+        its first message (``since.seq + 1``), or the one at ``since.seq``, is
+        still kept. When neither is, the first may have expired or may never
+        have been stored (a failed send); both read as not recovered, the safe
+        answer.
+        """
+        position = self.position(stream)
+        gap = position.seq - since.seq
+        if since.epoch != position.epoch or gap < 0:
+            return Recovery(position, None)
+        if gap == 0:
+            return Recovery(position, [])
+        low = max(since.seq, 1)
+        if gap > limit or low < position.seq - self._max_messages:
+            return Recovery(position, None)
+        found = self._read(stream, position, low, position.seq, newest_first=False)
+        if not found or _seq(found[0]) > since.seq + 1:
+            return Recovery(position, None)
+        return Recovery(position, [m for m in found if _seq(m) > since.seq])
+
+    def page(self, stream: Stream, before_seq: int | None, limit: int) -> Page:
+        """The newest ``limit`` kept messages before ``before_seq`` (all when None)."""
+        position = self.position(stream)
+        high = position.seq if before_seq is None else min(before_seq - 1, position.seq)
+        low = max(1, position.seq - self._max_messages + 1)
+        if high < low:
+            return Page(position.epoch, [], False)
+        found = self._read(stream, position, low, high, newest_first=True, limit=limit + 1)
+        has_more = len(found) > limit
+        return Page(position.epoch, list(reversed(found[:limit])), has_more)
+
+    # -- internals ----------------------------------------------------------
+
+    def _next_position(self, stream: Stream) -> Position:
+        """Assign the next ``seq``: one ``UpdateItem``, which also starts a missing stream.
+
+        Only a head that expired but is not deleted yet fails its condition;
+        then a new epoch is started at seq 1 by :meth:`_start` (one writer wins;
+        a loser retries the update, which now succeeds).
+        """
+        now = int(self._clock())
+        for _ in range(_START_ATTEMPTS):
+            try:
+                response = self._client.update_item(
+                    TableName=self._table,
+                    Key=_head_key(stream),
+                    UpdateExpression=(
+                        "SET seq = if_not_exists(seq, :zero) + :one, "
+                        "epoch = if_not_exists(epoch, :epoch), #ttl = :ttl"
+                    ),
+                    ConditionExpression="attribute_not_exists(#ttl) OR #ttl > :now",
+                    ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                        ":epoch": {"S": self._epochs()},
+                        ":ttl": {"N": str(self._expiry())},
+                        ":now": {"N": str(now)},
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+            except self._client.exceptions.ConditionalCheckFailedException:
+                started = self._start(stream, seq=1)
+                if started is not None:
+                    return started
+                continue
+            attributes = response["Attributes"]
+            return Position(attributes["epoch"]["S"], int(attributes["seq"]["N"]))
+        raise StreamError(f"could not assign a seq in stream {stream.key}")
+
+    def _start(self, stream: Stream, seq: int) -> Position | None:
+        """Begin a new epoch at ``seq``, unless a live head exists (then None: re-read it)."""
+        epoch = self._epochs()
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    **_head_key(stream),
+                    "seq": {"N": str(seq)},
+                    "epoch": {"S": epoch},
+                    TTL_ATTRIBUTE: {"N": str(self._expiry())},
+                },
+                ConditionExpression="attribute_not_exists(PK) OR #ttl <= :now",
+                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        return Position(epoch, seq)
+
+    def _head(self, stream: Stream) -> Position | None:
+        item = self._client.get_item(
+            TableName=self._table, Key=_head_key(stream), ConsistentRead=True
+        ).get("Item")
+        if item is None or self._expired(item) or "epoch" not in item:
+            return None
+        return Position(item["epoch"]["S"], int(item["seq"]["N"]))
+
+    def _read(
+        self,
+        stream: Stream,
+        position: Position,
+        low: int,
+        high: int,
+        newest_first: bool,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """Live messages of the current epoch with ``low <= seq <= high``, in the asked order.
+
+        Reading newest first stops at the first expired message: every older
+        one expired before it.
+        """
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": stream.key},
+                ":low": {"S": _seq_key(low)},
+                ":high": {"S": _seq_key(high)},
+            },
+            "ScanIndexForward": not newest_first,
+            "ConsistentRead": True,
+        }
+        if limit is not None:
+            request["Limit"] = limit
+        found: list[Message] = []
+        while True:
+            response = self._client.query(**request)
+            for item in response["Items"]:
+                if self._expired(item):
+                    if newest_first:
+                        return found
+                    continue
+                if item["epoch"]["S"] == position.epoch:
+                    found.append(_message_from_item(stream, item))
+                    if limit is not None and len(found) >= limit:
+                        return found
+            last_key = response.get("LastEvaluatedKey")
+            if last_key is None:
+                return found
+            request["ExclusiveStartKey"] = last_key
+
+    def _expiry(self) -> int:
+        return int(self._clock()) + self._ttl_seconds
+
+    def _expired(self, item: Item) -> bool:
+        ttl = item.get(TTL_ATTRIBUTE)
+        return ttl is not None and int(ttl["N"]) <= self._clock()
+
+
+def _head_key(stream: Stream) -> Item:
+    return {"PK": {"S": stream.key}, "SK": {"S": _HEAD_SK}}
+
+
+def _seq_key(seq: int) -> str:
+    return f"{_SEQ_PREFIX}{seq:0{_SEQ_DIGITS}d}"
+
+
+def _message_key(stream: Stream, seq: int) -> Item:
+    return {"PK": {"S": stream.key}, "SK": {"S": _seq_key(seq)}}
+
+
+def _message_from_item(stream: Stream, item: Item) -> Message:
+    seq = int(item["SK"]["S"][len(_SEQ_PREFIX):])
+    return Message(
+        sender=item["sender"]["S"],
+        text=item["text"]["S"],
+        sent_at=item["sentAt"]["S"],
+        room=stream.room,
+        position=Position(item["epoch"]["S"], seq),
+    )
+
+
+def _seq(message: Message) -> int:
+    return message.position.seq if message.position is not None else 0

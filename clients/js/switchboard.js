@@ -171,8 +171,9 @@ export class Stream {
       return { released: released.concat(this._releaseUpto(at, early, false)), failed: false, fillTo: null };
     }
     if (since.epoch === at.epoch && (ack.recovered === true || at.seq <= since.seq)) {
+      // Up to the ack's seq, what came was replayed; a seq it skipped may still come live.
       for (const item of early) item.replayed = item.position.seq <= at.seq;
-      return { released: released.concat(this._releaseUpto(at, early, true)), failed: false, fillTo: null };
+      return { released: released.concat(this._acceptAll(early)), failed: false, fillTo: null };
     }
     if (since.epoch === at.epoch) {
       this.fillingTo = at.seq;

@@ -13,7 +13,9 @@ The rules:
 
 * While a ``joinRoom``/``resume`` is pending (:meth:`Stream.begin`), everything
   that arrives is held; its ack (:meth:`Stream.settle`) releases the replays
-  (marked ``replayed``) before the live messages that raced them.
+  (marked ``replayed``) before the live messages that raced them. A ``seq`` the
+  replay skipped is a gap like any other: a message numbered before the join
+  but stored after the replay read still comes live, after the ack.
 * A message whose ``seq`` is at or below the position, or already held, is a
   duplicate and is dropped.
 * A message ahead of a missing ``seq`` is held. The client waits a short while
@@ -169,9 +171,11 @@ class Stream:
             # A first join: what arrived before the ack was delivered live; keep it.
             return Settled(released + self._release_upto(at, early, recovery=False))
         if since.epoch == at.epoch and (ack.get("recovered") is True or at.seq <= since.seq):
-            for item in early:  # up to the ack's seq, what came was replayed
+            # Up to the ack's seq, what came was replayed. A seq it skipped may still come
+            # live (numbered before the join, stored after the replay read): a gap, not a hole.
+            for item in early:
                 item.replayed = item.seq <= at.seq
-            return Settled(released + self._release_upto(at, early, recovery=True))
+            return Settled(released + self._accept_all(early))
         if since.epoch == at.epoch:
             self.filling_to = at.seq
             self._early = early

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 from switchboard_local.gateway.connections import Limits
 from switchboard_local.gateway.server import GatewayOptions, GatewayThread
 from tests.gateway.conftest import REPO, WAIT, Running, start, stop
+from tests.gateway.installed import clean_env
 
 from .proxy import TcpProxy
 
@@ -110,14 +110,9 @@ class GatewayProcess:
         ]
         if self.dynamodb_endpoint:
             command += ["--dynamodb-endpoint", self.dynamodb_endpoint]
-        environment = {
-            name: value for name, value in os.environ.items()
-            if not name.startswith("AWS_ENDPOINT_URL")
-        }
         log = (self.log_dir / f"gateway-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env={**environment, "PYTHONPATH": str(REPO)},
+            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=clean_env()
         )
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline and self.process.poll() is None:

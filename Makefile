@@ -63,7 +63,7 @@ test: lint typecheck unit
 # The benchmark suite (bench/): prints its tables and writes bench/results/latest.json.
 # SIZE=small runs it in seconds (the smoke test inside `make test` does).
 SIZE ?= full
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench --size $(SIZE)
 
 clean:

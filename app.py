@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
-from chalicelib import aws
 from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
 from chalicelib.delivery import WORKERS
+from chalicelib.management import ManagementSession
 from chalicelib.settings import fanout_queue_name
 
 if TYPE_CHECKING:
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 app = Chalice(app_name="switchboard")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
-app.websocket_api.session = aws.management_session(pool_size=WORKERS)
+# Chalice's documented hook for its management client: ours builds it once, with
+# the stage's transport (MANAGEMENT_TRANSPORT), on the first post.
+app.websocket_api.session = ManagementSession(pool_size=WORKERS)
 
 FANOUT_BATCH_SIZE = 10
 
@@ -69,8 +71,7 @@ def push(event: Any, context: Any) -> dict[str, Any]:
 
 @app.on_sqs_message(queue=fanout_queue_name(), batch_size=FANOUT_BATCH_SIZE, name="fanout_worker")
 def fanout_worker(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib import fanout
-    from chalicelib.invocation import Deadline
+    from chalicelib import fanout, invocation
 
-    deadline = Deadline.for_invocation(event.context)
-    return fanout.handle_batch(list(event), _services(), deadline)
+    with invocation.bound(event.context) as deadline:
+        return fanout.handle_batch(list(event), _services(), deadline)

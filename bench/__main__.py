@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import report, suite
+from bench import charts, report, suite
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
@@ -28,11 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     figures = suite.run(
         suite.SIZES[args.size],
         tuple(name.strip() for name in args.only.split(",") if name.strip()),
-        progress=lambda name: print(f"measuring {name} ...", file=sys.stderr, flush=True),
+        progress=lambda message: print(f"{message} ...", file=sys.stderr, flush=True),
     )
     print(report.render(figures, described))
     report.write_json(args.json, figures, described)
     print(f"JSON written to {args.json}", file=sys.stderr)
+    for chart in charts.write(figures, args.json):
+        print(f"chart written to {chart}", file=sys.stderr)
     return 0
 
 

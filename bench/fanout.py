@@ -1,15 +1,20 @@
-"""Fan-out throughput: Switchboard's delivery beside the naive loop and the boto3 ceiling.
+"""Fan-out throughput over TLS: the lean transport, botocore, the boto3 ceiling, the naive loop.
 
-All three post the same rendered frame to the same connection ids through the
-same local management endpoint (:mod:`bench.mgmt_server`):
+Every variant posts the same rendered frame to the same connection ids through
+the same local HTTPS management endpoint (:mod:`bench.mgmt_server`, its own
+process, trusted through ``AWS_CA_BUNDLE`` as a deployment would):
 
-* ``ours`` — the real code path: :class:`chalicelib.delivery.Delivery` over a
-  real Chalice ``websocket_api``, whose session comes from
-  :func:`chalicelib.aws.management_session` (pool sized to the workers);
-* ``naive`` — the tutorial design: one boto3 client with default settings,
-  ``post_to_connection`` for one target after another;
+* ``lean`` — the real code path: :class:`chalicelib.delivery.Delivery` over a
+  real Chalice ``websocket_api`` whose session is
+  :class:`chalicelib.management.ManagementSession` with the ``lean`` transport
+  (botocore's SigV4, ``http.client`` keep-alive connections);
+* ``botocore`` — the same with ``MANAGEMENT_TRANSPORT=botocore`` (the code
+  path before the lean transport);
 * ``ceiling`` — a bare boto3 client with ``max_pool_connections=N`` driven by
-  ``ThreadPoolExecutor(N)``: the fastest anything that sends through boto3 gets.
+  ``ThreadPoolExecutor(N)``: the threaded boto3 loop, the fastest anything
+  that sends through boto3 gets;
+* ``naive`` — the tutorial design: one boto3 client with default settings,
+  ``post_to_connection`` for one target after another.
 
 Registry reads are left out on purpose (they are :mod:`bench.reads`' figure),
 so the times here are the delivery loop alone.
@@ -30,33 +35,15 @@ from botocore.exceptions import ClientError
 from chalice.app import Chalice
 
 from bench.mgmt_server import ManagementServer, calibrate
-from chalicelib import aws, protocol
+from chalicelib import protocol
 from chalicelib.delivery import WORKERS, Delivery
 from chalicelib.invocation import Deadline
+from chalicelib.management import ManagementSession
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "bench"
 REGION = "us-east-1"
 WARMUP_POSTS = 2 * WORKERS
-
-
-class LoopbackSession:
-    """A session whose clients talk plain HTTP to a loopback endpoint.
-
-    Chalice always builds ``https://{domain}/{stage}``; this wrapper (Chalice
-    accepts any object with a boto3-like ``client()``) swaps in the local URL
-    and otherwise keeps the wrapped session's client configuration.
-    """
-
-    def __init__(self, session: Any, endpoint_url: str) -> None:
-        self._session = session
-        self._endpoint_url = endpoint_url
-        self.region_name = REGION
-
-    def client(self, service_name: str, **kwargs: Any) -> Any:
-        kwargs["endpoint_url"] = self._endpoint_url
-        kwargs.setdefault("region_name", REGION)
-        return self._session.client(service_name, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -94,14 +81,22 @@ def frame() -> str:
     return protocol.broadcast("bench", "x" * 64, "2026-01-01T00:00:00.000Z")
 
 
-def chalice_delivery(server: ManagementServer, workers: int = WORKERS) -> Delivery:
-    """``Delivery`` over a real Chalice ``websocket_api`` pointed at the local server."""
+def chalice_delivery(
+    server: ManagementServer, transport: str = "lean", workers: int = WORKERS
+) -> Delivery:
+    """``Delivery`` over a real Chalice ``websocket_api`` pointed at the local server.
+
+    Chalice builds ``https://{domain}/{stage}``, which is the server's URL;
+    the server's certificate is trusted through ``AWS_CA_BUNDLE``.
+    """
     app = Chalice(app_name="switchboard-bench")
     app.experimental_feature_flags.update(["WEBSOCKETS"])
-    session = aws.management_session(pool_size=workers)
-    app.websocket_api.session = LoopbackSession(session, server.url(STAGE))
-    app.websocket_api.configure(server.host, STAGE)
-    return Delivery(app.websocket_api, workers=workers)
+    app.websocket_api.session = ManagementSession(
+        pool_size=workers, transport=transport, region_name=REGION
+    )
+    delivery = Delivery(app.websocket_api, workers=workers)
+    delivery.ensure_endpoint(lambda: server.url(STAGE))
+    return delivery
 
 
 def naive_client(server: ManagementServer, **config: Any) -> Any:
@@ -141,13 +136,19 @@ def timed(variant: str, targets: Sequence[str], send: Callable[[], int]) -> Run:
     )
 
 
-def ours(server: ManagementServer, targets: Sequence[str], text: str) -> Run:
-    delivery = chalice_delivery(server)
-    delivery.send("warm", text, Deadline.after(30))  # Chalice builds its client on first send
-    delivery.post_all(connection_ids(WARMUP_POSTS, "w"), text, Deadline.after(30))
-    return timed(
-        "ours", targets, lambda: delivery.post_all(targets, text, Deadline.after(600)).delivered
-    )
+def ours(transport: str) -> Callable[[ManagementServer, Sequence[str], str], Run]:
+    def run(server: ManagementServer, targets: Sequence[str], text: str) -> Run:
+        delivery = chalice_delivery(server, transport)
+        delivery.post_all(connection_ids(WARMUP_POSTS, "w"), text, Deadline.after(30))
+        return timed(transport, targets, lambda: delivery.post_all(
+            targets, text, Deadline.after(600)
+        ).delivered)
+
+    run.__name__ = transport
+    return run
+
+
+lean, botocore_transport = ours("lean"), ours("botocore")
 
 
 def naive(server: ManagementServer, targets: Sequence[str], text: str) -> Run:
@@ -163,46 +164,63 @@ def ceiling(server: ManagementServer, targets: Sequence[str], text: str) -> Run:
         return timed("ceiling", targets, lambda: ceiling_loop(client, pool, targets, text))
 
 
-def measure(server: ManagementServer, count: int, delay: float, repeats: int) -> dict[str, Any]:
-    """The fan-out figure, each post checked by the server.
+def measure(
+    server: ManagementServer, count: int, delay: float, repeats: int,
+    progress: Callable[[str], Any] = lambda _: None,
+) -> dict[str, Any]:
+    """The fan-out figure, every post checked by the server: exactly once, or the run fails.
 
-    ``ours`` and ``ceiling`` are CPU-bound, so they alternate ``repeats`` times
-    and their medians are compared: load from elsewhere on a shared machine
-    hits both alike. ``naive`` is bound by latency, not CPU, and runs once.
+    ``lean``, ``botocore`` and ``ceiling`` are CPU-bound, so they alternate
+    ``repeats`` times and their medians are compared: load from elsewhere on a
+    shared machine hits all alike. ``naive`` is bound by latency, not CPU, and
+    runs once.
     """
     text = frame()
-    server_alone = calibrate(server, delay, WORKERS)
-    runs: dict[str, list[Run]] = {"ours": [], "naive": [], "ceiling": []}
-    schedule = [ours, ceiling] * repeats
+    server_alone = calibrate(server, delay, 2 * WORKERS)
+    runs: dict[str, list[Run]] = {"lean": [], "botocore": [], "ceiling": [], "naive": []}
+    schedule: list[Callable[[ManagementServer, Sequence[str], str], Run]] = [
+        lean, botocore_transport, ceiling
+    ] * repeats
     schedule.insert(1, naive)
-    for variant in schedule:
+    exactly_once = True
+    for number, variant in enumerate(schedule, 1):
         server.configure(delay=delay)
         run = variant(server, connection_ids(count), text)
-        accepted = server.stats()["connections"]
-        if run.delivered != accepted - _warm_targets(variant):
+        stats = server.stats()
+        accepted = stats["connections"] - _warm_targets(run.variant)
+        if run.delivered != accepted or run.delivered != count:
             raise AssertionError(f"{run} but the server accepted {accepted}")
+        exactly_once = exactly_once and stats["duplicates"] == 0
         runs[run.variant].append(run)
+        progress(f"fanout {number}/{len(schedule)}: {run.variant} "
+                 f"{run.per_second:.0f} posts/s")
     median = {name: _median(found) for name, found in runs.items()}
     return {
         "figure": "fanout",
-        "title": f"Fan-out to {count} connections, {delay * 1000:g} ms per post, "
-                 f"{WORKERS} workers (median of {repeats} for ours and ceiling)",
+        "title": f"Fan-out over TLS to {count} connections, {delay * 1000:g} ms per post, "
+                 f"{WORKERS} threads (median of {repeats} for lean, botocore and ceiling)",
         "rows": [run.row() | {"runs": len(runs[run.variant])} for run in median.values()],
         "server_alone": server_alone,
         "note": (
-            f"The management endpoint alone (raw asyncio client, {WORKERS} posts in flight): "
-            f"{server_alone['mean_ms']} ms per post, {server_alone['posts_per_s']:g} posts/s."
+            f"The management endpoint alone (raw asyncio TLS client, {2 * WORKERS} posts in "
+            f"flight): {server_alone['mean_ms']} ms per post, "
+            f"{server_alone['posts_per_s']:g} posts/s."
         ),
         "ratios": {
-            "ours_vs_naive": median["ours"].per_second / median["naive"].per_second,
-            "ours_vs_ceiling": median["ours"].per_second / median["ceiling"].per_second,
+            "lean_vs_ceiling": median["lean"].per_second / median["ceiling"].per_second,
+            "lean_vs_naive": median["lean"].per_second / median["naive"].per_second,
+            "lean_vs_botocore": median["lean"].per_second / median["botocore"].per_second,
+            "ceiling_cpu_vs_lean_cpu": median["ceiling"].cpu_seconds / median["lean"].cpu_seconds,
             # What this machine, right now, allows any design that sends through boto3.
             "ceiling_vs_naive": median["ceiling"].per_second / median["naive"].per_second,
         },
-        "targets": {"ours_vs_naive": 12.0, "ours_vs_ceiling": 0.8},
-        "checks": {"all_delivered": all(
-            run.delivered == count for found in runs.values() for run in found
-        )},
+        "targets": {"lean_vs_ceiling": 2.5, "lean_vs_naive": 25.0},
+        "checks": {
+            "all_delivered": all(
+                run.delivered == count for found in runs.values() for run in found
+            ),
+            "exactly_once": exactly_once,
+        },
     }
 
 
@@ -210,5 +228,5 @@ def _median(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
-def _warm_targets(variant: Callable[..., Run]) -> int:
-    return {ours: 1 + WARMUP_POSTS, naive: WORKERS, ceiling: WARMUP_POSTS}[variant]
+def _warm_targets(variant: str) -> int:
+    return WORKERS if variant == "naive" else WARMUP_POSTS

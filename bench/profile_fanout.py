@@ -1,9 +1,9 @@
 """``python -m bench.profile_fanout``: where our fan-out's CPU goes.
 
-A child process runs ``Delivery.post_all`` (the fan-out figure's ``ours``) to
-2,000 connections through the local management endpoint, three times; py-spy
-samples it and the CPU is split between Switchboard's own code, Chalice and
-botocore. It answers one question: is anything left to win above boto3?
+A child process runs ``Delivery.post_all`` (the fan-out figure's ``lean``, or
+``--transport botocore``) to 2,000 connections through the local HTTPS
+management endpoint, three times; py-spy samples it and the CPU is split
+between signing, HTTP, request building, Chalice and Switchboard's own code.
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ from chalicelib.invocation import Deadline
 
 BUCKETS = [
     ("botocore: SigV4 signing", "SigV4Auth.add_auth"),
-    ("botocore: HTTP client (urllib3/http.client)", "URLLib3Session.send"),
+    ("HTTP: botocore's urllib3 session", "URLLib3Session.send"),
+    ("HTTP: the lean transport's http.client pool", "ConnectionPool.send"),
     ("botocore: request building, events, parsing", "BaseClient._make_api_call"),
+    ("lean transport: request building, events, errors", "LeanManagementClient."),
     ("Chalice: WebsocketAPI.send around the call", "WebsocketAPI.send"),
-    ("Switchboard: Delivery (retry loop, report)", "Delivery."),
+    ("Switchboard: Delivery (pacing, retry loop, report)", "Delivery."),
     ("thread pool hand-off", "_worker"),
 ]
 
 
-def child(targets: int, delay: float) -> None:
+def child(targets: int, delay: float, transport: str) -> None:
     """The profiled process: warm up, say so, then fan out three times."""
     suite.local_environment()
-    with ManagementServer() as server:
+    with ManagementServer() as server, suite.trusted(server):
         server.configure(delay=delay)
-        delivery = fanout.chalice_delivery(server)
+        delivery = fanout.chalice_delivery(server, transport)
         text = fanout.frame()
         delivery.post_all(fanout.connection_ids(100, "w"), text, Deadline.after(30))
         print("ready", flush=True)
@@ -47,13 +49,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--delay", type=float, default=0.01)
+    parser.add_argument("--transport", choices=("lean", "botocore"), default="lean")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.targets, args.delay)
+        child(args.targets, args.delay, args.transport)
         return 0
-    command = [sys.executable, "-m", "bench.profile_fanout", "--child",
-               "--targets", str(args.targets), "--delay", str(args.delay)]
+    command = [sys.executable, "-m", "bench.profile_fanout", "--child", "--transport",
+               args.transport, "--targets", str(args.targets), "--delay", str(args.delay)]
     with tempfile.TemporaryDirectory() as scratch:
         folded = Path(scratch) / "fanout.folded"
         process = Popen(command, cwd=fanout.ROOT, stdin=PIPE, stdout=PIPE, text=True)

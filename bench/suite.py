@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench import coldstart, fanout, gateway, reads, throttle
+from bench import coldstart, fanout, gateway, reads, scale, throttle
 from bench.mgmt_server import ManagementServer
 from bench.report import Figure
+from switchboard_local.gateway.environment import process_environment
 
-FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway")
+FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway", "scale")
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,21 @@ class Size:
     throttle_retry_sample: int
     gateway_clients: int
     gateway_messages: int
+    scale: scale.Plan
     judge_timing: bool  # too small a run says nothing about speed: report, never judge
 
 
 SIZES = {
-    "full": Size(2000, 5, 0.010, 1000, 15, 1000, 100, 100, 20, judge_timing=True),
-    "small": Size(50, 1, 0.001, 40, 1, 50, 5, 5, 3, judge_timing=False),
+    "full": Size(
+        3000, 5, 0.010, 1000, 15, 1000, 100, 100, 20,
+        scale.Plan(sizes=(10_000, 30_000, 100_000), rate=1000, workers=4, delay=0.010),
+        judge_timing=True,
+    ),
+    "small": Size(
+        50, 1, 0.001, 40, 1, 50, 5, 5, 3,
+        scale.Plan(sizes=(100, 300), rate=200, workers=2, delay=0.001),
+        judge_timing=False,
+    ),
 }
 
 
@@ -61,31 +71,41 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@contextmanager
+def trusted(server: ManagementServer) -> Iterator[None]:
+    """Clients trust the stand-in's certificate the way a deployment would: ``AWS_CA_BUNDLE``."""
+    with process_environment({"AWS_CA_BUNDLE": server.ca_bundle}):
+        yield
+
+
 def run(size: Size, only: tuple[str, ...] = FIGURES,
         progress: Callable[[str], Any] = lambda _: None) -> list[Figure]:
     """Measure the chosen figures in a fixed order and return them."""
     local_environment()
     figures: list[Figure] = []
-    with ManagementServer() as server:
+    with ManagementServer() as server, trusted(server):
         if "fanout" in only:
-            progress("fanout")
+            progress("measuring fanout")
             figures.append(fanout.measure(
-                server, size.fanout_connections, size.post_delay, size.fanout_repeats
+                server, size.fanout_connections, size.post_delay, size.fanout_repeats, progress
             ))
         if "throttle" in only:
-            progress("throttle")
+            progress("measuring throttle")
             figures.append(throttle.measure(
                 server, size.throttle_connections, size.post_delay, size.throttle_retry_sample
             ))
+        if "scale" in only:
+            progress("measuring scale")
+            figures.append(scale.measure(server, size.scale, size.judge_timing, progress))
     if "reads" in only:
-        progress("reads")
+        progress("measuring reads")
         with moto_endpoint() as endpoint:
             figures.append(reads.measure(endpoint, size.reads_connections))
     if "coldstart" in only:
-        progress("coldstart")
+        progress("measuring coldstart")
         figures.append(coldstart.measure(size.coldstart_runs))
     if "gateway" in only:
-        progress("gateway")
+        progress("measuring gateway")
         figures.append(gateway.measure(size.gateway_clients, size.gateway_messages))
     if not size.judge_timing:
         for figure in figures:

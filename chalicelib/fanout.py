@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from chalicelib import protocol
+from chalicelib.aws import QUEUE_ATTEMPT_SECONDS
 from chalicelib.clock import iso8601
 from chalicelib.delivery import DeliveryReport
 from chalicelib.fanout_queue import BadMessage, Batch, decode
@@ -40,7 +41,11 @@ logger = logging.getLogger("switchboard.fanout")
 
 MAX_ATTEMPTS = 5
 """Times a target is re-queued before it is given up (logged) as undeliverable."""
-RECORD_RESERVE_SECONDS = 3.0
+REQUEUE_RESERVE_SECONDS = QUEUE_ATTEMPT_SECONDS + 1.0
+"""Posting stops this long before the deadline, so that re-queueing what failed
+(one SendMessageBatch attempt, see :mod:`chalicelib.aws`) still fits: a record
+whose failures cannot be re-queued comes back whole."""
+RECORD_RESERVE_SECONDS = REQUEUE_RESERVE_SECONDS + 2.0
 """A record is not started with less time left; it is retried instead."""
 
 
@@ -152,24 +157,23 @@ def _announce_departures(
 
 
 def ensure_endpoint(services: Services, connection_ids: Sequence[str]) -> bool:
-    """Configure the management endpoint outside WebSocket handlers.
+    """Set the management endpoint outside WebSocket handlers, once per container.
 
     The stage's ``APIGW_MANAGEMENT_ENDPOINT`` wins (custom domains); otherwise
     the endpoint recorded on ``$connect`` for one of the targets. False when
     none of the targets is registered any more: there is nobody to post to.
     """
-    if services.delivery.endpoint is not None:
-        return True
-    url = services.settings.management_endpoint
-    for connection_id in connection_ids[:_ENDPOINT_LOOKUPS]:
-        if url is not None:
-            break
-        connection = services.registry.get_connection(connection_id)
-        url = connection.endpoint if connection is not None else None
-    if url is None:
-        return False
-    services.delivery.use_endpoint(url)
-    return True
+
+    def resolve() -> str | None:
+        url = services.settings.management_endpoint
+        for connection_id in connection_ids[:_ENDPOINT_LOOKUPS]:
+            if url is not None:
+                break
+            connection = services.registry.get_connection(connection_id)
+            url = connection.endpoint if connection is not None else None
+        return url
+
+    return services.delivery.ensure_endpoint(resolve)
 
 
 _ENDPOINT_LOOKUPS = 10
@@ -208,9 +212,11 @@ def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
     except Exception:
         logger.exception("could not resolve the management endpoint")
         return False
-    report = services.delivery.post_all(batch.targets, batch.frame, deadline)
-    forget_gone(services, report.gone, deadline, batch.room)
-    return _requeue(services, batch, report.failed)
+    posting = deadline.shortened_by(REQUEUE_RESERVE_SECONDS)
+    report = services.delivery.post_all(batch.targets, batch.frame, posting)
+    requeued = _requeue(services, batch, report.failed)  # first: it decides exactly-once
+    forget_gone(services, report.gone, deadline, batch.room)  # best effort, TTL backs it
+    return requeued
 
 
 def _requeue(services: Services, batch: Batch, failed: Sequence[str]) -> bool:

@@ -14,13 +14,14 @@ from typing import Any
 
 from chalice.app import Response, WebsocketEvent
 
-from chalicelib import protocol
+from chalicelib import invocation, protocol
 from chalicelib.actions import PARSERS, ActionContext, perform
 from chalicelib.delivery import Outcome
 from chalicelib.fanout import forget_gone
 from chalicelib.identity import AuthenticationError
 from chalicelib.invocation import Deadline
 from chalicelib.logs import EventLog, logged_event
+from chalicelib.management import execute_api_url
 from chalicelib.protocol import ProtocolError, parse_request
 from chalicelib.registry import ConnectionExists, NotConnected
 from chalicelib.runtime import Services
@@ -31,7 +32,7 @@ _NOT_REGISTERED = "this connection is not registered; reconnect with a valid tok
 
 
 def on_connect(event: WebsocketEvent, services: Services) -> Response:
-    with logged_event("$connect", event.connection_id) as log:
+    with invocation.bound(event.context), logged_event("$connect", event.connection_id) as log:
         try:
             identity = services.verifier.verify(_query_parameter(event, "token"))
         except AuthenticationError as error:
@@ -56,8 +57,9 @@ def on_disconnect(event: WebsocketEvent, services: Services) -> Response:
     API Gateway ignores the answer and may not even call ``$disconnect``: the
     registry's TTL and the 410 cleanup in every fan-out are the safety net.
     """
-    deadline = Deadline.for_invocation(event.context)
-    with logged_event("$disconnect", event.connection_id) as log:
+    with invocation.bound(event.context) as deadline, logged_event(
+        "$disconnect", event.connection_id
+    ) as log:
         if not forget_gone(services, [event.connection_id], deadline):
             log.set(outcome="cleanup_failed")
         return _status(200)
@@ -65,8 +67,10 @@ def on_disconnect(event: WebsocketEvent, services: Services) -> Response:
 
 def on_message(event: WebsocketEvent, services: Services) -> None:
     connection_id = event.connection_id
-    deadline = Deadline.for_invocation(event.context)
-    with logged_event("$default", connection_id) as log:
+    with invocation.bound(event.context) as deadline, logged_event(
+        "$default", connection_id
+    ) as log:
+        services.delivery.ensure_endpoint(lambda: management_endpoint(event))
         answer = _answer(event, services, deadline, log)
         _reply(services, connection_id, answer, deadline)
 
@@ -88,8 +92,7 @@ def management_endpoint(event: WebsocketEvent) -> str:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         return f"https://{event.domain_name}/{event.stage}"
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://{api_id}.execute-api.{region}.{suffix}/{event.stage}"
+    return execute_api_url(api_id, event.stage, region)
 
 
 def _answer(

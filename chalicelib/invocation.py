@@ -3,13 +3,17 @@
 Every handler turns its context into a :class:`Deadline` once, and every piece
 of work that can wait (a post retried after a 429, a queue record, a retried
 batch write) asks it how much time is left before it starts, so an invocation
-always answers before Lambda stops it.
+always answers before Lambda stops it. The deadline is also bound to the
+running handler (:func:`bound`), so that AWS calls made deep inside it are
+bounded too without passing it through every signature.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,3 +44,32 @@ class Deadline:
 
     def remaining(self) -> float:
         return self.expires_at - self.clock()
+
+    def shortened_by(self, seconds: float) -> Deadline:
+        """The same clock, ``seconds`` earlier: time kept for work after this step."""
+        return Deadline(self.expires_at - seconds, self.clock)
+
+
+_current: ContextVar[Deadline | None] = ContextVar("switchboard_deadline", default=None)
+
+
+def current() -> Deadline | None:
+    """The deadline of the invocation running on this thread, if a handler bound one."""
+    return _current.get()
+
+
+@contextmanager
+def bound(lambda_context: Any) -> Iterator[Deadline]:
+    """Bind the invocation's deadline for the handler's duration, for the data clients.
+
+    Every handler enters this first: :mod:`chalicelib.aws` bounds each DynamoDB,
+    SQS and SSM request by the deadline bound here, so a hung dependency ends
+    in an answer before Lambda stops the invocation. A context variable, not a
+    global: the local gateway runs many invocations on threads of one process.
+    """
+    deadline = Deadline.for_invocation(lambda_context)
+    token = _current.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _current.reset(token)

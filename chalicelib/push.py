@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import protocol
+from chalicelib import invocation, protocol
 from chalicelib.clock import iso8601
 from chalicelib.delivery import MAX_POST_BYTES, DeliveryReport
 from chalicelib.fanout import ensure_endpoint, fan_out, room_audience
@@ -75,8 +75,7 @@ def _check_audience(audience: str, value: Any) -> None:
 
 def handle(event: Any, lambda_context: Any, services: Services) -> dict[str, Any]:
     """Deliver ``data`` to the audience; large audiences go through the queue."""
-    deadline = Deadline.for_invocation(lambda_context)
-    with logged_event("push", "-") as log:
+    with invocation.bound(lambda_context) as deadline, logged_event("push", "-") as log:
         try:
             request = parse(event)
             frame = _frame(request.data)

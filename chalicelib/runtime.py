@@ -15,6 +15,7 @@ from chalicelib import aws
 from chalicelib.delivery import Delivery
 from chalicelib.fanout_queue import FanoutQueue
 from chalicelib.identity import TokenVerifier, signing_keys
+from chalicelib.pacing import Pacer
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.streams import Streams
@@ -73,7 +74,7 @@ def build_services(
     return Services(
         settings=settings,
         registry=Registry(data, settings.connections_table, settings.connection_ttl_seconds),
-        delivery=Delivery(websocket_api),
+        delivery=Delivery(websocket_api, pacer=Pacer(settings.invocation_rps)),
         verifier=TokenVerifier(
             secret=_token_secret(settings),
             issuer=settings.token_issuer,

@@ -28,6 +28,12 @@ DEFAULT_FANOUT_QUEUE_NAME = "switchboard-fanout"
 DEFAULT_HISTORY_TTL_SECONDS = 86400
 DEFAULT_HISTORY_MAX_MESSAGES = 1000
 DEFAULT_RECOVERY_MAX_MESSAGES = 100
+# The account's API Gateway throttle is 10,000 requests/s shared by every API in
+# the region; by default a stage takes half of it for PostToConnection.
+DEFAULT_MANAGEMENT_RPS = 5000
+# The fanout_worker's reserved concurrency (.chalice/config.json and the templates).
+DEFAULT_FANOUT_WORKER_CONCURRENCY = 5
+MANAGEMENT_TRANSPORTS = ("lean", "botocore")
 
 
 class SettingsError(ValueError):
@@ -55,6 +61,14 @@ class Settings:
     history_max_messages: int = DEFAULT_HISTORY_MAX_MESSAGES
     """Messages kept per stream; 0 turns history (and recovery) off."""
     recovery_max_messages: int = DEFAULT_RECOVERY_MAX_MESSAGES
+    management_rps: int = DEFAULT_MANAGEMENT_RPS
+    fanout_worker_concurrency: int = DEFAULT_FANOUT_WORKER_CONCURRENCY
+    management_transport: str = MANAGEMENT_TRANSPORTS[0]
+
+    @property
+    def invocation_rps(self) -> float:
+        """Posts per second one invocation may make: the stage's budget over the workers."""
+        return self.management_rps / self.fanout_worker_concurrency
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +110,13 @@ class Settings:
             recovery_max_messages=_bounded_int(
                 env, "RECOVERY_MAX_MESSAGES", DEFAULT_RECOVERY_MAX_MESSAGES, 1, 1000
             ),
+            management_rps=_bounded_int(
+                env, "MANAGEMENT_RPS", DEFAULT_MANAGEMENT_RPS, 1, 1_000_000
+            ),
+            fanout_worker_concurrency=_bounded_int(
+                env, "FANOUT_WORKER_CONCURRENCY", DEFAULT_FANOUT_WORKER_CONCURRENCY, 1, 10_000
+            ),
+            management_transport=management_transport(env),
         )
 
 
@@ -162,3 +183,19 @@ def fanout_queue_name(environ: Mapping[str, str] | None = None) -> str:
     """
     env = os.environ if environ is None else environ
     return _optional(env, "FANOUT_QUEUE_NAME") or DEFAULT_FANOUT_QUEUE_NAME
+
+
+def management_transport(environ: Mapping[str, str] | None = None) -> str:
+    """``MANAGEMENT_TRANSPORT``: ``lean`` (the default) or ``botocore``.
+
+    Read by :class:`chalicelib.management.ManagementSession` when it builds its
+    first client, and validated with the rest of the settings.
+    """
+    env = os.environ if environ is None else environ
+    value = (_optional(env, "MANAGEMENT_TRANSPORT") or MANAGEMENT_TRANSPORTS[0]).lower()
+    if value not in MANAGEMENT_TRANSPORTS:
+        raise SettingsError(
+            f"MANAGEMENT_TRANSPORT must be one of {', '.join(MANAGEMENT_TRANSPORTS)}, "
+            f"got {value!r}"
+        )
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,14 @@ def test_permissions_and_history_settings_parse() -> None:
     assert settings.default_room_permissions == {"join", "history"}
     assert settings.history_max_messages == 0
     assert settings.recovery_max_messages == 1000
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_reserves_the_worker_concurrency_its_pacing_assumes(stage: str) -> None:
+    config = json.loads((PROJECT / ".chalice" / "config.json").read_text())
+    functions = {**config.get("lambda_functions", {}),
+                 **config["stages"][stage].get("lambda_functions", {})}
+    settings = Settings.from_environ(stage_environment(stage))
+    assert functions["fanout_worker"]["reserved_concurrency"] == settings.fanout_worker_concurrency
+    assert settings.invocation_rps * settings.fanout_worker_concurrency == settings.management_rps
+    assert settings.management_transport == "lean"

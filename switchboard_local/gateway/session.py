@@ -20,6 +20,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from switchboard_local.botocore_hook import MANAGEMENT_SERVICE
 
 Route = Callable[[AWSPreparedRequest], AWSResponse]
+_ROUTE_ID = "switchboard-local-gateway-route"
 
 
 class LocalManagementSession(boto3.session.Session):
@@ -36,7 +37,10 @@ class LocalManagementSession(boto3.session.Session):
             return self._build(service_name, *args, **kwargs)
         kwargs["endpoint_url"] = self._endpoint_url()
         client = self._build(service_name, *args, **kwargs)
-        client.meta.events.register(f"before-send.{MANAGEMENT_SERVICE}", self._route)
+        # The app's session may hand out one client to every caller: register once.
+        client.meta.events.register(
+            f"before-send.{MANAGEMENT_SERVICE}", self._route, unique_id=_ROUTE_ID
+        )
         return client
 
     def _build(self, service_name: str, *args: Any, **kwargs: Any) -> Any:

@@ -13,10 +13,14 @@ from typing import Any
 
 import boto3
 import pytest
+from chalice.app import WebsocketAPI
 
 from chalicelib import runtime
+from chalicelib.delivery import WORKERS
+from chalicelib.management import ManagementSession
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
+from switchboard_local.testing import WebsocketTestClient, route_management_api
 from tests.conftest import TEST_ROOM_PERMISSIONS, TEST_SECRET
 
 
@@ -50,22 +54,34 @@ def settings(table_name: str, extra_settings: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def services(
-    settings: Settings, dynamodb: Any, sqs: Any, app_module: Any
-) -> Iterator[Services]:
-    """The app's services with moto's SQS, and Chalice's endpoint forgotten.
+def websocket_api() -> WebsocketAPI:
+    """A container's own ``WebsocketAPI``: no endpoint configured, no client built yet.
 
     Chalice keeps the first management endpoint configured in a process; the
     push and worker tests check how that endpoint is found, so each starts
-    without one, as a fresh Lambda container does.
+    with a fresh one, as a fresh Lambda container does.
     """
-    websocket_api = app_module.app.websocket_api
-    websocket_api._endpoint = None
-    websocket_api._client = None
+    api = WebsocketAPI()
+    api.session = ManagementSession(pool_size=WORKERS)
+    return api
+
+
+@pytest.fixture
+def services(
+    settings: Settings, dynamodb: Any, sqs: Any, websocket_api: WebsocketAPI
+) -> Iterator[Services]:
+    """The app's services with moto's SQS, posting through the container's own API."""
     built = build_services(settings, websocket_api, dynamodb, sqs)
     runtime.use(built)
     yield built
     runtime.reset()
-    websocket_api._endpoint = None
-    websocket_api._client = None
+
+
+@pytest.fixture
+def client(
+    services: Services, app_module: Any, websocket_api: WebsocketAPI
+) -> WebsocketTestClient:
+    test_client = WebsocketTestClient(app_module.app)
+    route_management_api(websocket_api.session, test_client.emulator)
+    return test_client
 

@@ -171,6 +171,21 @@ def test_worker_reports_partial_batch_failures_and_stage_is_throttled(
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}
 
 
+def test_the_worker_is_reserved_the_concurrency_its_pacing_divides_by(
+    cloudformation: dict[str, Any]
+):
+    """Pacing is MANAGEMENT_RPS / FANOUT_WORKER_CONCURRENCY per invocation: the sum stays
+    under the budget only if no more workers than that can run."""
+    resources = cloudformation["Resources"]
+    worker = resources["FanoutWorker"]["Properties"]
+    variables = worker["Environment"]["Variables"]
+    assert worker["ReservedConcurrentExecutions"] == int(variables["FANOUT_WORKER_CONCURRENCY"])
+    for function in FUNCTIONS:
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert int(variables["MANAGEMENT_RPS"]) > 0
+        assert variables["MANAGEMENT_TRANSPORT"] in ("lean", "botocore")
+
+
 def test_package_carries_the_code_and_pyjwt(cloudformation: dict[str, Any]):
     bundle = Path(cloudformation["_path"]).parent / "deployment.zip"
     names = set(zipfile.ZipFile(bundle).namelist())
@@ -192,6 +207,10 @@ def test_terraform_package_with_the_table_beside_it(project: tuple[Path, dict[st
         assert set(blocks) <= set(chalice_tf["resource"][kind]), kind
     table_tf = (out / "switchboard.tf").read_text()
     assert 'resource "aws_dynamodb_table" "connections"' in table_tf
+    worker = chalice_tf["resource"]["aws_lambda_function"]["fanout_worker"]
+    assert worker["reserved_concurrent_executions"] == int(
+        worker["environment"]["variables"]["FANOUT_WORKER_CONCURRENCY"]
+    )
     mapping = override["resource"]["aws_lambda_event_source_mapping"]
     assert mapping["fanout_worker-sqs-event-source"]["function_response_types"] == [
         "ReportBatchItemFailures"

@@ -62,32 +62,45 @@ def test_push_to_all_reaches_every_connection_once(app_module, connect):
         assert [f["data"] for f in pushes(connection)] == [{"maintenance": "10:00"}]
 
 
-def test_push_configures_the_endpoint_recorded_on_connect(app_module, connect, services):
+def test_push_configures_the_endpoint_recorded_on_connect(
+    app_module, connect, services, websocket_api
+):
     alice = connect("alice")
-    # $connect ran inside a WebSocket handler, where Chalice configures itself;
-    # a push container has never seen one.
-    app_module.app.websocket_api._endpoint = None
-    app_module.app.websocket_api._client = None
+    # $connect ran in the WebSocket functions' container; the push container
+    # (``websocket_api``, fresh) has never seen a WebSocket event.
 
     assert invoke_push(app_module, {"userId": "alice", "data": {}})["delivered"] == 1
 
-    assert services.delivery.endpoint == RECORDED_ENDPOINT
-    assert app_module.app.websocket_api._endpoint == RECORDED_ENDPOINT
+    assert websocket_api.session.endpoint == RECORDED_ENDPOINT
     assert len(pushes(alice)) == 1
 
 
 @pytest.mark.parametrize(
     "extra_settings", [{"APIGW_MANAGEMENT_ENDPOINT": "https://ws.example.com/chat/"}]
 )
-def test_custom_domain_endpoint_setting_wins_over_the_record(app_module, connect, services):
+def test_custom_domain_endpoint_setting_wins_over_the_record(
+    app_module, connect, services, websocket_api, dynamodb_calls
+):
     alice = connect("alice")
-    app_module.app.websocket_api._endpoint = None
-    app_module.app.websocket_api._client = None
+    dynamodb_calls.clear()
 
     assert invoke_push(app_module, {"userId": "alice", "data": {"x": 1}})["delivered"] == 1
 
-    assert app_module.app.websocket_api._endpoint == "https://ws.example.com/chat"
+    assert websocket_api.session.endpoint == "https://ws.example.com/chat"
+    assert "GetItem" not in dynamodb_calls  # no record was read to find it
     assert len(pushes(alice)) == 1
+
+
+def test_the_endpoint_is_looked_up_once_per_container(
+    app_module, connect, services, websocket_api, dynamodb_calls
+):
+    connect("alice")
+    lookups = []
+    for _ in range(3):
+        dynamodb_calls.clear()
+        assert invoke_push(app_module, {"userId": "alice", "data": {}})["delivered"] == 1
+        lookups.append(dynamodb_calls["GetItem"])
+    assert lookups == [1, 0, 0]  # only the first push read a record to find it
 
 
 def test_push_to_nobody_posts_nothing(app_module, client: WebsocketTestClient, services):

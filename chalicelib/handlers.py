@@ -76,8 +76,8 @@ def on_message(event: WebsocketEvent, services: Services) -> None:
 
 
 def _reply(services: Services, connection_id: str, frame: str, deadline: Deadline) -> None:
-    """Answer the caller; a caller that has already gone is forgotten."""
-    if services.delivery.send(connection_id, frame, deadline) is Outcome.GONE:
+    """Answer the caller, within the reserve kept for it; a caller already gone is forgotten."""
+    if services.delivery.send(connection_id, frame, deadline.with_reserve()) is Outcome.GONE:
         forget_gone(services, [connection_id], deadline)
 
 

@@ -49,6 +49,14 @@ class Deadline:
         """The same clock, ``seconds`` earlier: time kept for work after this step."""
         return Deadline(self.expires_at - seconds, self.clock)
 
+    def with_reserve(self) -> Deadline:
+        """The same clock plus the reserve kept back for answering: for the answer alone.
+
+        A handler whose work ran out of time still answers its caller — an
+        unanswered client cannot tell a lost frame from a slow one.
+        """
+        return self.shortened_by(-DEADLINE_RESERVE_SECONDS)
+
 
 _current: ContextVar[Deadline | None] = ContextVar("switchboard_deadline", default=None)
 

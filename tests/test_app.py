@@ -460,3 +460,12 @@ def test_a_failed_cleanup_of_gone_targets_does_not_fail_the_send(
     assert ack == {"type": "ack", "action": "sendMessage", "delivered": 1, "stored": True}
     assert [frame["text"] for frame in phone.new_frames()] == ["hi"]
     assert "cleanup of 1 gone connections failed; TTL will reclaim them" in caplog.text
+
+
+def test_a_frame_is_answered_even_when_the_work_deadline_has_passed(
+    connect: Any, client: WebsocketTestClient
+) -> None:
+    """The reserve kept back from the Lambda's time is the answer's: the caller hears back."""
+    alice = connect("alice")
+    client.budget_seconds = 0.5  # less than the reserve: no time left for work
+    assert alice.request({"action": "ping", "id": "late"}) == {"type": "pong", "id": "late"}

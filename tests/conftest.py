@@ -189,11 +189,23 @@ def dynamodb(dynamodb_endpoint: str, dynamodb_calls: Counter[str]) -> Any:
     return client
 
 
+def create_table(admin: Any, name: str) -> None:
+    """Create the registry table and wait until it is ACTIVE.
+
+    dynalite creates tables asynchronously even with ``--createTableMs 0``: a
+    DeleteTable that comes too soon is refused with ``ResourceInUseException``.
+    """
+    admin.create_table(**table_definition(name))
+    admin.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 200}
+    )
+
+
 @pytest.fixture
 def table_name(dynamodb_endpoint: str) -> Iterator[str]:
     name = f"switchboard-test-{uuid.uuid4().hex[:12]}"
     admin = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    admin.create_table(**table_definition(name))
+    create_table(admin, name)
     yield name
     admin.delete_table(TableName=name)
 

@@ -54,6 +54,11 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)
 TEST_SECRET = "tests-only-signing-key-0123456789abcdef"
 # The dev stage's default room permissions: a token without a rooms claim may do everything.
 TEST_ROOM_PERMISSIONS = "join,publish,presence,history"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 ROOT = Path(__file__).parent.parent
 DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
 ENGINES = ("moto", "dynalite")
@@ -184,11 +189,23 @@ def dynamodb(dynamodb_endpoint: str, dynamodb_calls: Counter[str]) -> Any:
     return client
 
 
+def create_table(admin: Any, name: str) -> None:
+    """Create the registry table and wait until it is ACTIVE.
+
+    dynalite creates tables asynchronously even with ``--createTableMs 0``: a
+    DeleteTable that comes too soon is refused with ``ResourceInUseException``.
+    """
+    admin.create_table(**table_definition(name))
+    admin.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 200}
+    )
+
+
 @pytest.fixture
 def table_name(dynamodb_endpoint: str) -> Iterator[str]:
     name = f"switchboard-test-{uuid.uuid4().hex[:12]}"
     admin = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    admin.create_table(**table_definition(name))
+    create_table(admin, name)
     yield name
     admin.delete_table(TableName=name)
 
@@ -239,3 +256,22 @@ def connect(client: WebsocketTestClient, token: Any) -> Any:
         return connection
 
     return open_as
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """The system's headless Chromium through Playwright (which never downloads a browser).
+
+    Without one the test is skipped: ``make browser`` (or ``apt-get install chromium`` as
+    root) installs it.
+    """
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(
+            f"no Chromium at {CHROMIUM}: run `make browser` (as root it runs "
+            "`apt-get install -y chromium`), or set CHROMIUM to a Chromium binary"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

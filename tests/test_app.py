@@ -12,9 +12,10 @@ import pytest
 
 from chalicelib import runtime
 from chalicelib.identity import issue_token
-from chalicelib.registry import Registry, table_definition
+from chalicelib.registry import Registry
 from chalicelib.runtime import Services
 from switchboard_local.testing import WebsocketTestClient
+from tests.conftest import create_table
 from tests.fresh_interpreter import run_fresh
 from tests.hardening.conftest import registry_items
 
@@ -255,11 +256,7 @@ def drop_table(services: Services, dynamodb: Any) -> Iterator[Callable[[], None]
 
     yield drop
     if dropped:
-        dynamodb.create_table(**table_definition(table))
-        # dynalite creates asynchronously: the table fixture's DeleteTable must find it ACTIVE.
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 20}
-        )
+        create_table(dynamodb, table)
 
 
 def test_a_storage_failure_is_an_internal_error(

@@ -46,20 +46,21 @@ class Installed:
         return str(self.bin / "python")
 
 
-def install(root: Path) -> Installed:
+def install(root: Path, source: Path = REPO, wheel: str = "switchboard_local-*.whl") -> Installed:
+    """Build ``source``'s wheel and install it alone into a fresh environment under ``root``."""
     wheels = root / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--wheel-dir", str(wheels), str(REPO)],
+         "--no-build-isolation", "--wheel-dir", str(wheels), str(source)],
         check=True, capture_output=True, timeout=300,
     )
-    [wheel] = wheels.glob("switchboard_local-*.whl")
+    [built] = wheels.glob(wheel)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--quiet", "--no-deps", "--no-index", str(wheel)],
+         "--quiet", "--no-deps", "--no-index", str(built)],
         check=True, capture_output=True, timeout=300,
     )
     where = "import sysconfig; print(sysconfig.get_path('purelib'))"

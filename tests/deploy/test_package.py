@@ -46,21 +46,32 @@ def wheel_from_installed(distribution_name: str, directory: Path) -> Path:
     return target
 
 
+def requirement_closure(*files: Path) -> list[str]:
+    """The distributions these requirements files name and everything they require, by
+    name (extras included where named, as pip installs them)."""
+    pending: list[Requirement] = []
+    for path in files:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        pending += [Requirement(line) for line in lines if line and line[0] not in "#-"]
+    found: dict[str, None] = {}
+    while pending:
+        requirement = pending.pop()
+        extras = requirement.extras
+        if requirement.name.lower() in (known.lower() for known in found) and not extras:
+            continue
+        found.setdefault(requirement.name, None)
+        for text in metadata.requires(requirement.name) or []:
+            needed = Requirement(text)
+            if needed.marker is None or any(
+                needed.marker.evaluate({"extra": extra}) for extra in ("", *extras)
+            ):
+                pending.append(needed)
+    return list(found)
+
+
 def runtime_distributions() -> list[str]:
     """``requirements.txt`` and everything it requires (no extras), by name."""
-    lines = (PROJECT / "requirements.txt").read_text().splitlines()
-    pending = [Requirement(line).name for line in lines if line.strip() and line[0] != "#"]
-    found: list[str] = []
-    while pending:
-        name = pending.pop()
-        if name.lower() in (known.lower() for known in found):
-            continue
-        found.append(name)
-        for text in metadata.requires(name) or []:
-            requirement = Requirement(text)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                pending.append(requirement.name)
-    return found
+    return requirement_closure(PROJECT / "requirements.txt")
 
 
 def offline_env(wheels: Path) -> dict[str, str]:

@@ -159,3 +159,49 @@ def test_make_run_installs_less_than_make_test() -> None:
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert "requirements-dev.txt" not in dry.stdout, dry.stdout
     assert "-r requirements.txt -r requirements-local.txt" in dry.stdout
+
+
+GATEWAY_SESSION = """
+import json, sys, urllib.request
+from importlib import metadata
+from pathlib import Path
+from switchboard_local.gateway.server import GatewayOptions, GatewayThread
+from websockets.sync.client import connect
+
+thread = GatewayThread(GatewayOptions(project_dir=Path("."), port=0, autoreload=False))
+gateway = thread.start()
+base = gateway.page_url.rstrip("/")
+with urllib.request.urlopen(base + "/_local/token?userId=alice") as answer:
+    token = json.load(answer)["token"]
+with connect(gateway.websocket_url + "?token=" + token) as socket:
+    for frame in ({"action": "joinRoom", "room": "lobby", "since": {"epoch": "x", "seq": 0}},
+                  {"action": "sendToRoom", "room": "lobby", "text": "hi"},
+                  {"action": "sendMessage", "targetUserId": "alice", "text": "me"},
+                  {"action": "history", "room": "lobby"}, {"action": "fly"}):
+        socket.send(json.dumps(frame))
+        socket.recv(timeout=15)
+    request = urllib.request.Request(base + "/_local/invoke/push",
+                                     data=b'{"all": true, "data": {"n": 1}}')
+    urllib.request.urlopen(request).read()
+thread.stop()
+owners = metadata.packages_distributions()
+print(json.dumps(sorted({dist for name in list(sys.modules)
+                         for dist in owners.get(name.partition(".")[0], [])})))
+"""
+
+
+def test_make_run_needs_nothing_beyond_its_requirements() -> None:
+    """A gateway session (tokens, rooms, history, push) imports only distributions that
+    requirements.txt and requirements-local.txt bring, so `make run` may install only those."""
+    from tests.deploy.test_package import requirement_closure
+
+    result = subprocess.run([sys.executable, "-c", GATEWAY_SESSION], cwd=REPO,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "POWERTOOLS_METRICS_DISABLED": "true"})
+    assert result.returncode == 0, result.stderr
+    loaded = {name.lower().replace("_", "-") for name in json.loads(result.stdout.splitlines()[-1])}
+    allowed = {name.lower().replace("_", "-") for name in requirement_closure(
+        REPO / "requirements.txt", REPO / "requirements-local.txt")}
+    allowed.add("switchboard-local")  # this checkout, installed editable by make run
+    assert loaded <= allowed, loaded - allowed
+    assert {"moto", "aiohttp", "chalice", "pyjwt"} <= loaded

@@ -121,16 +121,22 @@ class Dialect:
 
 def _cfn_placeholder(token: str) -> str:
     kind, _, name = token.partition(":")
-    return {
-        "function": lambda: f"${{{FUNCTIONS[name]}}}",
-        "queue": lambda: f"${{{_CFN_QUEUES[name]}.QueueName}}",
-        "api": lambda: "${WebsocketAPI}",
-        "stage": lambda: "${StageName}",
-        "region": lambda: "${AWS::Region}",
-        "namespace": lambda: NAMESPACE_PREFIX + "${StageName}",
-        "alarm": lambda: f"${{{name}.Arn}}",
-        "param": lambda: f"${{{name}}}",
-    }[kind]()
+    match kind:
+        case "function":
+            return f"${{{FUNCTIONS[name]}}}"
+        case "queue":
+            return f"${{{_CFN_QUEUES[name]}.QueueName}}"
+        case "api":
+            return "${WebsocketAPI}"
+        case "stage" | "param":
+            return f"${{{name or 'StageName'}}}"
+        case "region":
+            return "${AWS::Region}"
+        case "namespace":
+            return NAMESPACE_PREFIX + "${StageName}"
+        case "alarm":
+            return f"${{{name}.Arn}}"
+    raise ValueError(f"unknown reference {token!r}")
 
 
 def _cfn_value(token: str) -> Any:
@@ -156,16 +162,28 @@ _PARAMETERS = {parameter.name: parameter for parameter in PARAMETERS}
 
 def _tf_placeholder(token: str) -> str:
     kind, _, name = token.partition(":")
-    return {
-        "function": lambda: f"${{aws_lambda_function.{name}.function_name}}",
-        "queue": lambda: f"${{aws_sqs_queue.{_TF_QUEUES[name]}.name}}",
-        "api": lambda: "${aws_apigatewayv2_api.websocket_api.id}",
-        "stage": lambda: "${local.switchboard_stage}",
-        "region": lambda: "${data.aws_region.chalice.name}",
-        "namespace": lambda: NAMESPACE_PREFIX + "${local.switchboard_stage}",
-        "alarm": lambda: f"${{aws_cloudwatch_metric_alarm.{_tf_alarm_name(name)}.arn}}",
-        "param": lambda: f"${{var.{_PARAMETERS[name].variable}}}",
-    }[kind]()
+    match kind:
+        case "function":
+            return f"${{aws_lambda_function.{name}.function_name}}"
+        case "queue":
+            return f"${{aws_sqs_queue.{_TF_QUEUES[name]}.name}}"
+        case "api":
+            return "${aws_apigatewayv2_api.websocket_api.id}"
+        case "stage":
+            return "${local.switchboard_stage}"
+        case "region":
+            return "${data.aws_region.chalice.name}"
+        case "namespace":
+            return NAMESPACE_PREFIX + "${local.switchboard_stage}"
+        case "alarm":
+            return f"${{aws_cloudwatch_metric_alarm.{_tf_alarm_name(name)}.arn}}"
+        case "param":
+            return f"${{var.{_PARAMETERS[name].variable}}}"
+    raise ValueError(f"unknown reference {token!r}")
+
+
+def _tf_sub(template: str) -> str:
+    return TF.text(template)
 
 
 CFN = Dialect(
@@ -175,10 +193,10 @@ CFN = Dialect(
     sub=_cfn_sub,
 )
 TF = Dialect(
-    value=lambda token: _tf_placeholder(token),
+    value=_tf_placeholder,
     placeholder=_tf_placeholder,
     actions='${var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]}',
-    sub=lambda template: TF.text(template),
+    sub=_tf_sub,
 )
 
 
@@ -536,7 +554,7 @@ OUTPUTS = {
 
 def merged_cloudformation(template: Mapping[str, Any]) -> dict[str, Any]:
     """``template`` with its observability parts replaced by what this module defines."""
-    merged = json.loads(json.dumps(template))
+    merged: dict[str, Any] = json.loads(json.dumps(template))
     merged.setdefault("Parameters", {}).update(cloudformation_parameters())
     merged.setdefault("Conditions", {}).update(CONDITIONS)
     merged.setdefault("Resources", {}).update(cloudformation_resources())

@@ -259,11 +259,16 @@ def _main(args: argparse.Namespace) -> int:
                 f"{args.stage}` first (this checkout's .chalice/deployed/ records it)"
             )
         deployed = json.loads(deployed_file.read_text())
-        report = after_deploy(stage, aws.client, deployed, args.rate_limit, args.burst_limit)
+        report = after_deploy(stage, _clients(aws), deployed, args.rate_limit, args.burst_limit)
     else:
-        report = provision(stage, aws.client)
+        report = provision(stage, _clients(aws))
     print("\n".join(report.lines))
     return 0
+
+
+def _clients(aws: Any) -> Clients:
+    """The session's client factory, as the provisioning steps take it."""
+    return lambda service: aws.client(service)
 
 
 if __name__ == "__main__":

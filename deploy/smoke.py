@@ -32,6 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +42,8 @@ from switchboard_local.project import ProjectError, read_stage
 
 PROJECT = Path(__file__).resolve().parent.parent
 TOKEN_SECONDS = 300
+SMOKE_TEXT = "smoke test"
+Frame = dict[str, Any]
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -222,26 +225,23 @@ def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT,
         return checks
     with socket:
         report(Check("connect", True, f"{url} as {user} ({_ms(started)})"))
-        checks_to_run = [
-            ("ping", {"action": "ping", "id": "smoke-ping"},
-             lambda frames: any(f.get("type") == "pong" for f in frames)),
-            ("message", {"action": "sendMessage", "targetUserId": user, "text": "smoke test",
-                         "id": "smoke-message"},
-             lambda frames: any(f.get("type") == "message" and f.get("text") == "smoke test"
-                                for f in frames)
-             and any(f.get("type") == "ack" for f in frames)),
+        checks_to_run: list[tuple[str, dict[str, Any], Callable[[list[Frame]], bool]]] = [
+            ("ping", {"action": "ping", "id": "smoke-ping"}, _ponged),
+            ("message", {"action": "sendMessage", "targetUserId": user, "text": SMOKE_TEXT,
+                         "id": "smoke-message"}, _came_back),
         ]
         for name, frame, passed in checks_to_run:
             started = time.perf_counter()
             socket.send(json.dumps(frame))
-            frames = _until(socket, timeout, lambda f, i=frame["id"]: f.get("id") == i)
+            frames = _until(socket, timeout, _answering(str(frame["id"])))
             report(Check(name, passed(frames), f"{_frames(frames)} ({_ms(started)})"))
         started = time.perf_counter()
         nonce = uuid.uuid4().hex
         try:
             answer = target.push({"userId": user, "data": {"smoke": nonce}})
-        except session.ToolError as error:
-            report(Check("push", False, str(error)))
+        except Exception as error:
+            report(Check("push", False, session.explain(error)
+                         or f"{type(error).__name__}: {error}"))
             return checks
         frames = _until(socket, timeout,
                         lambda f: f.get("type") == "push" and f.get("data") == {"smoke": nonce})
@@ -252,7 +252,22 @@ def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT,
     return checks
 
 
-def _until(socket: Any, timeout: float, last: Any) -> list[dict[str, Any]]:
+def _ponged(frames: list[Frame]) -> bool:
+    return any(frame.get("type") == "pong" for frame in frames)
+
+
+def _came_back(frames: list[Frame]) -> bool:
+    """The message to oneself arrived, and so did its ack."""
+    return any(f.get("type") == "message" and f.get("text") == SMOKE_TEXT for f in frames) \
+        and any(f.get("type") == "ack" for f in frames)
+
+
+def _answering(frame_id: str) -> Callable[[Frame], bool]:
+    return lambda frame: frame.get("id") == frame_id
+
+
+def _until(socket: Any, timeout: float, last: Callable[[dict[str, Any]], bool]
+           ) -> list[dict[str, Any]]:
     """Frames received until one matches ``last`` (included) or the time runs out."""
     frames: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout

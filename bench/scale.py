@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.config import Config
 
+from bench.engines import dynalite_process, moto_process
 from bench.mgmt_server import ManagementServer
 from chalicelib import runtime
 from chalicelib.registry import Connection, _connection_item, table_definition
@@ -63,59 +62,6 @@ class Plan:
     workers: int
     delay: float
     batch_targets: int = 100
-
-
-DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
-
-
-@contextmanager
-def server_process(command: list[str], service: str) -> Iterator[str]:
-    """A local AWS stand-in in a process of its own (never sharing this one's GIL)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [*command, "--host" if command[0] == str(DYNALITE) else "-H", "127.0.0.1",
-         "--port" if command[0] == str(DYNALITE) else "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_answering(endpoint, service, process)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def moto_process() -> Any:
-    return server_process([sys.executable, "-m", "moto.server"], "sqs")
-
-
-def dynalite_process() -> Any:
-    if not DYNALITE.exists():
-        raise SystemExit("node_modules/.bin/dynalite is missing: run `make engines` (npm ci)")
-    return server_process([str(DYNALITE), "--createTableMs", "0"], "dynamodb")
-
-
-def _wait_until_answering(endpoint: str, service: str, process: subprocess.Popen[bytes]) -> None:
-    client: Any = boto3.client(  # type: ignore[call-overload]
-        service, endpoint_url=endpoint,
-        config=Config(connect_timeout=0.5, read_timeout=2, retries={"max_attempts": 0}),
-    )
-    started = time.monotonic()
-    while True:
-        try:
-            client.list_queues() if service == "sqs" else client.list_tables()
-            return
-        except Exception:
-            if time.monotonic() - started > 30 or process.poll() is not None:
-                raise RuntimeError(f"the local {service} did not start") from None
-            time.sleep(0.2)
 
 
 def seed(dynamodb: Any, table: str, start: int, count: int) -> None:
@@ -266,8 +212,8 @@ def measure(
     table = f"switchboard-scale-{uuid.uuid4().hex[:8]}"
     queue = f"switchboard-scale-{uuid.uuid4().hex[:8]}"
     with dynalite_process() as dynalite, moto_process() as moto, process_environment({
-        "AWS_ENDPOINT_URL_DYNAMODB": dynalite,
-        "AWS_ENDPOINT_URL_SQS": moto,
+        "AWS_ENDPOINT_URL_DYNAMODB": dynalite.endpoint,
+        "AWS_ENDPOINT_URL_SQS": moto.endpoint,
         "CONNECTIONS_TABLE": table,
         "FANOUT_QUEUE_NAME": queue,
         "TOKEN_SECRET": "bench-only-signing-key",
@@ -280,9 +226,9 @@ def measure(
         "FANOUT_WORKER_CONCURRENCY": str(plan.workers),
         "MANAGEMENT_TRANSPORT": "lean",
     }):
-        dynamodb = boto3.client("dynamodb", endpoint_url=dynalite)
+        dynamodb = boto3.client("dynamodb", endpoint_url=dynalite.endpoint)
         dynamodb.create_table(**table_definition(table))
-        boto3.client("sqs", endpoint_url=moto).create_queue(
+        boto3.client("sqs", endpoint_url=moto.endpoint).create_queue(
             QueueName=queue, Attributes={"VisibilityTimeout": "360"}
         )
         seeded = 0

@@ -20,10 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +28,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.config import Config
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
@@ -42,6 +37,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 from moto.server import ThreadedMotoServer
 
+from bench.engines import EngineError, dynalite_process
 from chalicelib import runtime
 from chalicelib.identity import issue_token
 from chalicelib.registry import table_definition
@@ -60,9 +56,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 ROOT = Path(__file__).parent.parent
-DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
 ENGINES = ("moto", "dynalite")
-_DYNALITE_START_SECONDS = 20.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,65 +91,16 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _answers(endpoint: str) -> bool:
-    client = boto3.client(
-        "dynamodb", endpoint_url=endpoint,
-        config=Config(connect_timeout=0.5, read_timeout=2, retries={"max_attempts": 1}),
-    )
-    try:
-        client.list_tables(Limit=1)
-    except Exception:
-        return False
-    return True
-
-
-def _start_dynalite(log: Any) -> tuple[subprocess.Popen[bytes], str]:
-    """Start dynalite in memory on a free port; fail loudly when it cannot run."""
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed: the dynalite engine cannot run", pytrace=False)
-    if not DYNALITE.exists():
-        pytest.fail(
-            f"{DYNALITE.relative_to(ROOT)} is missing: run `make test` "
-            "(it runs `npm ci`) or `npm ci --no-audit --no-fund`",
-            pytrace=False,
-        )
-    port = _free_port()
-    command = [
-        str(DYNALITE), "--host", "127.0.0.1", "--port", str(port),
-        "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0",
-    ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + _DYNALITE_START_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        if _answers(endpoint):
-            return process, endpoint
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    log.seek(0)
-    output = log.read().decode(errors="replace")
-    pytest.fail(f"dynalite did not answer on {endpoint}:\n{output}", pytrace=False)
-
-
 @pytest.fixture(scope="session")
 def dynalite_endpoint() -> Iterator[str]:
-    """A dynalite server (in memory) for this test process."""
-    with tempfile.TemporaryFile() as log:
-        process, endpoint = _start_dynalite(log)
-        yield endpoint
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """A dynalite server (in memory) for this test process; fails loudly when it cannot run."""
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed: the dynalite engine cannot run", pytrace=False)
+    try:
+        with dynalite_process() as engine:
+            yield engine.endpoint
+    except EngineError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -82,10 +81,8 @@ def test_permissions_and_history_settings_parse() -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_reserves_the_worker_concurrency_its_pacing_assumes(stage: str) -> None:
-    config = json.loads((PROJECT / ".chalice" / "config.json").read_text())
-    functions = {**config.get("lambda_functions", {}),
-                 **config["stages"][stage].get("lambda_functions", {})}
+    worker = read_stage(PROJECT, stage).function("fanout_worker")
     settings = Settings.from_environ(stage_environment(stage))
-    assert functions["fanout_worker"]["reserved_concurrency"] == settings.fanout_worker_concurrency
+    assert worker.reserved_concurrency == settings.fanout_worker_concurrency
     assert settings.invocation_rps * settings.fanout_worker_concurrency == settings.management_rps
     assert settings.management_transport == "lean"

@@ -9,10 +9,6 @@ attempts are bounded by the invocation's deadline.
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +17,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from bench.engines import EngineError, EngineProcess, moto_process
 from chalicelib import aws, invocation, runtime
 from chalicelib.registry import table_definition
 from chalicelib.runtime import build_services
@@ -32,59 +29,22 @@ BUDGET_SECONDS = 6.0  # the Lambda's timeout in these tests; the deadline is 1 s
 TABLE = "switchboard-hung"
 
 
-class FrozenEngine:
-    """A moto server process that can be frozen (SIGSTOP) and thawed."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        admin = boto3.client(
-            "dynamodb", endpoint_url=self.endpoint,
-            config=Config(connect_timeout=0.5, read_timeout=2, retries={"max_attempts": 0}),
-        )
-        started = time.monotonic()
-        while True:
-            try:
-                admin.create_table(**table_definition(TABLE))
-                return
-            except Exception:
-                if time.monotonic() - started > 30 or self.process.poll() is not None:
-                    self.stop()
-                    pytest.fail("the moto server for the hung-engine tests did not start")
-                time.sleep(0.2)
-
-    def freeze(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        self.thaw()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
-def engine() -> Iterator[FrozenEngine]:
-    running = FrozenEngine()
-    yield running
-    running.stop()
+def engine() -> Iterator[EngineProcess]:
+    """A moto server process to freeze (SIGSTOP), holding the table the app uses."""
+    try:
+        with moto_process() as running:
+            boto3.client("dynamodb", endpoint_url=running.endpoint).create_table(
+                **table_definition(TABLE)
+            )
+            yield running
+    except EngineError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture
 def app_client(
-    engine: FrozenEngine, app_module: Any, monkeypatch: pytest.MonkeyPatch
+    engine: EngineProcess, app_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[WebsocketTestClient]:
     """The app on the production DynamoDB client, pointed at the engine that will hang."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", engine.endpoint)
@@ -98,7 +58,7 @@ def app_client(
 
 
 def test_a_message_gets_its_internal_error_before_the_deadline(
-    app_client: WebsocketTestClient, engine: FrozenEngine, token: Any
+    app_client: WebsocketTestClient, engine: EngineProcess, token: Any
 ) -> None:
     alice = app_client.connect(query={"token": token("alice")})
     assert alice.status == 200
@@ -113,7 +73,7 @@ def test_a_message_gets_its_internal_error_before_the_deadline(
 
 
 def test_a_connect_is_refused_with_500_before_the_deadline(
-    app_client: WebsocketTestClient, engine: FrozenEngine, token: Any
+    app_client: WebsocketTestClient, engine: EngineProcess, token: Any
 ) -> None:
     engine.freeze()
     started = time.monotonic()
@@ -123,7 +83,7 @@ def test_a_connect_is_refused_with_500_before_the_deadline(
     assert elapsed < BUDGET_SECONDS - invocation.DEADLINE_RESERVE_SECONDS
 
 
-def test_no_attempt_starts_that_could_outlast_the_deadline(engine: FrozenEngine) -> None:
+def test_no_attempt_starts_that_could_outlast_the_deadline(engine: EngineProcess) -> None:
     """With less time left than one attempt may take, nothing is sent at all."""
     client = aws.bounded_by_deadline(boto3.client(
         "dynamodb", endpoint_url=engine.endpoint,
@@ -138,7 +98,7 @@ def test_no_attempt_starts_that_could_outlast_the_deadline(engine: FrozenEngine)
     assert sent == []
 
 
-def test_outside_an_invocation_the_client_is_unbounded(engine: FrozenEngine) -> None:
+def test_outside_an_invocation_the_client_is_unbounded(engine: EngineProcess) -> None:
     client = aws.bounded_by_deadline(boto3.client("dynamodb", endpoint_url=engine.endpoint))
     assert invocation.current() is None
     assert client.describe_table(TableName=TABLE)["Table"]["TableName"] == TABLE

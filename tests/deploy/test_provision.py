@@ -177,38 +177,27 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return line
 
 
-def test_no_region_is_one_line_saying_where_a_region_comes_from(
-    bare_aws: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+NO_REGION = ("error: no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), "
+             "or give your AWS profile a region (aws configure)")
+NO_CREDENTIALS = ("error: no AWS credentials: run `aws configure` (or `aws sso login`), or set "
+                  "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
+
+@pytest.mark.parametrize(("variables", "region", "expected"), [
+    ({}, [], NO_REGION),
+    ({"AWS_REGION": "eu-west-1"}, [], NO_CREDENTIALS),  # AWS_REGION is a region too
+    ({}, ["--region", "us-east-1"], NO_CREDENTIALS),
+    ({"AWS_PROFILE": "nope"}, ["--region", "us-east-1"],
+     "error: The config profile (nope) could not be found: check AWS_PROFILE and ~/.aws/config"),
+], ids=["no region", "AWS_REGION", "no credentials", "no such profile"])
+def test_what_is_missing_is_one_line_saying_where_it_comes_from(
+    bare_aws: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str], region: list[str], expected: str,
 ):
-    assert main(["--stage", "prod"]) == 2
-    assert error_line(capsys) == (
-        "error: no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), or give "
-        "your AWS profile a region (aws configure)")
-
-
-def test_aws_region_is_a_region(
-    bare_aws: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-):
-    bare_aws.setenv("AWS_REGION", "eu-west-1")
-    assert main(["--stage", "prod"]) == 2
-    assert error_line(capsys).startswith("error: no AWS credentials: run `aws configure`")
-
-
-def test_no_credentials_is_one_line(
-    bare_aws: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-):
-    assert main(["--stage", "prod", "--region", "us-east-1"]) == 2
-    assert error_line(capsys) == (
-        "error: no AWS credentials: run `aws configure` (or `aws sso login`), or set "
-        "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-
-
-def test_a_missing_profile_is_one_line(
-    bare_aws: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-):
-    bare_aws.setenv("AWS_PROFILE", "nope")
-    assert main(["--stage", "prod", "--region", "us-east-1"]) == 2
-    assert error_line(capsys).startswith("error: The config profile (nope) could not be found")
+    for name, value in variables.items():
+        bare_aws.setenv(name, value)
+    assert main(["--stage", "prod", *region]) == 2
+    assert error_line(capsys) == expected
 
 
 def test_a_missing_permission_is_one_line_naming_the_call(

@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# What running needs: the app's runtime (requirements.txt) and the gateway's
+# (requirements-local.txt). `make run` installs only this.
+RUN_STAMP := $(VENV)/.installed-run
+# Everything else the tests, linters and benchmarks need (requirements-dev.txt).
 STAMP := $(VENV)/.installed
 # The `switchboard-local` command, installed from this checkout (editable).
 LOCAL_STAMP := $(VENV)/.switchboard-local
@@ -15,13 +19,20 @@ PYTEST_WORKERS ?= 2
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint typecheck unit venv engines clean browser bench
+.PHONY: run test lint typecheck unit venv setup engines clean browser bench
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
+# What running and deploying need (Chalice, boto3, switchboard-local), without the test tools.
+setup: $(LOCAL_STAMP)
+
+$(RUN_STAMP): requirements.txt requirements-local.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-local.txt
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
@@ -32,11 +43,14 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-$(LOCAL_STAMP): $(STAMP) pyproject.toml
+$(LOCAL_STAMP): $(RUN_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(LOCAL_STAMP)
 
 # The local gateway: ws://$(HOST):$(PORT)/dev (the dev stage), the chat page at http://$(HOST):$(PORT)/.
+# The functions' metric lines (EMF, what CloudWatch reads) stay out of the terminal;
+# `make run POWERTOOLS_METRICS_DISABLED=false` shows them.
+run: export POWERTOOLS_METRICS_DISABLED ?= true
 run: $(LOCAL_STAMP)
 	$(BIN)/switchboard-local --host $(HOST) --port $(PORT)
 
@@ -55,7 +69,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(NODE_STAMP) browser
+unit: $(STAMP) $(LOCAL_STAMP) $(NODE_STAMP) browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 test: lint typecheck unit

@@ -9,15 +9,20 @@ and boto3, which every Chalice WebSocket app needs.
 * ``websocket_connect`` / ``websocket_message`` / ``websocket_disconnect``: the routes.
 * ``push``: invoked by other services to reach users, rooms or everyone.
 * ``fanout_worker``: delivers the batches large audiences are split into.
+
+Every function's metrics are written when its invocation ends (the
+middleware :func:`emit_metrics`; see :mod:`chalicelib.metrics`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
 from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
+from chalicelib import metrics
 from chalicelib.delivery import WORKERS
 from chalicelib.management import ManagementSession
 from chalicelib.settings import fanout_queue_name
@@ -32,6 +37,15 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.websocket_api.session = ManagementSession(pool_size=WORKERS)
 
 FANOUT_BATCH_SIZE = 10
+
+
+@app.middleware("all")
+def emit_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Write what the invocation measured when it ends, however it ends."""
+    try:
+        return get_response(event)
+    finally:
+        metrics.flush()
 
 
 def _services() -> Services:

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench import coldstart, fanout, gateway, reads, scale, throttle
+from bench import coldstart, fanout, gateway, metrics_library, reads, scale, throttle
 from bench.mgmt_server import ManagementServer
 from bench.report import Figure
 from switchboard_local.gateway.environment import process_environment
 
-FIGURES = ("fanout", "reads", "coldstart", "throttle", "gateway", "scale")
+FIGURES = ("fanout", "reads", "coldstart", "metrics", "throttle", "gateway", "scale")
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,9 @@ def run(size: Size, only: tuple[str, ...] = FIGURES,
     if "coldstart" in only:
         progress("measuring coldstart")
         figures.append(coldstart.measure(size.coldstart_runs))
+    if "metrics" in only:
+        progress("measuring metrics")
+        figures.append(metrics_library.measure(size.coldstart_runs))
     if "gateway" in only:
         progress("measuring gateway")
         figures.append(gateway.measure(size.gateway_clients, size.gateway_messages))

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import WebsocketDisconnectedError
 
+from chalicelib import metrics
 from chalicelib.invocation import Deadline
 from chalicelib.pacing import UNPACED, Pacer, Unpaced
 
@@ -140,7 +141,10 @@ class Delivery:
             return True
 
     def send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
-        """Post one frame, retrying throttling until attempts or time run out."""
+        """Post one frame, retrying throttling until attempts or time run out; counted."""
+        return _counted(self._send(connection_id, text, deadline))
+
+    def _send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         for attempt in range(self._retry.max_attempts):
             if not self._pacer.wait(deadline):
                 return _failed(connection_id, "no pacing slot before the deadline")
@@ -153,6 +157,7 @@ class Delivery:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code not in RETRYABLE_CODES:
                     return _failed(connection_id, code)
+                metrics.record(metrics.POSTS_THROTTLED)
             except BotoCoreError as error:
                 return _failed(connection_id, type(error).__name__)
             pause = self._retry.delay(attempt)
@@ -193,7 +198,7 @@ class Delivery:
 
     def _send_before(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         if deadline.remaining() <= 0:
-            return _failed(connection_id, "deadline passed before the post started")
+            return _counted(_failed(connection_id, "deadline passed before the post started"))
         return self.send(connection_id, text, deadline)
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -204,6 +209,18 @@ class Delivery:
                     max_workers=self._workers, thread_name_prefix="delivery"
                 )
             return self._executor
+
+
+_OUTCOME_METRICS = {
+    Outcome.DELIVERED: metrics.POSTS_DELIVERED,
+    Outcome.GONE: metrics.POSTS_GONE,
+    Outcome.FAILED: metrics.POSTS_FAILED,
+}
+
+
+def _counted(outcome: Outcome) -> Outcome:
+    metrics.record(_OUTCOME_METRICS[outcome])
+    return outcome
 
 
 def _failed(connection_id: str, reason: str) -> Outcome:

@@ -24,11 +24,12 @@ see them.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from chalicelib import protocol
+from chalicelib import metrics, protocol
 from chalicelib.aws import QUEUE_ATTEMPT_SECONDS
 from chalicelib.clock import iso8601
 from chalicelib.delivery import DeliveryReport
@@ -77,9 +78,22 @@ def fan_out(
         inline = left
         if left:
             logger.warning("%d targets could not be queued; delivering inline", len(left))
-    report = services.delivery.post_all(inline, frame, deadline)
+        metrics.record(metrics.TARGETS_QUEUED, queued)
+    report = _timed_post(services, inline, frame, deadline)
     forget_gone(services, report.gone, deadline, room)
     return report + DeliveryReport(queued=queued)
+
+
+def _timed_post(
+    services: Services, connection_ids: Sequence[str], frame: str, deadline: Deadline
+) -> DeliveryReport:
+    """Post to every target now; the time it took is the ``FanoutDuration`` metric."""
+    if not connection_ids:
+        return DeliveryReport()
+    started = time.perf_counter()
+    report = services.delivery.post_all(connection_ids, frame, deadline)
+    metrics.record(metrics.FANOUT_DURATION, (time.perf_counter() - started) * 1000)
+    return report
 
 
 def forget_gone(
@@ -196,6 +210,7 @@ def handle_batch(records: Sequence[Any], services: Services, deadline: Deadline)
             record.body, services, deadline
         ):
             failures.append(message_id)
+    metrics.record(metrics.WORKER_BATCH_FAILURES, len(failures))
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
 
 
@@ -213,7 +228,7 @@ def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
         logger.exception("could not resolve the management endpoint")
         return False
     posting = deadline.shortened_by(REQUEUE_RESERVE_SECONDS)
-    report = services.delivery.post_all(batch.targets, batch.frame, posting)
+    report = _timed_post(services, batch.targets, batch.frame, posting)
     requeued = _requeue(services, batch, report.failed)  # first: it decides exactly-once
     forget_gone(services, report.gone, deadline, batch.room)  # best effort, TTL backs it
     return requeued

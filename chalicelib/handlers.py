@@ -14,7 +14,7 @@ from typing import Any
 
 from chalice.app import Response, WebsocketEvent
 
-from chalicelib import invocation, protocol
+from chalicelib import invocation, metrics, protocol
 from chalicelib.actions import PARSERS, ActionContext, perform
 from chalicelib.delivery import Outcome
 from chalicelib.fanout import forget_gone
@@ -37,7 +37,7 @@ def on_connect(event: WebsocketEvent, services: Services) -> Response:
             identity = services.verifier.verify(_query_parameter(event, "token"))
         except AuthenticationError as error:
             log.set(outcome="refused", status=error.status, reason=error.reason)
-            return _status(error.status)
+            return _refused(error.status, error.code)
         log.set(userId=identity.user_id)
         try:
             services.registry.add_connection(
@@ -48,7 +48,7 @@ def on_connect(event: WebsocketEvent, services: Services) -> Response:
             return _repeated_connect(event, services, identity.user_id, log)
         except Exception as error:
             return _registration_failed(event, services, error, log)
-        return _status(200)
+        return _accepted()
 
 
 def on_disconnect(event: WebsocketEvent, services: Services) -> Response:
@@ -57,6 +57,7 @@ def on_disconnect(event: WebsocketEvent, services: Services) -> Response:
     API Gateway ignores the answer and may not even call ``$disconnect``: the
     registry's TTL and the 410 cleanup in every fan-out are the safety net.
     """
+    metrics.record(metrics.DISCONNECTS)
     with invocation.bound(event.context) as deadline, logged_event(
         "$disconnect", event.connection_id
     ) as log:
@@ -72,6 +73,11 @@ def on_message(event: WebsocketEvent, services: Services) -> None:
     ) as log:
         services.delivery.ensure_endpoint(lambda: management_endpoint(event))
         answer = _answer(event, services, deadline, log)
+        metrics.record(
+            metrics.FRAMES,
+            Action=log.fields.get("action", metrics.UNPARSED_ACTION),
+            Outcome=log.fields.get("code", metrics.OK),
+        )
         _reply(services, connection_id, answer, deadline)
 
 
@@ -136,9 +142,9 @@ def _repeated_connect(
     existing = services.registry.get_connection(event.connection_id)
     if existing is not None and existing.user_id == user_id:
         log.set(outcome="repeated")
-        return _status(200)
+        return _accepted()
     log.set(outcome="refused", status=409, reason="connection id already registered")
-    return _status(409)
+    return _refused(409, "id_clash")
 
 
 def _registration_failed(
@@ -164,13 +170,24 @@ def _registration_failed(
             "cleanup of %s failed (%s); TTL will reclaim it",
             event.connection_id, type(cleanup).__name__,
         )
-    return _status(500)
+    return _refused(500, "registration_failed")
 
 
 def _query_parameter(event: WebsocketEvent, name: str) -> str | None:
     query: dict[str, Any] = event.to_dict().get("queryStringParameters") or {}
     value = query.get(name)
     return value if isinstance(value, str) else None
+
+
+def _accepted() -> Response:
+    metrics.record(metrics.CONNECTS_ACCEPTED)
+    return _status(200)
+
+
+def _refused(status_code: int, reason: str) -> Response:
+    """Refuse the handshake; ``reason`` is one of the metric's fixed vocabulary."""
+    metrics.record(metrics.CONNECTS_REFUSED, Reason=reason)
+    return _status(status_code)
 
 
 def _status(status_code: int) -> Response:

@@ -27,12 +27,18 @@ MAX_USER_ID_LENGTH = 128
 
 
 class AuthenticationError(Exception):
-    """The handshake must be refused with ``status``; ``reason`` is for logs."""
+    """The handshake must be refused with ``status``; ``reason`` is for logs.
 
-    def __init__(self, status: int, reason: str) -> None:
+    ``code`` names the kind of refusal from a fixed vocabulary (the metrics'
+    ``Reason`` dimension): ``missing_token``, ``token_too_long``, ``expired``,
+    ``bad_signature``, ``invalid_token`` or ``invalid_claims``.
+    """
+
+    def __init__(self, status: int, reason: str, code: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,9 @@ class TokenVerifier:
 
     def verify(self, token: str | None) -> Identity:
         if not token:
-            raise AuthenticationError(401, "no token")
+            raise AuthenticationError(401, "no token", "missing_token")
         if len(token) > MAX_TOKEN_LENGTH:
-            raise AuthenticationError(403, "token too long")
+            raise AuthenticationError(403, "token too long", "token_too_long")
         claims = self._decode(token)
         return Identity(user_id=_user_id(claims), roles=_roles(claims), rooms=_rooms(claims))
 
@@ -89,9 +95,13 @@ class TokenVerifier:
                 )
             except jwt.InvalidSignatureError as error:
                 failure = error  # perhaps signed with another of the keys
+            except jwt.ExpiredSignatureError as error:
+                raise AuthenticationError(403, f"invalid token: {error}", "expired") from None
             except jwt.PyJWTError as error:
-                raise AuthenticationError(403, f"invalid token: {error}") from None
-        raise AuthenticationError(403, f"invalid token: {failure}")
+                raise AuthenticationError(
+                    403, f"invalid token: {error}", "invalid_token"
+                ) from None
+        raise AuthenticationError(403, f"invalid token: {failure}", "bad_signature")
 
 
 def issue_token(
@@ -128,14 +138,16 @@ def issue_token(
 def _user_id(claims: dict[str, Any]) -> str:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_LENGTH:
-        raise AuthenticationError(403, "sub must be a user id of 1-128 characters")
+        raise AuthenticationError(
+            403, "sub must be a user id of 1-128 characters", "invalid_claims"
+        )
     return sub
 
 
 def _roles(claims: dict[str, Any]) -> tuple[str, ...]:
     roles = claims.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise AuthenticationError(403, "roles must be a list of strings")
+        raise AuthenticationError(403, "roles must be a list of strings", "invalid_claims")
     return tuple(roles)
 
 
@@ -145,4 +157,6 @@ def _rooms(claims: dict[str, Any]) -> RoomGrants | None:
     try:
         return parse_claim(claims["rooms"])
     except PermissionsError as error:
-        raise AuthenticationError(403, f"invalid rooms claim: {error}") from None
+        raise AuthenticationError(
+            403, f"invalid rooms claim: {error}", "invalid_claims"
+        ) from None

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib import metrics
 from chalicelib.protocol import Message, Position
 
 _ROOM_PREFIX = "HIST#"
@@ -126,6 +127,7 @@ class Streams:
                 TTL_ATTRIBUTE: {"N": str(self._expiry())},
             },
         )
+        metrics.record(metrics.HISTORY_WRITES)
         return stored
 
     def position(self, stream: Stream) -> Position:

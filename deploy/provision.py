@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from chalicelib.registry import TTL_ATTRIBUTE, table_definition
+from deploy import session
 from switchboard_local.project import ProjectError, read_stage
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -222,25 +221,54 @@ def after_deploy(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy.provision", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True)
-    parser.add_argument("--region", default=None)
-    parser.add_argument("--after-deploy", action="store_true")
-    parser.add_argument("--rate-limit", type=float, default=DEFAULT_RATE_LIMIT)
-    parser.add_argument("--burst-limit", type=int, default=DEFAULT_BURST_LIMIT)
-    args = parser.parse_args(argv)
+    parser.add_argument("--stage", required=True,
+                        help="the Chalice stage in .chalice/config.json (dev, prod) whose "
+                        "table, queues and signing key to create")
+    parser.add_argument("--region", default=None,
+                        help="the AWS region; default: AWS_REGION, AWS_DEFAULT_REGION, "
+                        "then your AWS profile's region")
+    parser.add_argument("--after-deploy", action="store_true",
+                        help="instead, finish what `chalice deploy` left out (stage "
+                        "throttling, partial batch responses), from .chalice/deployed/"
+                        "STAGE.json; run it after every deploy")
+    parser.add_argument("--rate-limit", type=float, default=DEFAULT_RATE_LIMIT,
+                        help="with --after-deploy: messages per second the WebSocket stage "
+                        f"accepts, all routes together (default: {DEFAULT_RATE_LIMIT:g})")
+    parser.add_argument("--burst-limit", type=int, default=DEFAULT_BURST_LIMIT,
+                        help="with --after-deploy: messages the stage accepts in a burst "
+                        f"before throttling (default: {DEFAULT_BURST_LIMIT})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return session.run(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
     stage = StageConfig.load(args.stage)
-    session = boto3.session.Session(region_name=args.region)
+    aws = session.session(args.region)
     if args.after_deploy:
         deployed_file = PROJECT / ".chalice" / "deployed" / f"{args.stage}.json"
+        if not deployed_file.is_file():
+            raise session.ToolError(
+                f"no {deployed_file.relative_to(PROJECT)}: run `chalice deploy --stage "
+                f"{args.stage}` first (this checkout's .chalice/deployed/ records it)"
+            )
         deployed = json.loads(deployed_file.read_text())
-        report = after_deploy(stage, session.client, deployed, args.rate_limit, args.burst_limit)
+        report = after_deploy(stage, _clients(aws), deployed, args.rate_limit, args.burst_limit)
     else:
-        report = provision(stage, session.client)
+        report = provision(stage, _clients(aws))
     print("\n".join(report.lines))
     return 0
+
+
+def _clients(aws: Any) -> Clients:
+    """The session's client factory, as the provisioning steps take it."""
+    return lambda service: aws.client(service)
 
 
 if __name__ == "__main__":

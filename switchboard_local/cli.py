@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import urllib.error
@@ -160,6 +161,20 @@ def token(argv: Sequence[str]) -> int:
     return 0
 
 
+def _as_typed(path: str, name: str | None = None) -> str:
+    """How a user would type this program: its bare name when that is what PATH finds,
+    a path relative to the current directory when under it, else the absolute path."""
+    absolute = Path(os.path.abspath(path))
+    typed = name or absolute.name
+    found = shutil.which(typed)
+    if found is not None and Path(os.path.abspath(found)) == absolute:
+        return typed
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
 async def serve(options: object) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly."""
     from switchboard_local.gateway.server import Gateway, GatewayOptions
@@ -167,7 +182,7 @@ async def serve(options: object) -> None:
     assert isinstance(options, GatewayOptions)
     gateway = Gateway(options)
     await gateway.start()
-    for label, value in gateway.banner():
+    for label, value in gateway.banner(_as_typed(sys.argv[0], PROG), _as_typed(sys.executable)):
         print(f"{label:<10} {value}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     stop = asyncio.Event()

@@ -38,6 +38,9 @@ TABLE = "AWS::DynamoDB::Table"
 QUEUE = "AWS::SQS::Queue"
 PARAMETER = "AWS::SSM::Parameter"
 CREATED_TYPES = (TABLE, QUEUE, PARAMETER)
+# Alarms, dashboards, log groups and metric filters watch what runs on AWS; locally
+# they are reported in one line, not one per resource.
+MONITORING_PREFIXES = ("AWS::CloudWatch::", "AWS::Logs::")
 ACCOUNT_ID = "123456789012"  # moto's default account, so ARNs match what the store answers
 SUPPORTED_FUNCTIONS = (
     "Ref", "Fn::GetAtt", "Fn::Sub", "Fn::Join", "Fn::Select", "Fn::Split", "Fn::FindInMap",
@@ -107,16 +110,23 @@ class Template:
             except Unresolvable as error:
                 self.warn(f"condition {name}: {error}; treated as false")
                 self.conditions[name] = False
+        monitoring: list[str] = []
         for resource_id, body in self._resources().items():
             kind = body.get("Type")
             if kind is None:
                 self._check_overlay(resource_id, body)
+            elif str(kind).startswith(MONITORING_PREFIXES):
+                monitoring.append(str(kind))
             elif kind not in CREATED_TYPES:
                 self.warn(f"resource {resource_id} ({kind}) is not created locally")
             elif not self._active(resource_id, body):
                 continue
             else:
                 self._name(resource_id, kind, body.get("Properties") or {})
+        if monitoring:
+            kinds = ", ".join(sorted(set(monitoring)))
+            self.warn(f"{len(monitoring)} monitoring resources ({kinds}) watch AWS only: "
+                      "not created locally")
 
     def _resources(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.document.get("Resources", {}).items() if isinstance(v, dict)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -61,6 +62,8 @@ from switchboard_local.template import Template
 logger = logging.getLogger("switchboard_local.gateway")
 
 API_ID = "local00001"
+DEFAULT_ADDRESS = "127.0.0.1:8000"
+"""Where ``switchboard-local token`` looks for a gateway when given no --url."""
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 SHUTDOWN_GRACE_SECONDS = 30.0
 # Management POSTs up to this size reach the handler, which answers 413 above 128 KiB.
@@ -357,8 +360,14 @@ class Gateway:
 
     # -- what the banner lists -----------------------------------------------------
 
-    def banner(self) -> list[tuple[str, str]]:
-        """Only what the project has, one (label, value) a line."""
+    def banner(self, command: str = "switchboard-local", python: str = "python") -> list[
+        tuple[str, str]
+    ]:
+        """Only what the project has, one (label, value) a line.
+
+        ``command`` and ``python`` are how the user runs ``switchboard-local``
+        and this interpreter, for the lines to copy that talk to the stage.
+        """
         functions = self._app().functions
         lines: list[tuple[str, str]] = []
         if functions.routes:
@@ -373,6 +382,8 @@ class Gateway:
             lines.append(("Console", page))
         if self.serves_tokens:
             lines.append(("Tokens", f"http://{self.base}/_local/token?userId=NAME&roles=a,b"))
+            if functions.routes:
+                lines += [("Try", line) for line in self.try_lines(command, python)]
         elif self.tokens is not None and self.tokens.available:
             lines.append(("Tokens", "not served: the gateway does not listen on a loopback "
                                     "address"))
@@ -392,6 +403,16 @@ class Gateway:
             lines.append(("State", str(self.options.state_dir)))
         lines.append(("Reload", "on save" if self.options.autoreload else "off"))
         lines += [("Warning", warning) for warning in self.warnings]
+        return lines
+
+    def try_lines(self, command: str, python: str) -> list[str]:
+        """A token for a user, then a terminal client on the stage with it: lines to paste."""
+        url = "" if self.base == DEFAULT_ADDRESS else f" --url http://{self.base}"
+        socket = f'"{self.websocket_url}?token=$TOKEN"'
+        lines = [f"TOKEN=$({command} token alice{url})"]
+        if importlib.util.find_spec("websockets") is not None:
+            lines.append(f"{python} -m websockets {socket}")
+        lines.append(f"npx wscat -c {socket}")
         return lines
 
     def _rest_serves_root(self) -> bool:

@@ -21,6 +21,7 @@ import app
 
 assert app.app.websocket_api.session is not None
 assert "jwt" not in __import__("sys").modules, "PyJWT is imported on the first event"
+assert "aws_lambda_powertools" not in __import__("sys").modules, "imported by the first flush"
 """
 
 

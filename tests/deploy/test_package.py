@@ -4,14 +4,16 @@ The project is copied to a temporary directory (Chalice caches deployment
 packages under ``.chalice/``) and packaged with the commands the README shows.
 Offline is enforced, not assumed: pip may use only a local wheel directory
 (``PIP_NO_INDEX``, no pip config) and every HTTP(S) request goes to a proxy on a
-closed loopback port. The wheels of ``requirements.txt`` are rebuilt from the
-packages installed in this virtual environment (PyJWT is pure Python).
+closed loopback port. The wheels of ``requirements.txt`` (and what they
+require) are rebuilt from the packages installed in this virtual environment
+(all pure Python).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -41,6 +44,34 @@ def wheel_from_installed(distribution_name: str, directory: Path) -> Path:
             if "__pycache__" not in file.parts and not str(file).startswith(".."):
                 wheel.write(root / file, str(file))
     return target
+
+
+def requirement_closure(*files: Path) -> list[str]:
+    """The distributions these requirements files name and everything they require, by
+    name (extras included where named, as pip installs them)."""
+    pending: list[Requirement] = []
+    for path in files:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        pending += [Requirement(line) for line in lines if line and line[0] not in "#-"]
+    found: dict[str, None] = {}
+    while pending:
+        requirement = pending.pop()
+        extras = requirement.extras
+        if requirement.name.lower() in (known.lower() for known in found) and not extras:
+            continue
+        found.setdefault(requirement.name, None)
+        for text in metadata.requires(requirement.name) or []:
+            needed = Requirement(text)
+            if needed.marker is None or any(
+                needed.marker.evaluate({"extra": extra}) for extra in ("", *extras)
+            ):
+                pending.append(needed)
+    return list(found)
+
+
+def runtime_distributions() -> list[str]:
+    """``requirements.txt`` and everything it requires (no extras), by name."""
+    return requirement_closure(PROJECT / "requirements.txt")
 
 
 def offline_env(wheels: Path) -> dict[str, str]:
@@ -76,7 +107,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         shutil.copy(file, copy / ".chalice" / file.name)
     wheels = root / "wheels"
     wheels.mkdir()
-    wheel_from_installed("PyJWT", wheels)
+    for name in runtime_distributions():
+        wheel_from_installed(name, wheels)
     return copy, offline_env(wheels)
 
 
@@ -217,3 +249,43 @@ def test_terraform_package_with_the_table_beside_it(project: tuple[Path, dict[st
     ]
     if shutil.which("terraform"):
         run(["terraform", "fmt", "-check", "-diff", "switchboard.tf"], out, env)
+
+
+def test_terraform_references_resolve_and_versions_fit_chalices_output(
+    project: tuple[Path, dict[str, str]]
+):
+    """Every resource our .tf.json files name exists beside them; the guide's versions
+    satisfy the constraints Chalice's own output declares as well as ours."""
+    import hcl2
+
+    from tests.deploy.test_observability import (
+        AWS_PROVIDER_VERSION,
+        TERRAFORM_VERSION,
+        constraint,
+    )
+
+    copy, env = project
+    out = copy / "out/terraform-refs"
+    run(["chalice", "package", "--stage", "prod", "--pkg-format", "terraform", str(out)],
+        copy, env)
+    chalice_tf = json.loads((out / "chalice.tf.json").read_text())
+    ours = json.loads((PROJECT / "deploy/terraform/switchboard_observability.tf.json").read_text())
+    with (PROJECT / "deploy/terraform/switchboard.tf").open() as source:
+        hcl = hcl2.load(source)
+    defined = {(kind, name) for kind, blocks in chalice_tf["resource"].items() for name in blocks}
+    defined |= {(kind, name) for kind, blocks in ours["resource"].items() for name in blocks}
+    defined |= {(kind.strip('"'), name.strip('"')) for block in hcl["resource"]
+                for kind, named in block.items() for name in named}
+    texts = json.dumps(ours) + (PROJECT / "deploy/terraform/switchboard_override.tf.json"
+                                ).read_text()
+    referenced = set(re.findall(r"\$\{[^}]*?(?<!data\.)\b(aws_\w+)\.([\w-]+)\.", texts))
+    assert referenced and referenced <= defined, referenced - defined
+    assert "aws_region" in chalice_tf["data"] and "null_data_source" in chalice_tf["data"]
+    # What docs/deploy.md's path C hands the smoke test.
+    assert "WebsocketConnectEndpointURL" in chalice_tf["output"]
+    push = chalice_tf["resource"]["aws_lambda_function"]["push"]
+    assert push["function_name"] == "switchboard-prod-push"
+
+    required = chalice_tf["terraform"]
+    assert TERRAFORM_VERSION in constraint(required["required_version"])
+    assert AWS_PROVIDER_VERSION in constraint(required["required_providers"]["aws"]["version"])

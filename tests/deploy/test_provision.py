@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from deploy import provision as provision_module
+from deploy import session
+from deploy import smoke as smoke_module
 from deploy.provision import StageConfig, after_deploy, main, provision
+from tests.aws_stub import aws_stub
 
 PROJECT = Path(__file__).resolve().parents[2]
 MAPPING_UUID = "6d9f8e0c-1b2a-4c3d-9e8f-0a1b2c3d4e5f"
@@ -147,3 +153,105 @@ def test_after_deploy_sets_throttling_and_partial_batch_responses():
         "created: stage throttling 50.0/s, burst 80",
         "created: ReportBatchItemFailures on the fanout_worker queue subscription",
     ]
+
+
+# -- what an operator sees when something is missing ---------------------------------
+
+
+@pytest.fixture
+def bare_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No AWS configuration at all: no variables, no config or credentials file."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return monkeypatch
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()  # one line, no traceback
+    assert captured.out == ""
+    return line
+
+
+NO_REGION = ("error: no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), "
+             "or give your AWS profile a region (aws configure)")
+NO_CREDENTIALS = ("error: no AWS credentials: run `aws configure` (or `aws sso login`), or set "
+                  "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
+
+@pytest.mark.parametrize(("variables", "region", "expected"), [
+    ({}, [], NO_REGION),
+    ({"AWS_REGION": "eu-west-1"}, [], NO_CREDENTIALS),  # AWS_REGION is a region too
+    ({}, ["--region", "us-east-1"], NO_CREDENTIALS),
+    ({"AWS_PROFILE": "nope"}, ["--region", "us-east-1"],
+     "error: The config profile (nope) could not be found: check AWS_PROFILE and ~/.aws/config"),
+], ids=["no region", "AWS_REGION", "no credentials", "no such profile"])
+def test_what_is_missing_is_one_line_saying_where_it_comes_from(
+    bare_aws: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str], region: list[str], expected: str,
+):
+    for name, value in variables.items():
+        bare_aws.setenv(name, value)
+    assert main(["--stage", "prod", *region]) == 2
+    assert error_line(capsys) == expected
+
+
+def test_a_missing_permission_is_one_line_naming_the_call(
+    bare_aws: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """DynamoDB (a stand-in over HTTP) refuses DescribeTable as AWS refuses it."""
+    refusal = json.dumps({
+        "__type": "com.amazon.coral.service#AccessDeniedException",
+        "message": "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: "
+                   "dynamodb:DescribeTable on resource: arn:aws:dynamodb:us-east-1:"
+                   "123456789012:table/switchboard-prod-connections",
+    }).encode()
+
+    def deny(method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        return 400, {"Content-Type": "application/x-amz-json-1.0"}, refusal
+
+    bare_aws.setenv("AWS_ACCESS_KEY_ID", "dev")
+    bare_aws.setenv("AWS_SECRET_ACCESS_KEY", "dev")
+    with aws_stub(deny) as endpoint:
+        bare_aws.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        assert main(["--stage", "prod", "--region", "us-east-1"]) == 2
+    assert error_line(capsys) == (
+        "error: permission denied: AWS refused DescribeTable (AccessDeniedException); grant it "
+        "to the identity in use. AWS said: User: arn:aws:iam::123456789012:user/dev is not "
+        "authorized to perform: dynamodb:DescribeTable on resource: arn:aws:dynamodb:us-east-1:"
+        "123456789012:table/switchboard-prod-connections")
+
+
+def test_after_deploy_without_a_deployment_says_what_to_run_first(
+    stage: StageConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+):
+    monkeypatch.setattr("deploy.provision.PROJECT", tmp_path)
+    monkeypatch.setattr(StageConfig, "load", classmethod(lambda cls, name: stage))
+    assert main(["--stage", "prod", "--after-deploy", "--region", "us-east-1"]) == 2
+    assert error_line(capsys) == (
+        "error: no .chalice/deployed/prod.json: run `chalice deploy --stage prod` first "
+        "(this checkout's .chalice/deployed/ records it)")
+
+
+def test_an_error_it_cannot_explain_keeps_its_traceback(stage: StageConfig):
+    def broken(service: str) -> Any:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        session.run(lambda: len(provision(stage, broken).lines))
+
+
+@pytest.mark.parametrize("tool", [provision_module, smoke_module])
+def test_every_option_says_what_it_does(tool: Any):
+    parser = tool.parser()
+    text = parser.format_help()
+    options = re.findall(r"^  (--[\w-]+)", text, re.M)
+    assert len(options) >= 5
+    for option in options:
+        described = re.search(rf"^  {option}[^\n]*?(?:  +|\n +)(\w[^\n]*)", text, re.M)
+        assert described and len(described.group(1).split()) >= 3, option

@@ -8,6 +8,7 @@ by the project option). Tests use unique user ids, so they share a gateway.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 from chalicelib import runtime
 from switchboard_local.gateway.connections import Limits
 from switchboard_local.gateway.server import Gateway, GatewayOptions, GatewayThread
+from tests.gateway.installed import Served, serve_command
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_APP = Path(__file__).parent / "tiny" / "app.py"
@@ -74,6 +76,34 @@ def start(options: GatewayOptions, project_dir: Path) -> tuple[GatewayThread, Ru
 def stop(thread: GatewayThread) -> None:
     thread.stop()
     runtime.reset()
+
+
+@pytest.fixture(scope="module")
+def make_run() -> Iterator[Served]:
+    """``make run`` on a free port, as a new user runs it; stopped with Ctrl-C."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "HOST", "PORT")
+           and not k.startswith(("AWS_ENDPOINT_URL", "POWERTOOLS_"))}
+    argv = ["make", "--no-print-directory", "run", "PORT=0", "HOST=127.0.0.1"]
+    with serve_command(argv, REPO, env) as served:
+        yield served
+
+
+@pytest.fixture
+def client_factory(make_run: Served) -> Iterator[Callable[[str], Any]]:
+    """Start terminal clients with shell lines (the README's); stopped afterwards."""
+    from tests.gateway.readme import Client, shell_env
+
+    started: list[Client] = []
+
+    def start(script: str) -> Client:
+        client = Client.start(script, shell_env(make_run))
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        client.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ personal stream, and it must see every message exactly once, in ``seq`` order.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +24,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from .conftest import REPO, WAIT, eventually
-from .installed import serve_command
+from .conftest import WAIT, eventually
+from .installed import Served
 
 
 @dataclass
@@ -47,14 +45,10 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def make_run() -> Iterator[Gateway]:
-    """``make run`` on a free port, stopped with Ctrl-C."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "HOST", "PORT")}
-    argv = ["make", "--no-print-directory", "run", "PORT=0", "HOST=127.0.0.1"]
-    with serve_command(argv, REPO, env) as served:
-        management = served.first("Management").split("/@connections/")[0]
-        yield Gateway(served.first("WebSocket"), management, served.base)
+def gateway(make_run: Served) -> Gateway:
+    """``make run`` on a free port (stopped with Ctrl-C afterwards)."""
+    management = make_run.first("Management").split("/@connections/")[0]
+    return Gateway(make_run.first("WebSocket"), management, make_run.base)
 
 
 def request(client: ClientConnection, frame: dict[str, Any]) -> list[dict[str, Any]]:
@@ -126,11 +120,11 @@ class Reader:
         return str(self.take(request(self.client, {"action": "whoami"}))["connectionId"])
 
 
-def test_a_dropped_client_recovers_every_message_once_in_order(make_run: Gateway) -> None:
+def test_a_dropped_client_recovers_every_message_once_in_order(gateway: Gateway) -> None:
     room, user = f"e2e-{uuid.uuid4().hex[:6]}", f"reader-{uuid.uuid4().hex[:6]}"
-    sender = make_run.connect(f"sender-{uuid.uuid4().hex[:6]}")
+    sender = gateway.connect(f"sender-{uuid.uuid4().hex[:6]}")
     request(sender, {"action": "joinRoom", "room": room})
-    reader = Reader(make_run, user, room)
+    reader = Reader(gateway, user, room)
     reader.start()
     sent_room: list[str] = []
     sent_direct: list[str] = []
@@ -148,7 +142,7 @@ def test_a_dropped_client_recovers_every_message_once_in_order(make_run: Gateway
 
     # Drop 1: the management API closes the socket ($disconnect runs).
     management = boto3.client(
-        "apigatewaymanagementapi", endpoint_url=make_run.management_url, region_name="us-east-1",
+        "apigatewaymanagementapi", endpoint_url=gateway.management_url, region_name="us-east-1",
         aws_access_key_id="local", aws_secret_access_key="local",
     )
     assert reader.client is not None

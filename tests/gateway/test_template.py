@@ -25,7 +25,11 @@ def test_this_repositorys_template_names_its_resources_for_the_stage() -> None:
     loaded = Template.load(REPO / "deploy" / "cloudformation.json", stage="dev",
                            app_name="switchboard", region="us-east-1")
     assert loaded.parameters == {"StageName": "dev", "ThrottlingRateLimit": "100",
-                                 "ThrottlingBurstLimit": "200"}
+                                 "ThrottlingBurstLimit": "200", "AlarmTopicArn": "",
+                                 "LogRetentionDays": "30", "RefusedConnectsPercent": "25",
+                                 "ThrottledPostsPerFiveMinutes": "100",
+                                 "FailedPostsPerFiveMinutes": "10",
+                                 "WorkerMessageAgeSeconds": "300"}
     assert [r.logical_id for r in loaded.resources(TABLE)] == ["ConnectionsTable"]
     assert [r.logical_id for r in loaded.resources(QUEUE)] == ["FanoutDeadLetterQueue",
                                                                "FanoutQueue"]
@@ -42,7 +46,10 @@ def test_this_repositorys_template_names_its_resources_for_the_stage() -> None:
     assert not loaded.reports_batch_item_failures("push")
     assert loaded.warnings == [
         "cloudformation.json: WebsocketAPIStage: Properties.DefaultRouteSettings not emulated "
-        "(merged into a resource Chalice generates)"
+        "(merged into a resource Chalice generates)",
+        "cloudformation.json: 19 monitoring resources (AWS::CloudWatch::Alarm, "
+        "AWS::CloudWatch::Dashboard, AWS::Logs::LogGroup, AWS::Logs::MetricFilter) watch AWS "
+        "only: not created locally",
     ]
 
 
@@ -73,6 +80,9 @@ DOCUMENT: dict[str, Any] = {
                   "Properties": {"Name": {"Fn::Sub": "/${AWS::StackName}/p"}, "Type": "String",
                                  "Value": "v"}},
         "Bucket": {"Type": "AWS::S3::Bucket"},
+        "ErrorsAlarm": {"Type": "AWS::CloudWatch::Alarm"},
+        "LatencyAlarm": {"Type": "AWS::CloudWatch::Alarm"},
+        "Logs": {"Type": "AWS::Logs::LogGroup"},
         "Worker": {"Properties": {
             "ReservedConcurrentExecutions": 2,
             "Environment": {"Variables": {
@@ -119,11 +129,13 @@ def test_intrinsics_resolve_to_local_values(tmp_path: Path) -> None:
     for expected in (
         "parameter Suffix has no value: pass --parameter Suffix=VALUE",
         "resource Bucket (AWS::S3::Bucket) is not created locally",
+        "3 monitoring resources (AWS::CloudWatch::Alarm, AWS::Logs::LogGroup) watch AWS only",
         "Worker: Properties.ReservedConcurrentExecutions not emulated",
         "Worker: variable IMPORTED: Fn::ImportValue is not emulated",
         "Worker: variable MISSING: Suffix is not a parameter or a resource created locally",
     ):
         assert expected in warnings
+    assert "ErrorsAlarm" not in warnings, "monitoring resources are reported in one line"
 
 
 def test_parameters_given_win_and_unknown_ones_are_reported(tmp_path: Path) -> None:

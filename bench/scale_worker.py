@@ -11,7 +11,6 @@ seconds spent inside the handler.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -24,10 +23,7 @@ QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:switchboard-scale"
 
 
 def main() -> None:
-    local_environment()
-    # Standard output is this process's report to the parent: the handler's EMF
-    # documents (one per invocation, as on Lambda) would bury it, and fill the pipe.
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    local_environment()  # no EMF documents: standard output is the report to the parent
     import app as app_module
     from chalicelib.fanout_queue import decode
     from chalicelib.settings import Settings

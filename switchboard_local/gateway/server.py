@@ -116,6 +116,7 @@ class Gateway:
         self._environment: dict[str, str] = {}
         self._exit = ExitStack()
         self._runner: web.AppRunner | None = None
+        self._websocket: WebsocketEndpoint | None = None
         self._lifecycle: Lifecycle | None = None
         self._invoker: Invoker | None = None
         self._consumers: Consumers | None = None
@@ -290,7 +291,7 @@ class Gateway:
 
     def _web_app(self) -> web.Application:
         assert self._lifecycle is not None and self.rest is not None
-        websocket = WebsocketEndpoint(
+        websocket = self._websocket = WebsocketEndpoint(
             self.api, self._lifecycle, self._stage_http, lambda: bool(self._app().functions.routes)
         )
         management = ManagementApi(self.table, self.faults)
@@ -325,7 +326,9 @@ class Gateway:
         return directory if directory.is_dir() else None
 
     async def stop(self) -> None:
-        """Close every socket with 1001, run each ``$disconnect``, save, stop the store."""
+        """Refuse new handshakes, close every socket with 1001, run each ``$disconnect``,
+        save, stop the store."""
+        self.refuse_new_connections()
         if self._reloader is not None:
             await self._reloader.stop()
         if self._consumers is not None:
@@ -340,6 +343,11 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), SHUTDOWN_GRACE_SECONDS)
         await self._release()
+
+    def refuse_new_connections(self) -> None:
+        """From now on handshakes are refused with 503 (the first step of :meth:`stop`)."""
+        if self._websocket is not None:
+            self._websocket.accepting = False
 
     async def _release(self) -> None:
         if self._runner is not None:

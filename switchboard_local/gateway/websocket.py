@@ -21,6 +21,7 @@ from switchboard_local import stage
 from switchboard_local.events import ApiContext, ConnectionContext
 from switchboard_local.gateway.connections import (
     ABNORMAL_CLOSURE,
+    GOING_AWAY,
     Lifecycle,
     SocketConnection,
 )
@@ -45,6 +46,9 @@ class WebsocketEndpoint:
         self.lifecycle = lifecycle
         self.otherwise = otherwise
         self.has_routes = has_routes
+        self.accepting = True
+        """False once the gateway stops: new handshakes are refused with 503, so a
+        client that reconnects at once cannot hold the shutdown up."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -52,6 +56,8 @@ class WebsocketEndpoint:
             if self.otherwise is not None:
                 return await self.otherwise(request)
             return web.Response(status=426, text="This is a WebSocket URL: connect with ws://\n")
+        if not self.accepting:
+            return web.Response(status=503, text="The gateway is stopping\n")
         connection = SocketConnection(self._context(request))
         self.lifecycle.table.add(connection)
         refusal = await self._run_connect(connection, request)
@@ -71,6 +77,8 @@ class WebsocketEndpoint:
             raise
         connection.socket = socket
         connection.open()
+        if not self.accepting:  # the gateway began stopping while $connect ran
+            await connection.close(GOING_AWAY, "Going away")
         await self._serve(connection, socket)
         return socket
 

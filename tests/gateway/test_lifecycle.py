@@ -252,3 +252,16 @@ def test_shutdown_closes_every_socket_and_runs_disconnect(tmp_path: Path) -> Non
     for connection_id in ids:
         assert len(disconnects(running, connection_id)) == 1
     assert disconnects(running, ids[0])[0]["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_a_stopping_gateway_refuses_new_handshakes_with_503(tmp_path: Path) -> None:
+    """A client that reconnects at once must not hold the shutdown up with a new socket."""
+    thread, running = start_tiny(tmp_path)
+    try:
+        with running.connect() as before:
+            assert echo(before, "hi")["event"]["requestContext"]["routeKey"] == "$default"
+            running.gateway.refuse_new_connections()  # the first step of stop()
+            assert running.refusal() == 503
+            assert echo(before, "still here")["event"]["body"] == "still here"
+    finally:
+        stop(thread)

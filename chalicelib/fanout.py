@@ -170,7 +170,7 @@ def _announce_departures(
         announce(services, room, changes, deadline)
 
 
-def ensure_endpoint(services: Services, connection_ids: Sequence[str]) -> bool:
+def ensure_endpoint_for(services: Services, connection_ids: Sequence[str]) -> bool:
     """Set the management endpoint outside WebSocket handlers, once per container.
 
     The stage's ``APIGW_MANAGEMENT_ENDPOINT`` wins (custom domains); otherwise
@@ -222,7 +222,7 @@ def _handle_record(body: str, services: Services, deadline: Deadline) -> bool:
         logger.error("unreadable fan-out message: %s", error)
         return False
     try:
-        if not ensure_endpoint(services, batch.targets):
+        if not ensure_endpoint_for(services, batch.targets):
             return True
     except Exception:
         logger.exception("could not resolve the management endpoint")

@@ -27,7 +27,7 @@ from typing import Any
 from chalicelib import invocation, protocol
 from chalicelib.clock import iso8601
 from chalicelib.delivery import MAX_POST_BYTES, DeliveryReport
-from chalicelib.fanout import ensure_endpoint, fan_out, room_audience
+from chalicelib.fanout import ensure_endpoint_for, fan_out, room_audience
 from chalicelib.invocation import Deadline
 from chalicelib.logs import logged_event
 from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
@@ -87,7 +87,7 @@ def handle(event: Any, lambda_context: Any, services: Services) -> dict[str, Any
         audience = 0
         room = str(request.value) if request.audience == "room" else None
         for page in _audience_pages(services, request, deadline):
-            if page and ensure_endpoint(services, page):
+            if page and ensure_endpoint_for(services, page):
                 report += fan_out(services, page, frame, deadline, audience, room)
             audience += len(page)
         log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),

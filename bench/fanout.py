@@ -1,7 +1,7 @@
 """Fan-out throughput over TLS: the lean transport, botocore, the boto3 ceiling, the naive loop.
 
 Every variant posts the same rendered frame to the same connection ids through
-the same local HTTPS management endpoint (:mod:`bench.mgmt_server`, its own
+the same local HTTPS management endpoint (:mod:`harness.mgmt_server`, its own
 process, trusted through ``AWS_CA_BUNDLE`` as a deployment would):
 
 * ``lean`` — the real code path: :class:`chalicelib.delivery.Delivery` over a
@@ -34,11 +34,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from chalice.app import Chalice
 
-from bench.mgmt_server import ManagementServer, calibrate
 from chalicelib import protocol
 from chalicelib.delivery import WORKERS, Delivery
 from chalicelib.invocation import Deadline
 from chalicelib.management import ManagementSession
+from harness.mgmt_server import ManagementServer, calibrate
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "bench"

@@ -2,7 +2,7 @@
 
 How the lean transport's HTTP path was chosen. Every row posts the same frame,
 signed by botocore's ``SigV4Auth``, to the same HTTPS stand-in
-(:mod:`bench.mgmt_server`, 10 ms per post) from ``--threads`` threads, or with
+(:mod:`harness.mgmt_server`, 10 ms per post) from ``--threads`` threads, or with
 as many posts in flight on one event loop (``aiohttp`` native):
 
 * ``http.client`` — :class:`chalicelib.management.LeanManagementClient`, the code that ships;
@@ -40,8 +40,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 
 from bench import fanout, suite
-from bench.mgmt_server import ManagementServer
 from chalicelib.management import ManagementSession
+from harness.mgmt_server import ManagementServer
 
 REGION = "us-east-1"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from subprocess import PIPE, Popen
 
 from bench import fanout, profiling, suite
-from bench.mgmt_server import ManagementServer
 from chalicelib.invocation import Deadline
+from harness.mgmt_server import ManagementServer
 
 BUCKETS = [
     ("botocore: SigV4 signing", "SigV4Auth.add_auth"),

@@ -12,7 +12,7 @@ What runs, each part where it would run on AWS:
   queue as Lambda's event source mapping does (up to ten records per
   invocation, failures left for redelivery) and delivering through the real
   app, paced at ``MANAGEMENT_RPS`` / K posts per second;
-* the management API: :mod:`bench.mgmt_server` (HTTPS, its own process),
+* the management API: :mod:`harness.mgmt_server` (HTTPS, its own process),
   enforcing R posts per second with a token bucket holding half a second of
   it, as API Gateway's account throttle does (10,000/s, burst 5,000): every
   post above the rate is answered 429 ``LimitExceededException``.
@@ -42,10 +42,10 @@ from typing import Any
 
 import boto3
 
-from bench.engines import dynalite_process, moto_process
-from bench.mgmt_server import ManagementServer
 from chalicelib import runtime
 from chalicelib.registry import Connection, _connection_item, table_definition
+from harness.engines import dynalite_process, moto_process
+from harness.mgmt_server import ManagementServer
 from switchboard_local.gateway.environment import process_environment
 
 ROOT = Path(__file__).resolve().parent.parent

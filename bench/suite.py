@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import coldstart, fanout, gateway, metrics_library, reads, scale, throttle
-from bench.mgmt_server import ManagementServer
 from bench.report import Figure
+from harness.mgmt_server import ManagementServer
 from switchboard_local.gateway.environment import process_environment
 
 FIGURES = ("fanout", "reads", "coldstart", "metrics", "throttle", "gateway", "scale")

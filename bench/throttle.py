@@ -31,8 +31,8 @@ from bench.fanout import (
     naive_loop,
     timed,
 )
-from bench.mgmt_server import ManagementServer
 from chalicelib.invocation import Deadline
+from harness.mgmt_server import ManagementServer
 
 THROTTLE_RATIO = 0.2
 DEADLINE_SECONDS = 25.0  # what a Lambda with a 29 s integration timeout has left

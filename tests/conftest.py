@@ -37,13 +37,15 @@ os.environ.pop("AWS_PROFILE", None)
 
 from moto.server import ThreadedMotoServer
 
-from bench.engines import EngineError, dynalite_process
 from chalicelib import runtime
 from chalicelib.identity import issue_token
 from chalicelib.registry import table_definition
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
+from harness.engines import EngineError, dynalite_process
+from switchboard_local.gateway.server import GatewayOptions
 from switchboard_local.testing import WebsocketTestClient
+from tests.gateways import Running, start, stop
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
@@ -220,3 +222,11 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def switchboard_gateway() -> Iterator[Running]:
+    """This repository's app on the local gateway (embedded store), shared by a module's tests."""
+    thread, running = start(GatewayOptions(project_dir=ROOT, port=0, autoreload=False), ROOT)
+    yield running
+    stop(thread)

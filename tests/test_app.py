@@ -15,9 +15,9 @@ from chalicelib.identity import issue_token
 from chalicelib.registry import Registry
 from chalicelib.runtime import Services
 from switchboard_local.testing import WebsocketTestClient
+from tests.chalicelib.conftest import registry_items
 from tests.conftest import create_table
 from tests.fresh_interpreter import run_fresh
-from tests.hardening.conftest import registry_items
 
 
 def table_items(services: Services, dynamodb: Any) -> list[dict[str, Any]]:

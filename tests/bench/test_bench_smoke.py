@@ -15,7 +15,7 @@ import pytest
 
 from bench import __main__ as cli
 from bench import reads, report, suite
-from bench.mgmt_server import ManagementServer
+from harness.mgmt_server import ManagementServer
 
 SMALL = suite.SIZES["small"]
 

@@ -1,7 +1,7 @@
 """Fixtures for the client tests: the gateway running this app, a relay to cut
 connections, a gateway that restarts on its port, and headless Chromium.
 
-The gateways are the local gateway of ``tests/gateway`` (real sockets on free
+The gateways are the local gateway of ``tests/switchboard_local`` (real sockets on free
 loopback ports); clients reach them directly or through :class:`TcpProxy`.
 """
 
@@ -24,8 +24,8 @@ import pytest
 
 from switchboard_local.gateway.connections import Limits
 from switchboard_local.gateway.server import GatewayOptions, GatewayThread
-from tests.gateway.conftest import REPO, WAIT, Running, start, stop
-from tests.gateway.installed import clean_env
+from tests.gateways import REPO, WAIT, Running, start, stop
+from tests.switchboard_local.installed import clean_env
 
 from .proxy import TcpProxy
 

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from tests.gateway.conftest import WAIT, Running, unique
+from tests.gateways import WAIT, Running, unique
 
 from .conftest import PAGE_TIMEOUT_MS, GatewayProcess, delete_connection, figures
 from .proxy import TcpProxy

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.conftest import Running
+from tests.gateways import Running
 
 JS = Path(__file__).parents[2] / "clients" / "js"
 NODE_CLIENT = Path(__file__).parent / "node_client.mjs"

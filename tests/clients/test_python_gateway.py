@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from switchboard_client import Client, Options, SwitchboardError
 
-from tests.gateway.conftest import Running, unique
+from tests.gateways import Running, unique
 
 from .conftest import GatewayProcess, delete_connection, figures
 from .proxy import TcpProxy

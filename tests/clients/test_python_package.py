@@ -2,7 +2,7 @@
 
 Its wheel is built offline (the pinned ``flit-core``) and installed with
 ``--no-deps`` into a fresh environment whose dependencies come from this test
-environment through a path line (see ``tests/gateway/installed.py``): the
+environment through a path line (see ``tests/switchboard_local/installed.py``): the
 client then imports from the wheel, and nothing of this repository — not
 ``chalicelib``, not ``switchboard_local`` — is importable next to it.
 """
@@ -13,7 +13,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.gateway.installed import REPO, clean_env, install
+from tests.switchboard_local.installed import REPO, clean_env, install
 
 PROBE = """
 import importlib.metadata, importlib.util, json

@@ -1,0 +1,89 @@
+"""Gateways for the tests: real sockets on free loopback ports, embedded store.
+
+Shared by the gateway's own tests (``tests/switchboard_local``), the project's
+end-to-end tests (``tests/e2e``) and the clients' (``tests/clients``, ``tests/web``).
+Tests use unique user ids, so they share a gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from chalicelib import runtime
+from switchboard_local.gateway.server import Gateway, GatewayOptions, GatewayThread
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 15.0  # a generous upper bound for liveness, never a performance assertion
+
+
+@dataclass
+class Running:
+    """A started gateway and helpers to talk to it."""
+
+    gateway: Gateway
+    project_dir: Path
+
+    def connect(self, query: str = "", **kwargs: Any) -> ClientConnection:
+        url = self.gateway.websocket_url + (f"?{query}" if query else "")
+        return connect(
+            url, open_timeout=WAIT, close_timeout=WAIT, max_size=None, legacy=True, **kwargs
+        )
+
+    def refusal(self, query: str = "") -> int:
+        """The HTTP status a handshake is refused with (it must be refused)."""
+        with pytest.raises(InvalidStatus) as refused:
+            self.connect(query)
+        return int(refused.value.response.status_code)
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.gateway.page_url.rstrip("/") + path, timeout=WAIT) as r:
+            return json.load(r)
+
+    def token(self, user_id: str, *roles: str) -> str:
+        query = urllib.parse.urlencode({"userId": user_id, "roles": ",".join(roles)})
+        return str(self.get_json(f"/_local/token?{query}")["token"])
+
+    def events(self) -> list[dict[str, Any]]:
+        path = self.project_dir / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def start(options: GatewayOptions, project_dir: Path) -> tuple[GatewayThread, Running]:
+    runtime.reset()
+    thread = GatewayThread(options)
+    return thread, Running(thread.start(), project_dir)
+
+
+def stop(thread: GatewayThread) -> None:
+    thread.stop()
+    runtime.reset()
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """Poll until predicate() is truthy; the timeout is a liveness bound only."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)

@@ -1,28 +1,26 @@
 """Switchboard: a serverless WebSocket backend on API Gateway, Lambda and DynamoDB.
 
-Each function delegates to :mod:`chalicelib`; the container's services are
-built on the first event, so importing this module creates no AWS client.
-The modules behind the functions (and with them PyJWT and cryptography) are
-imported on the first event too: the Lambda init phase pays only for Chalice
-and boto3, which every Chalice WebSocket app needs.
+Every function has one shape: :func:`chalicelib.entry.run` gives it its
+deadline, its event log line and its metrics, and calls its handler with the
+few objects that handler uses, picked here out of the container's services.
+The services are built on the first event, so importing this module creates
+no AWS client; the modules behind the functions (and with them PyJWT and
+cryptography) are imported on the first event too: the Lambda init phase pays
+only for Chalice and boto3, which every Chalice WebSocket app needs.
 
 * ``websocket_connect`` / ``websocket_message`` / ``websocket_disconnect``: the routes.
 * ``push``: invoked by other services to reach users, rooms or everyone.
 * ``fanout_worker``: delivers the batches large audiences are split into.
-
-Every function's metrics are written when its invocation ends (the
-middleware :func:`emit_metrics`; see :mod:`chalicelib.metrics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
+from chalicelib import entry
 from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
-from chalicelib import metrics
 from chalicelib.delivery import WORKERS
 from chalicelib.management import ManagementSession
 from chalicelib.settings import fanout_queue_name
@@ -39,15 +37,6 @@ app.websocket_api.session = ManagementSession(pool_size=WORKERS)
 FANOUT_BATCH_SIZE = 10
 
 
-@app.middleware("all")
-def emit_metrics(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    """Write what the invocation measured when it ends, however it ends."""
-    try:
-        return get_response(event)
-    finally:
-        metrics.flush()
-
-
 def _services() -> Services:
     """The container's services; importing them is deferred to the first event."""
     from chalicelib import runtime
@@ -59,33 +48,53 @@ def _services() -> Services:
 def connect(event: WebsocketEvent) -> Response:
     from chalicelib import handlers
 
-    return handlers.on_connect(event, _services())
+    def handle(call: entry.Call) -> Response:
+        s = _services()
+        return handlers.on_connect(
+            event, call, s.verifier, s.registry, s.settings.management_endpoint
+        )
+
+    return entry.run("$connect", event.connection_id, event.context, handle)
 
 
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> Response:
     from chalicelib import handlers
 
-    return handlers.on_disconnect(event, _services())
+    return entry.run(
+        "$disconnect", event.connection_id, event.context,
+        lambda call: handlers.on_disconnect(event, call, _services().cleanup),
+    )
 
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
     from chalicelib import handlers
 
-    handlers.on_message(event, _services())
+    def handle(call: entry.Call) -> None:
+        s = _services()
+        handlers.on_message(event, call, s.actions, s.delivery)
+
+    entry.run("$default", event.connection_id, event.context, handle)
 
 
 @app.lambda_function(name="push")
 def push(event: Any, context: Any) -> dict[str, Any]:
     from chalicelib import push as push_module
 
-    return push_module.handle(event, context, _services())
+    def handle(call: entry.Call) -> dict[str, Any]:
+        s = _services()
+        return push_module.handle(
+            event, call, s.registry, s.delivery, s.outbox(call.deadline),
+            s.settings.management_endpoint,
+        )
+
+    return entry.run("push", "-", context, handle)
 
 
 @app.on_sqs_message(queue=fanout_queue_name(), batch_size=FANOUT_BATCH_SIZE, name="fanout_worker")
 def fanout_worker(event: SQSEvent) -> dict[str, Any]:
-    from chalicelib import fanout, invocation
-
-    with invocation.bound(event.context) as deadline:
-        return fanout.handle_batch(list(event), _services(), deadline)
+    return entry.run(
+        "fanout_worker", "-", event.context,
+        lambda call: _services().worker.handle_batch(list(event), call.deadline, call.log),
+    )

@@ -29,7 +29,8 @@ from chalicelib.registry import (
     Connection,
     Registry,
     _connection_item,
-    _membership_key,
+    connection_key,
+    membership_key,
     table_definition,
 )
 
@@ -95,19 +96,20 @@ class ScanRegistry:
         self._table = table_name
 
     def all_connections(self) -> list[str]:
-        return self._ids(self._scan("SK = :conn", {":conn": {"S": "CONN"}}))
+        return self._ids(self._scan("SK = :conn", {":conn": connection_key("-")["SK"]}))
 
     def user_connections(self, user_id: str) -> list[str]:
         return self._ids(self._scan(
-            "SK = :conn AND userId = :user", {":conn": {"S": "CONN"}, ":user": {"S": user_id}}
+            "SK = :conn AND userId = :user",
+            {":conn": connection_key("-")["SK"], ":user": {"S": user_id}},
         ))
 
     def room_connections(self, room: str) -> list[str]:
-        return self._ids(self._scan("PK = :room", {":room": {"S": f"ROOM#{room}"}}))
+        return self._ids(self._scan("PK = :room", {":room": membership_key(room, "-")["PK"]}))
 
     def add_connection(self, connection_id: str, user_id: str) -> None:
         self._client.put_item(TableName=self._table, Item={
-            "PK": {"S": f"CONN#{connection_id}"}, "SK": {"S": "CONN"},
+            **connection_key(connection_id),
             "connectionId": {"S": connection_id}, "userId": {"S": user_id},
         })
 
@@ -162,7 +164,7 @@ def populate(client: Any, table: str, connections: int) -> Population:
             cid, user, (), frozenset(rooms), "2026-01-01T00:00:00.000Z", "https://x/api", ttl
         )) | {"rooms": {"SS": rooms}})
         items.extend(
-            _membership_key(room, cid)
+            membership_key(room, cid)
             | {"connectionId": {"S": cid}, "userId": {"S": user}, "ttl": {"N": str(ttl)}}
             for room in rooms
         )

@@ -11,6 +11,7 @@ seconds spent inside the handler.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -25,6 +26,9 @@ QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:switchboard-scale"
 def main() -> None:
     local_environment()  # no EMF documents: standard output is the report to the parent
     import app as app_module
+
+    # Nor the worker's event lines (one per batch, on standard output as on Lambda).
+    logging.getLogger("switchboard.events").setLevel(logging.WARNING)
     from chalicelib.fanout_queue import decode
     from chalicelib.settings import Settings
     from switchboard_local.events import sqs_record

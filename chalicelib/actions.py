@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import fanout, protocol
+from chalicelib import protocol
+from chalicelib.cleanup import Cleanup
 from chalicelib.clock import iso8601
 from chalicelib.delivery import DeliveryReport, Outcome
 from chalicelib.invocation import Deadline
+from chalicelib.outbox import Outbox
 from chalicelib.permissions import (
     ADMIN_ROLE,
     HISTORY,
@@ -33,6 +35,7 @@ from chalicelib.permissions import (
     RoomGrants,
     may,
 )
+from chalicelib.presence import Announcer
 from chalicelib.protocol import (
     BAD_REQUEST,
     FORBIDDEN,
@@ -53,54 +56,68 @@ from chalicelib.protocol import (
     Typing,
     WhoAmI,
 )
-from chalicelib.registry import Connection
-from chalicelib.runtime import Services
-from chalicelib.streams import Stream
+from chalicelib.registry import Connection, Registry
+from chalicelib.settings import Settings
+from chalicelib.streams import Stream, Streams
+
+
+@dataclass(frozen=True)
+class ActionDeps:
+    """What the actions use, the same for every frame of a container."""
+
+    settings: Settings
+    registry: Registry
+    streams: Streams | None
+    announcer: Announcer
+    cleanup: Cleanup
+    outbox: Callable[[Deadline], Outbox]
+    """A request's :class:`~chalicelib.outbox.Outbox`, made for its deadline."""
 
 
 @dataclass
 class ActionContext:
-    """One request being carried out: who asked, what, and what was delivered so far."""
+    """One request being carried out: who asked, what, and what it delivered so far."""
 
-    services: Services
+    deps: ActionDeps
     connection: Connection
     request: Request
-    deadline: Deadline
-    report: DeliveryReport = field(default_factory=DeliveryReport)
-    audience: int = 0
+    outbox: Outbox
+
+    @property
+    def deadline(self) -> Deadline:
+        return self.outbox.deadline
+
+    @property
+    def report(self) -> DeliveryReport:
+        return self.outbox.report
 
     def may(self, permission: str, room: str) -> bool:
         """Whether the caller holds ``permission`` in ``room``: its token's, or the default."""
         grants = self.connection.grants
         if grants is None:
-            grants = RoomGrants.everywhere(self.services.settings.default_room_permissions)
+            grants = RoomGrants.everywhere(self.deps.settings.default_room_permissions)
         return may(self.connection.roles, grants, room, permission)
 
     def deliver(
         self, connection_ids: list[str], frame: str, room: str | None = None
     ) -> DeliveryReport:
         """Fan a frame out to targets (through the queue for large audiences) and tally."""
-        report = fanout.fan_out(
-            self.services, connection_ids, frame, self.deadline, self.audience, room
-        )
-        self.audience += len(connection_ids)
-        self.report = self.report + report
-        return report
+        return self.outbox.deliver(connection_ids, frame, room)
 
     def others_in(self, room: str) -> list[str]:
         """The room's live member connections but the caller's (one Query)."""
         me = self.connection.connection_id
-        members = fanout.room_audience(self.services, room, self.deadline)
-        return [m.connection_id for m in members if m.connection_id != me]
+        return [
+            m.connection_id for m in self.deps.registry.room_members(room).live
+            if m.connection_id != me
+        ]
 
     def replay(self, messages: Sequence[Message]) -> bool:
         """Post missed messages to the caller, in order; False when one did not arrive."""
         for message in messages:
             if self.deadline.remaining() <= 0:
                 return False
-            outcome = self.services.delivery.send(
-                self.connection.connection_id, protocol.message(message), self.deadline
-            )
+            outcome = self.outbox.send(self.connection.connection_id, protocol.message(message))
             if outcome is not Outcome.DELIVERED:
                 return False
         return True
@@ -159,10 +176,10 @@ class Action:
 def send_message(ctx: ActionContext, command: SendMessage) -> str:
     """Keep the message in the recipient's stream first, then deliver it to their devices."""
     message = Message(ctx.connection.user_id, command.text, iso8601())
-    streams = ctx.services.streams
+    streams = ctx.deps.streams
     if streams is not None:
         message = streams.append(Stream.of_user(command.target_user_id), message)
-    targets = ctx.services.registry.user_connections(command.target_user_id)
+    targets = ctx.deps.registry.user_connections(command.target_user_id)
     delivered = ctx.deliver(targets, protocol.message(message)).delivered
     return ctx.ack(delivered, stored=True if streams is not None else None)
 
@@ -183,10 +200,10 @@ def join_room(ctx: ActionContext, command: JoinRoom) -> str:
     sender read the members after it is delivered live.
     """
     rooms = ctx.connection.rooms
-    limit = ctx.services.settings.max_rooms_per_connection
+    limit = ctx.deps.settings.max_rooms_per_connection
     if command.room not in rooms and len(rooms) >= limit:
         raise ProtocolError(BAD_REQUEST, f"a connection may be in at most {limit} rooms")
-    first = ctx.services.registry.join_room(
+    first = ctx.deps.registry.join_room(
         ctx.connection, command.room, presence=ctx.may(PRESENCE, command.room)
     )
     if first:
@@ -196,7 +213,7 @@ def join_room(ctx: ActionContext, command: JoinRoom) -> str:
 
 
 def leave_room(ctx: ActionContext, command: LeaveRoom) -> str:
-    if ctx.services.registry.leave_room(ctx.connection, command.room):
+    if ctx.deps.registry.leave_room(ctx.connection, command.room):
         _announce(ctx, command.room, protocol.PRESENCE_LEAVE)
     return ctx.ack()
 
@@ -205,7 +222,7 @@ def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
     """Store the message (its ``seq``) before reading the members it goes to."""
     _require_member(ctx, command.room)
     message = Message(ctx.connection.user_id, command.text, iso8601(), command.room)
-    streams = ctx.services.streams
+    streams = ctx.deps.streams
     if streams is not None:
         message = streams.append(Stream.of_room(command.room), message)
     targets = ctx.others_in(command.room)
@@ -214,14 +231,20 @@ def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
 
 
 def presence(ctx: ActionContext, command: Presence) -> str:
-    members = fanout.room_audience(ctx.services, command.room, ctx.deadline)
-    counts = Counter(member.user_id for member in members)
+    """Who is in the room; members whose records expired are forgotten (their leave announced).
+
+    The one room read that repairs what it finds: an answer about presence must
+    not list a user who is gone. Reads for delivery never write.
+    """
+    members = ctx.deps.registry.room_members(command.room)
+    ctx.deps.cleanup.forget(members.expired, ctx.deadline, command.room)
+    counts = Counter(member.user_id for member in members.live)
     return protocol.members(ctx.request.request_id, command.room, sorted(counts.items()))
 
 
 def history(ctx: ActionContext, command: History) -> str:
     """A page of a room's stream, or of the caller's own when no room is named."""
-    streams = ctx.services.streams
+    streams = ctx.deps.streams
     if streams is None:
         raise ProtocolError(BAD_REQUEST, "this stage keeps no history (HISTORY_MAX_MESSAGES is 0)")
     stream = (
@@ -249,7 +272,7 @@ def broadcast_all(ctx: ActionContext, command: BroadcastAll) -> str:
         raise ProtocolError(FORBIDDEN, "broadcastAll needs a token with the 'admin' role")
     frame = protocol.broadcast(ctx.connection.user_id, command.text, iso8601())
     delivered = 0
-    for page in ctx.services.registry.all_connection_pages():
+    for page in ctx.deps.registry.all_connection_pages():
         delivered += ctx.deliver(page, frame).delivered
     return ctx.ack(delivered)
 
@@ -315,8 +338,8 @@ def _require_member(ctx: ActionContext, room: str) -> None:
 
 
 def _announce(ctx: ActionContext, room: str, event: str) -> None:
-    fanout.announce(
-        ctx.services, room, [(ctx.connection.user_id, event)], ctx.deadline,
+    ctx.deps.announcer.announce(
+        room, [(ctx.connection.user_id, event)], ctx.deadline,
         actor=ctx.connection.connection_id,
     )
 
@@ -329,11 +352,11 @@ def _catch_up(
     ``recovered`` is None without ``since``. With history off there is no
     position, and nothing can be recovered.
     """
-    streams = ctx.services.streams
+    streams = ctx.deps.streams
     if streams is None:
         return None, None if since is None else False
     if since is None:
         return streams.position(stream), None
-    recovery = streams.recover(stream, since, ctx.services.settings.recovery_max_messages)
+    recovery = streams.recover(stream, since, ctx.deps.settings.recovery_max_messages)
     recovered = recovery.missed is not None and ctx.replay(recovery.missed)
     return recovery.position, recovered

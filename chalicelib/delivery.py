@@ -172,7 +172,7 @@ class Delivery:
         """Post one rendered frame to every target now; one failure never stops the rest.
 
         Only posts: forgetting the targets found gone is the caller's
-        (:func:`chalicelib.fanout.fan_out`), which knows the registry.
+        (:class:`chalicelib.outbox.Outbox`), which hands them to the cleanup.
         """
         if len(connection_ids) <= 1:
             outcomes = [self.send(cid, text, deadline) for cid in connection_ids]

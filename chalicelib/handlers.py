@@ -9,110 +9,92 @@ unanswered, because an unanswered client cannot tell a lost frame from a slow on
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from chalice.app import Response, WebsocketEvent
 
-from chalicelib import invocation, metrics, protocol
-from chalicelib.actions import PARSERS, ActionContext, perform
-from chalicelib.delivery import Outcome
-from chalicelib.fanout import forget_gone
-from chalicelib.identity import AuthenticationError
-from chalicelib.invocation import Deadline
-from chalicelib.logs import EventLog, logged_event
-from chalicelib.management import execute_api_url
+from chalicelib import endpoint, metrics, protocol
+from chalicelib.actions import PARSERS, ActionContext, ActionDeps, perform
+from chalicelib.cleanup import Cleanup
+from chalicelib.delivery import Delivery
+from chalicelib.entry import Call
+from chalicelib.identity import AuthenticationError, TokenVerifier
+from chalicelib.logs import EventLog
+from chalicelib.outbox import Outbox
 from chalicelib.protocol import ProtocolError, parse_request
-from chalicelib.registry import ConnectionExists, NotConnected
-from chalicelib.runtime import Services
+from chalicelib.registry import ConnectionExists, NotConnected, Registry
 
 logger = logging.getLogger("switchboard.handlers")
 
 _NOT_REGISTERED = "this connection is not registered; reconnect with a valid token"
 
 
-def on_connect(event: WebsocketEvent, services: Services) -> Response:
-    with invocation.bound(event.context), logged_event("$connect", event.connection_id) as log:
-        try:
-            identity = services.verifier.verify(_query_parameter(event, "token"))
-        except AuthenticationError as error:
-            log.set(outcome="refused", status=error.status, reason=error.reason)
-            return _refused(error.status, error.code)
-        log.set(userId=identity.user_id)
-        try:
-            services.registry.add_connection(
-                event.connection_id, identity.user_id, identity.roles,
-                management_endpoint(event), identity.rooms,
-            )
-        except ConnectionExists:
-            return _repeated_connect(event, services, identity.user_id, log)
-        except Exception as error:
-            return _registration_failed(event, services, error, log)
-        return _accepted()
+def on_connect(
+    event: WebsocketEvent,
+    call: Call,
+    verifier: TokenVerifier,
+    registry: Registry,
+    configured_endpoint: str | None,
+) -> Response:
+    """Authenticate, then register the connection with the endpoint it is reachable through."""
+    log = call.log
+    try:
+        identity = verifier.verify(_query_parameter(event, "token"))
+    except AuthenticationError as error:
+        log.set(outcome="refused", status=error.status, reason=error.reason)
+        return _refused(error.status, error.code)
+    log.set(userId=identity.user_id)
+    try:
+        registry.add_connection(
+            event.connection_id, identity.user_id, identity.roles,
+            endpoint.of_event(configured_endpoint, event), identity.rooms,
+        )
+    except ConnectionExists:
+        return _repeated_connect(event, registry, identity.user_id, log)
+    except Exception as error:
+        return _registration_failed(event, registry, error, log)
+    return _accepted()
 
 
-def on_disconnect(event: WebsocketEvent, services: Services) -> Response:
+def on_disconnect(event: WebsocketEvent, call: Call, cleanup: Cleanup) -> Response:
     """Forget the connection (announcing the rooms its user left); failures are logged.
 
     API Gateway ignores the answer and may not even call ``$disconnect``: the
     registry's TTL and the 410 cleanup in every fan-out are the safety net.
     """
     metrics.record(metrics.DISCONNECTS)
-    with invocation.bound(event.context) as deadline, logged_event(
-        "$disconnect", event.connection_id
-    ) as log:
-        if not forget_gone(services, [event.connection_id], deadline):
-            log.set(outcome="cleanup_failed")
-        return _status(200)
+    if not cleanup.forget([event.connection_id], call.deadline):
+        call.log.set(outcome="cleanup_failed")
+    return _status(200)
 
 
-def on_message(event: WebsocketEvent, services: Services) -> None:
-    connection_id = event.connection_id
-    with invocation.bound(event.context) as deadline, logged_event(
-        "$default", connection_id
-    ) as log:
-        services.delivery.ensure_endpoint(lambda: management_endpoint(event))
-        answer = _answer(event, services, deadline, log)
-        metrics.record(
-            metrics.FRAMES,
-            Action=log.fields.get("action", metrics.UNPARSED_ACTION),
-            Outcome=log.fields.get("code", metrics.OK),
-        )
-        _reply(services, connection_id, answer, deadline)
+def on_message(
+    event: WebsocketEvent, call: Call, deps: ActionDeps, delivery: Delivery
+) -> None:
+    """Answer the frame with exactly one frame, whatever it holds."""
+    delivery.ensure_endpoint(lambda: endpoint.of_event(deps.settings.management_endpoint, event))
+    outbox = deps.outbox(call.deadline)
+    answer = _answer(event, deps, outbox, call.log)
+    metrics.record(
+        metrics.FRAMES,
+        Action=call.log.fields.get("action", metrics.UNPARSED_ACTION),
+        Outcome=call.log.fields.get("code", metrics.OK),
+    )
+    # The answer uses the reserve kept back for answering: a caller whose work ran
+    # out of time still hears back. A caller already gone is forgotten.
+    outbox.send(event.connection_id, answer, call.deadline.with_reserve())
 
 
-def _reply(services: Services, connection_id: str, frame: str, deadline: Deadline) -> None:
-    """Answer the caller, within the reserve kept for it; a caller already gone is forgotten."""
-    if services.delivery.send(connection_id, frame, deadline.with_reserve()) is Outcome.GONE:
-        forget_gone(services, [connection_id], deadline)
-
-
-def management_endpoint(event: WebsocketEvent) -> str:
-    """The management URL this connection is reachable through, as Chalice derives it.
-
-    Chalice builds it from ``apiId`` and the region, not from ``domainName``:
-    behind a custom domain ``domainName`` is the custom host, whose base path
-    need not be the stage, while the execute-api URL always works.
-    """
-    api_id = event.to_dict()["requestContext"]["apiId"]
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        return f"https://{event.domain_name}/{event.stage}"
-    return execute_api_url(api_id, event.stage, region)
-
-
-def _answer(
-    event: WebsocketEvent, services: Services, deadline: Deadline, log: EventLog
-) -> str:
+def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog) -> str:
     request_id = None
     try:
-        request = parse_request(event.body, services.settings.max_text_bytes, PARSERS)
+        request = parse_request(event.body, deps.settings.max_text_bytes, PARSERS)
         request_id = request.request_id
         log.set(action=request.action)
-        connection = services.registry.get_connection(event.connection_id)
+        connection = deps.registry.get_connection(event.connection_id)
         if connection is None:
             raise ProtocolError(protocol.FORBIDDEN, _NOT_REGISTERED)
-        ctx = ActionContext(services, connection, request, deadline)
+        ctx = ActionContext(deps, connection, request, outbox)
         try:
             return perform(ctx)
         finally:
@@ -136,10 +118,10 @@ def _answer(
 
 
 def _repeated_connect(
-    event: WebsocketEvent, services: Services, user_id: str, log: EventLog
+    event: WebsocketEvent, registry: Registry, user_id: str, log: EventLog
 ) -> Response:
     """A ``$connect`` retried for the same user succeeds; a clash is refused."""
-    existing = services.registry.get_connection(event.connection_id)
+    existing = registry.get_connection(event.connection_id)
     if existing is not None and existing.user_id == user_id:
         log.set(outcome="repeated")
         return _accepted()
@@ -148,7 +130,7 @@ def _repeated_connect(
 
 
 def _registration_failed(
-    event: WebsocketEvent, services: Services, error: Exception, log: EventLog
+    event: WebsocketEvent, registry: Registry, error: Exception, log: EventLog
 ) -> Response:
     """Refuse the handshake with 500 and leave no record behind.
 
@@ -164,7 +146,7 @@ def _registration_failed(
         event.connection_id, type(error).__name__,
     )
     try:
-        services.registry.remove_connection(event.connection_id)
+        registry.remove_connection(event.connection_id)
     except Exception as cleanup:
         logger.error(
             "cleanup of %s failed (%s); TTL will reclaim it",

@@ -25,6 +25,8 @@ OPERATIONAL_LOGGERS = (
     "switchboard.handlers",
     "switchboard.delivery",
     "switchboard.fanout",
+    "switchboard.cleanup",
+    "switchboard.presence",
 )
 for _name in OPERATIONAL_LOGGERS:
     logging.getLogger(_name).setLevel(logging.INFO)

@@ -24,14 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import invocation, protocol
+from chalicelib import endpoint, protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import MAX_POST_BYTES, DeliveryReport
-from chalicelib.fanout import ensure_endpoint_for, fan_out, room_audience
-from chalicelib.invocation import Deadline
-from chalicelib.logs import logged_event
+from chalicelib.delivery import MAX_POST_BYTES, Delivery
+from chalicelib.entry import Call
+from chalicelib.outbox import Outbox
 from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
-from chalicelib.runtime import Services
+from chalicelib.registry import Registry
 
 AUDIENCES = ("userId", "room", "all")
 
@@ -73,32 +72,39 @@ def _check_audience(audience: str, value: Any) -> None:
         raise PushError("'userId' must be a string of 1-128 characters")
 
 
-def handle(event: Any, lambda_context: Any, services: Services) -> dict[str, Any]:
+def handle(
+    event: Any,
+    call: Call,
+    registry: Registry,
+    delivery: Delivery,
+    outbox: Outbox,
+    configured_endpoint: str | None,
+) -> dict[str, Any]:
     """Deliver ``data`` to the audience; large audiences go through the queue."""
-    with invocation.bound(lambda_context) as deadline, logged_event("push", "-") as log:
-        try:
-            request = parse(event)
-            frame = _frame(request.data)
-        except PushError as error:
-            log.set(outcome="refused", reason=str(error))
-            return {"ok": False, "error": str(error)}
-        log.set(audience=request.audience)
-        report = DeliveryReport()
-        audience = 0
-        room = str(request.value) if request.audience == "room" else None
-        for page in _audience_pages(services, request, deadline):
-            if page and ensure_endpoint_for(services, page):
-                report += fan_out(services, page, frame, deadline, audience, room)
-            audience += len(page)
-        log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
-                failed=len(report.failed))
-        return {
-            "ok": True,
-            "delivered": report.delivered,
-            "queued": report.queued,
-            "gone": len(report.gone),
-            "failed": len(report.failed),
-        }
+    log = call.log
+    try:
+        request = parse(event)
+        frame = _frame(request.data)
+    except PushError as error:
+        log.set(outcome="refused", reason=str(error))
+        return {"ok": False, "error": str(error)}
+    log.set(audience=request.audience)
+    room = str(request.value) if request.audience == "room" else None
+    for page in _audience_pages(registry, request):
+        if page and delivery.ensure_endpoint(
+            endpoint.of_targets(configured_endpoint, registry, page)
+        ):
+            outbox.deliver(page, frame, room)
+    report = outbox.report
+    log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
+            failed=len(report.failed))
+    return {
+        "ok": True,
+        "delivered": report.delivered,
+        "queued": report.queued,
+        "gone": len(report.gone),
+        "failed": len(report.failed),
+    }
 
 
 def _frame(data: dict[str, Any]) -> str:
@@ -109,14 +115,10 @@ def _frame(data: dict[str, Any]) -> str:
     return frame
 
 
-def _audience_pages(
-    services: Services, request: PushRequest, deadline: Deadline
-) -> Iterator[list[str]]:
-    registry = services.registry
+def _audience_pages(registry: Registry, request: PushRequest) -> Iterator[list[str]]:
     if request.audience == "userId":
         yield registry.user_connections(str(request.value))
     elif request.audience == "room":
-        members = room_audience(services, str(request.value), deadline)
-        yield [member.connection_id for member in members]
+        yield registry.room_connections(str(request.value))
     else:
         yield from registry.all_connection_pages()

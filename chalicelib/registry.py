@@ -192,7 +192,7 @@ class Registry:
     def get_connection(self, connection_id: str) -> Connection | None:
         response = self._client.get_item(
             TableName=self._table,
-            Key=_connection_key(connection_id),
+            Key=connection_key(connection_id),
             ConsistentRead=True,
         )
         item = response.get("Item")
@@ -225,8 +225,8 @@ class Registry:
         if not ids:
             return []
         extra_rooms = list(dict.fromkeys(rooms))
-        lookups = [_connection_key(cid) for cid in ids] + [
-            _membership_key(room, cid) for room in extra_rooms for cid in ids
+        lookups = [connection_key(cid) for cid in ids] + [
+            membership_key(room, cid) for room in extra_rooms for cid in ids
         ]
         keys: dict[tuple[str, str], Item] = {}
         presence: dict[tuple[str, str], str] = {}  # (room, connection) -> user
@@ -239,14 +239,14 @@ class Registry:
                 connection_id = _strip(item["SK"]["S"], _CONN_PREFIX)
                 item_rooms = [_strip(item["PK"]["S"], _ROOM_PREFIX)]
             for room in item_rooms:
-                _add_key(keys, _membership_key(room, connection_id))
+                _add_key(keys, membership_key(room, connection_id))
                 if user_id is not None:
                     presence[(room, connection_id)] = user_id
         for room in extra_rooms:
             for connection_id in ids:
-                _add_key(keys, _membership_key(room, connection_id))
+                _add_key(keys, membership_key(room, connection_id))
         for connection_id in ids:
-            _add_key(keys, _connection_key(connection_id))
+            _add_key(keys, connection_key(connection_id))
         self._batch_delete(list(keys.values()))
         exits = [(room, user_id, cid) for (room, cid), user_id in presence.items()]
         left = self._map(lambda args: self._exit(*args), exits)
@@ -279,7 +279,7 @@ class Registry:
         """
         self._update_rooms(connection.connection_id, "ADD", room)
         item: Item = {
-            **_membership_key(room, connection.connection_id),
+            **membership_key(room, connection.connection_id),
             "connectionId": {"S": connection.connection_id},
             "userId": {"S": connection.user_id},
             TTL_ATTRIBUTE: {"N": str(connection.ttl)},
@@ -301,7 +301,7 @@ class Registry:
         ``$disconnect`` still finds it. Leaving a room one is not in is harmless.
         """
         self._client.delete_item(
-            TableName=self._table, Key=_membership_key(room, connection.connection_id)
+            TableName=self._table, Key=membership_key(room, connection.connection_id)
         )
         last = self._exit(room, connection.user_id, connection.connection_id)
         self._update_rooms(connection.connection_id, "DELETE", room)
@@ -402,7 +402,7 @@ class Registry:
         (all its connections expired unnoticed) is started over instead, with a
         conditional put that only one writer wins.
         """
-        key = _presence_key(room, user_id)
+        key = presence_key(room, user_id)
         ttl = {"N": str(int(self._clock()) + self._ttl_seconds)}
         now = {"N": str(int(self._clock()))}
         for _ in range(_PRESENCE_ATTEMPTS):
@@ -447,7 +447,7 @@ class Registry:
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key=_presence_key(room, user_id),
+                Key=presence_key(room, user_id),
                 UpdateExpression="DELETE conns :conn",
                 ConditionExpression="contains(conns, :id)",
                 ExpressionAttributeValues={
@@ -472,7 +472,7 @@ class Registry:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=_connection_key(connection_id),
+                Key=connection_key(connection_id),
                 UpdateExpression=f"{verb} rooms :room",
                 ConditionExpression="attribute_exists(PK)",
                 ExpressionAttributeValues={":room": {"SS": [room]}},
@@ -530,16 +530,33 @@ def _writers() -> ThreadPoolExecutor:
         return _writer_pool
 
 
-def _connection_key(connection_id: str) -> Item:
+def connection_key(connection_id: str) -> Item:
+    """The key of a connection item (for tools and tests: nothing else spells it)."""
     return {"PK": {"S": _CONN_PREFIX + connection_id}, "SK": {"S": _CONN_SK}}
 
 
-def _membership_key(room: str, connection_id: str) -> Item:
+def membership_key(room: str, connection_id: str) -> Item:
+    """The key of a connection's membership item in a room."""
     return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _CONN_PREFIX + connection_id}}
 
 
-def _presence_key(room: str, user_id: str) -> Item:
+def presence_key(room: str, user_id: str) -> Item:
+    """The key of a user's presence item in a room."""
     return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _USER_PREFIX + user_id}}
+
+
+def describe(item: Item) -> tuple[str, ...] | None:
+    """What a registry item is, from its key: ``("connection", id)``,
+    ``("membership", room, id)`` or ``("presence", room, userId)``; None for an
+    item that is not the registry's (a stream's, say). For tools and tests."""
+    pk, sk = item["PK"]["S"], item["SK"]["S"]
+    if pk.startswith(_CONN_PREFIX) and sk == _CONN_SK:
+        return ("connection", _strip(pk, _CONN_PREFIX))
+    if pk.startswith(_ROOM_PREFIX) and sk.startswith(_CONN_PREFIX):
+        return ("membership", _strip(pk, _ROOM_PREFIX), _strip(sk, _CONN_PREFIX))
+    if pk.startswith(_ROOM_PREFIX) and sk.startswith(_USER_PREFIX):
+        return ("presence", _strip(pk, _ROOM_PREFIX), _strip(sk, _USER_PREFIX))
+    return None
 
 
 def _add_key(keys: dict[tuple[str, str], Item], key: Item) -> None:
@@ -549,7 +566,7 @@ def _add_key(keys: dict[tuple[str, str], Item], key: Item) -> None:
 
 def _connection_item(connection: Connection) -> Item:
     item: Item = {
-        **_connection_key(connection.connection_id),
+        **connection_key(connection.connection_id),
         "GSI1PK": {"S": _USER_PREFIX + connection.user_id},
         "GSI1SK": {"S": _CONN_PREFIX + connection.connection_id},
         "connectionId": {"S": connection.connection_id},

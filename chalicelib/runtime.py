@@ -3,22 +3,34 @@
 Lambda reuses a warm container for many invocations, so settings, clients and
 the delivery pool are built once. Nothing is built at import: the Lambda init
 phase (and ``import app``) creates no AWS client and does no network I/O.
+
+:class:`Services` is the composition root: ``app.py`` picks out of it the few
+objects each handler takes (and tests build it on their engines); no other
+module receives it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from chalicelib import aws
+from chalicelib import aws, endpoint
+from chalicelib.actions import ActionDeps
+from chalicelib.cleanup import Cleanup
 from chalicelib.delivery import Delivery
 from chalicelib.fanout_queue import FanoutQueue
 from chalicelib.identity import TokenVerifier, signing_keys
+from chalicelib.invocation import Deadline
+from chalicelib.outbox import Outbox
 from chalicelib.pacing import Pacer
+from chalicelib.presence import Announcer
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.streams import Streams
+from chalicelib.worker import Worker
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,37 @@ class Services:
     """Where large fan-outs go; ``None`` when the stage names no queue."""
     streams: Streams | None = None
     """Rooms' and users' message streams; ``None`` when the stage keeps no history."""
+
+    # -- what the services above make, wired once -------------------------------
+
+    @cached_property
+    def cleanup(self) -> Cleanup:
+        return Cleanup(self.registry, self.announcer.departures)
+
+    @cached_property
+    def announcer(self) -> Announcer:
+        return Announcer(self.registry, self.outbox)
+
+    def outbox(self, deadline: Deadline) -> Outbox:
+        """A request's outbox: inline posts, the queue for large audiences."""
+        return Outbox(
+            self.delivery, self.cleanup, deadline,
+            self.fanout_queue, self.settings.fanout_queue_threshold,
+        )
+
+    @cached_property
+    def actions(self) -> ActionDeps:
+        return ActionDeps(
+            self.settings, self.registry, self.streams, self.announcer, self.cleanup, self.outbox
+        )
+
+    @cached_property
+    def worker(self) -> Worker:
+        return Worker(self.delivery, self.cleanup, self.fanout_queue, self.endpoint_of)
+
+    def endpoint_of(self, targets: Sequence[str]) -> Callable[[], str | None]:
+        """The management endpoint's resolver outside WebSocket handlers (see :mod:`endpoint`)."""
+        return endpoint.of_targets(self.settings.management_endpoint, self.registry, targets)
 
 
 _services: Services | None = None

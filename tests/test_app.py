@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from chalicelib import runtime
 from chalicelib.identity import issue_token
-from chalicelib.registry import Registry
+from chalicelib.registry import Registry, describe
 from chalicelib.runtime import Services
 from switchboard_local.testing import WebsocketTestClient
 from tests.chalicelib.conftest import registry_items
@@ -210,7 +211,7 @@ def test_rejected_frames_leave_the_registry_unchanged(
 ) -> None:
     alice = connect("alice")
     before = table_items(services, dynamodb)
-    for body in ("nope", '{"action": "joinRoom", "room": "#CONN#x"}', '{"action": "leaveRoom"}'):
+    for body in ("nope", '{"action": "joinRoom", "room": "#x#y"}', '{"action": "leaveRoom"}'):
         assert alice.request(body)["type"] == "error"
     assert table_items(services, dynamodb) == before
 
@@ -284,8 +285,8 @@ def test_a_vanished_connection_is_removed_when_a_send_finds_it_gone(
     assert ack["delivered"] == 0
     assert services.registry.get_connection(bob.id) is None
     assert services.registry.room_connections("lobby") == []
-    assert [item["PK"]["S"] for item in registry_items(table_items(services, dynamodb))] == [
-        f"CONN#{alice.id}"
+    assert [describe(item) for item in registry_items(table_items(services, dynamodb))] == [
+        ("connection", alice.id)
     ]
 
 
@@ -438,6 +439,20 @@ def test_the_recorded_endpoint_is_the_execute_api_url_behind_a_custom_domain(
     connection = services.registry.get_connection(context.connection_id)
     assert connection is not None
     assert connection.endpoint == "https://k3v9q2x7ab.execute-api.us-east-1.amazonaws.com/prod"
+
+
+def test_a_configured_management_endpoint_is_recorded_and_used_by_websocket_handlers(
+    client: WebsocketTestClient, token: Any, services: Services
+) -> None:
+    """``APIGW_MANAGEMENT_ENDPOINT`` wins in every function: behind a custom domain with the
+    execute-api endpoint disabled (``DisableExecuteApiEndpoint``) it is the only URL that works."""
+    configured = "https://ws.example.com/chat"
+    runtime.use(dataclasses.replace(
+        services, settings=dataclasses.replace(services.settings, management_endpoint=configured)
+    ))
+    alice = client.connect(query={"token": token("alice")})
+    connection = services.registry.get_connection(alice.id)
+    assert connection is not None and connection.endpoint == configured
 
 
 def test_a_failed_cleanup_of_gone_targets_does_not_fail_the_send(

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from chalicelib.registry import describe
 from chalicelib.runtime import Services
 
 hypothesis_settings.register_profile(
@@ -54,20 +55,26 @@ def table_items(services: Services, dynamodb: Any) -> list[dict[str, Any]]:
 
 
 def keys(items: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Items as comparable (partition, sort) key pairs."""
     return {(item["PK"]["S"], item["SK"]["S"]) for item in items}
+
+
+def described(items: list[dict[str, Any]]) -> set[tuple[str, ...]]:
+    """What the registry's items are, as :func:`chalicelib.registry.describe` reads them."""
+    return {d for d in map(describe, items) if d is not None}
 
 
 def registry_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The items that say someone is connected or in a room.
 
-    Left out: message streams (``HIST#``/``INBOX#``, kept for their own TTL)
-    and presence items whose set of connections is empty (what a user's last
-    leave leaves behind until its TTL; nobody is present through it).
+    Left out: message streams (kept for their own TTL) and presence items
+    whose set of connections is empty (what a user's last leave leaves behind
+    until its TTL; nobody is present through it).
     """
     return [
         item for item in items
-        if item["PK"]["S"].startswith(("CONN#", "ROOM#"))
-        and not (item["SK"]["S"].startswith("USER#") and "conns" not in item)
+        if (kind := describe(item)) is not None
+        and not (kind[0] == "presence" and "conns" not in item)
     ]
 
 

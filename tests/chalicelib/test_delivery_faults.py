@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from chalicelib import aws, fanout, runtime
+from chalicelib import aws, runtime
 from chalicelib.delivery import WORKERS
 from chalicelib.invocation import Deadline
 from chalicelib.runtime import Services, build_services
@@ -154,7 +154,7 @@ def test_every_fault_mix_is_accounted_for(
     targets = seed_connections(client, services, size)
     mix = FaultMix.plan(targets, seed)
     client.emulator.policy = mix
-    report = fanout.fan_out(services, targets, '{"type":"message"}', Deadline.after(20))
+    report = services.outbox(Deadline.after(20)).deliver(targets, '{"type":"message"}')
     reached = mix.of("ok") | mix.of("throttled") | mix.of("slow")
     assert report.delivered == len(reached)
     assert set(report.gone) == mix.of("gone")
@@ -190,8 +190,8 @@ def test_no_post_starts_after_the_deadline(
     targets = seed_connections(client, services, 150)
     clock = PostClock()
     client.emulator.policy = clock.policy
-    report = fanout.fan_out(
-        services, targets, '{"type":"message"}', Deadline(expires_at=40, clock=clock)
+    report = services.outbox(Deadline(expires_at=40, clock=clock)).deliver(
+        targets, '{"type":"message"}'
     )
     assert clock.ticks <= 40 + WORKERS
     assert report.delivered == clock.ticks

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from chalicelib.actions import ACTION_NAMES as ACTIONS
 from chalicelib.protocol import MAX_ID_LENGTH
+from chalicelib.registry import connection_key, membership_key, presence_key
 from chalicelib.runtime import Services
 from tests.chalicelib.conftest import (
     ACK_FIELDS,
@@ -40,7 +41,13 @@ UNICODE_EDGES = [
     "\U0001f469\u200d\U0001f469\u200d\U0001f467", "\ud800", "\udfff", "\ud83d", "\u2028",
     "\\", '"', "\x7f",
 ]
-KEY_LIKE = ["#", "CONN#", "ROOM#lobby", "USER#alice", "CONN#abc=", "lobby#CONN#x", "CONN"]
+# Strings shaped like the registry's own keys (read from it, never spelled here).
+_CONN = connection_key("x")
+KEY_LIKE = [
+    "#", _CONN["PK"]["S"].removesuffix("x"), membership_key("lobby", "x")["PK"]["S"],
+    presence_key("lobby", "alice")["SK"]["S"], connection_key("abc=")["PK"]["S"],
+    "lobby#" + _CONN["PK"]["S"], _CONN["SK"]["S"],
+]
 
 scalars = (
     st.none() | st.booleans() | st.integers() | st.floats()
@@ -169,7 +176,7 @@ def alice(connect: Any) -> Any:
 @example(body="null")
 @example(body='{"action":"ping","id":"\\ud800"}')
 @example(body='{"action":"sendMessage","targetUserId":"bob","text":"\\udfff"}')
-@example(body='{"action":"joinRoom","room":"ROOM#lobby"}')
+@example(body=json.dumps({"action": "joinRoom", "room": KEY_LIKE[2]}))
 @example(body='{"action":"sendToRoom","room":"lobby","text":"ok","id":"r"}')
 def test_every_frame_gets_one_answer_and_rejections_change_nothing(
     alice: Any, services: Services, dynamodb: Any, body: str

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from chalicelib.registry import Registry
+from chalicelib.registry import Registry, connection_key, membership_key, presence_key
 from chalicelib.runtime import Services
 from tests.chalicelib.conftest import keys, table_items
 
@@ -43,7 +43,14 @@ def test_roles_come_from_the_token_not_the_frame(connect: Any) -> None:
     assert error["code"] == "forbidden"
 
 
-KEY_LIKE_USERS = ["bob#", "USER#bob", "#bob", "bob#CONN#", "ROOM#lobby", "CONN", "*", "b%"]
+# Strings shaped like the registry's own keys (read from it, never spelled here).
+CONNECTION_PK = connection_key("x")["PK"]["S"].removesuffix("x")
+CONNECTION_SK = connection_key("x")["SK"]["S"]
+ROOM_PK = membership_key("lobby", "x")["PK"]["S"]
+USER_SK = presence_key("lobby", "bob")["SK"]["S"]
+KEY_LIKE_USERS = [
+    "bob#", USER_SK, "#bob", f"bob#{CONNECTION_PK}", ROOM_PK, CONNECTION_SK, "*", "b%",
+]
 
 
 @pytest.mark.parametrize("target", KEY_LIKE_USERS)
@@ -61,7 +68,9 @@ def test_a_sub_that_names_another_connections_key_gets_its_own_item(
     bob.request({"action": "joinRoom", "room": "lobby"})
     bob_items = table_items(services, dynamodb)
     evil = [
-        connect(sub) for sub in (f"CONN#{bob.id}", "ROOM#lobby", "bob#", f"bob#CONN#{bob.id}")
+        connect(sub) for sub in (
+            CONNECTION_PK + bob.id, ROOM_PK, "bob#", f"bob#{CONNECTION_PK}{bob.id}"
+        )
     ]
     after = table_items(services, dynamodb)
     assert [item for item in after if (item["PK"]["S"], item["SK"]["S"]) in keys(bob_items)] == (
@@ -69,7 +78,9 @@ def test_a_sub_that_names_another_connections_key_gets_its_own_item(
     )
     assert len(after) == len(bob_items) + len(evil)
     assert services.registry.user_connections("bob") == [bob.id]
-    frames = evil[0].send({"action": "sendMessage", "targetUserId": f"CONN#{bob.id}", "text": "x"})
+    frames = evil[0].send(
+        {"action": "sendMessage", "targetUserId": CONNECTION_PK + bob.id, "text": "x"}
+    )
     # Only the evil connection itself gets it: that string is its own user id.
     assert [frame["type"] for frame in frames] == ["message", "ack"]
     assert frames[-1]["delivered"] == 1
@@ -78,7 +89,8 @@ def test_a_sub_that_names_another_connections_key_gets_its_own_item(
 
 
 @pytest.mark.parametrize(
-    "room", ["ROOM#lobby", "CONN#x", "lobby#CONN#x", "#", "lobby ", "lobby\u0000", "ᚠ"]
+    "room",
+    [ROOM_PK, CONNECTION_PK + "x", f"lobby#{CONNECTION_PK}x", "#", "lobby ", "lobby\u0000", "ᚠ"],
 )
 def test_key_like_room_names_are_refused_and_write_nothing(
     connect: Any, services: Services, dynamodb: Any, room: str

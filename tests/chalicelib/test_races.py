@@ -22,7 +22,7 @@ from chalicelib import runtime
 from chalicelib.registry import Registry
 from chalicelib.runtime import Services
 from switchboard_local.testing import Fault, WebsocketTestClient
-from tests.chalicelib.conftest import keys, registry_items, table_items
+from tests.chalicelib.conftest import described, registry_items, table_items
 
 ROUNDS = 6
 LEAVE_B = json.dumps({"action": "leaveRoom", "room": "b"})
@@ -67,8 +67,8 @@ def test_disconnect_during_a_broadcast(
     assert frames[-1]["type"] == "ack"
     assert services.registry.get_connection(leaver.id) is None
     assert services.registry.room_connections("lobby") == []
-    remaining = {item["PK"]["S"] for item in registry_items(table_items(services, dynamodb))}
-    assert remaining == {f"CONN#{c.id}" for c in [admin, *others] if c is not leaver}
+    remaining = described(registry_items(table_items(services, dynamodb)))
+    assert remaining == {("connection", c.id) for c in [admin, *others] if c is not leaver}
     for other in others:
         if other is not leaver:
             assert [f["type"] for f in other.new_frames()] == ["broadcast"]
@@ -141,9 +141,9 @@ def test_leave_room_and_send_to_room_at_once(
         assert services.registry.room_connections("lobby") == [alice.id]
         found = services.registry.get_connection(bob.id)
         assert found is not None and found.rooms == frozenset()
-    assert keys(registry_items(table_items(services, dynamodb))) == {
-        (f"CONN#{alice.id}", "CONN"), (f"CONN#{bob.id}", "CONN"),
-        ("ROOM#lobby", f"CONN#{alice.id}"), ("ROOM#lobby", "USER#alice"),
+    assert described(registry_items(table_items(services, dynamodb))) == {
+        ("connection", alice.id), ("connection", bob.id),
+        ("membership", "lobby", alice.id), ("presence", "lobby", "alice"),
     }
 
 
@@ -181,9 +181,9 @@ def test_a_lost_disconnect_is_reclaimed_by_the_next_fan_out(
     ]
     assert sent[-1]["delivered"] == 0
     assert admin.send({"action": "broadcastAll", "text": "x"})[-1]["delivered"] == 1
-    assert keys(registry_items(table_items(services, dynamodb))) == {
-        (f"CONN#{admin.id}", "CONN"), ("ROOM#lobby", f"CONN#{admin.id}"),
-        ("ROOM#lobby", "USER#root"),
+    assert described(registry_items(table_items(services, dynamodb))) == {
+        ("connection", admin.id), ("membership", "lobby", admin.id),
+        ("presence", "lobby", "root"),
     }
 
 
@@ -201,8 +201,13 @@ def test_a_lost_disconnect_is_reclaimed_by_ttl(
     runtime.use(Services(services.settings, later, services.delivery, services.verifier))
     admin = connect("root", "admin")
     joined = admin.send({"action": "joinRoom", "room": "lobby"})
-    # Joining read the room, found the expired membership and announced its leave.
-    assert [(f["type"], f.get("userId")) for f in joined] == [("presence", "lost"), ("ack", None)]
+    # Reading an audience never writes: the expired membership is skipped, not forgotten.
+    assert [f["type"] for f in joined] == ["ack"]
+    # Asking who is there repairs it: the expired member is forgotten and its leave told.
+    frames = admin.send({"action": "presence", "room": "lobby"})
+    assert [(f["type"], f.get("userId")) for f in frames] == [
+        ("presence", "lost"), ("members", None),
+    ]
     posts = client.emulator.posts
     assert admin.request({"action": "sendToRoom", "room": "lobby", "text": "x"})["delivered"] == 0
     assert admin.request({"action": "sendMessage", "targetUserId": "lost", "text": "x"})[
@@ -257,7 +262,7 @@ def test_join_racing_disconnect_is_cleaned_by_the_next_room_send(
     assert [(f["type"], f.get("userId")) for f in sent] == [("presence", "bob"), ("ack", None)]
     assert sent[-1]["delivered"] == 0
     assert services.registry.room_connections("lobby") == [alice.id]
-    assert keys(registry_items(table_items(services, dynamodb))) == {
-        (f"CONN#{alice.id}", "CONN"), ("ROOM#lobby", f"CONN#{alice.id}"),
-        ("ROOM#lobby", "USER#alice"),
+    assert described(registry_items(table_items(services, dynamodb))) == {
+        ("connection", alice.id), ("membership", "lobby", alice.id),
+        ("presence", "lobby", "alice"),
     }

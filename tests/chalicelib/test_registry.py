@@ -14,6 +14,7 @@ from chalicelib.registry import (
     NotConnected,
     Registry,
     RegistryError,
+    describe,
 )
 from tests.chalicelib.conftest import registry_items
 
@@ -109,7 +110,7 @@ def test_remove_deletes_memberships_and_is_idempotent(
     registry.remove_connection("a")
     registry.remove_connection("never-existed")
     remaining = registry_items(all_items(dynamodb, table_name))
-    assert [item["PK"]["S"] for item in remaining] == ["CONN#b"]
+    assert [describe(item) for item in remaining] == [("connection", "b")]
 
 
 def test_remove_many_in_batches(

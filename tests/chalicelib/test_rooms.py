@@ -16,6 +16,7 @@ import jwt
 import pytest
 
 from chalicelib import runtime
+from chalicelib.registry import connection_key, membership_key
 from chalicelib.runtime import Services, build_services
 from chalicelib.streams import Streams
 from switchboard_local.testing import TestConnection, WebsocketTestClient
@@ -227,7 +228,7 @@ def test_a_410_found_during_a_send_is_a_leave(connect: Any) -> None:
     ]
 
 
-def test_an_expired_record_noticed_on_a_read_is_a_leave(
+def test_an_expired_record_is_skipped_by_delivery_reads_and_forgotten_by_presence(
     client: WebsocketTestClient, connect: Any, services: Services, dynamodb: Any
 ) -> None:
     lost = connect("lost")
@@ -240,14 +241,16 @@ def test_an_expired_record_noticed_on_a_read_is_a_leave(
     )
     runtime.use(dataclasses.replace(services, registry=registry))
     watcher = connect("watcher")
-    # The join reads the room to announce the watcher, and notices the expired membership.
+    # The join reads the room to announce the watcher: a read for delivery never writes.
     joined = watcher.send({"action": "joinRoom", "room": "r"})
-    assert [(f["type"], f.get("userId"), f.get("event")) for f in joined] == [
-        ("presence", "lost", "leave"), ("ack", None, None),
+    assert [f["type"] for f in joined] == ["ack"]
+    assert registry.room_members("r").expired == (lost.id,)
+    # A presence read repairs what it finds: the expired member is forgotten, its leave told.
+    frames = watcher.send({"action": "presence", "room": "r"})
+    assert [(f["type"], f.get("userId"), f.get("event")) for f in frames] == [
+        ("presence", "lost", "leave"), ("members", None, None),
     ]
-    assert watcher.request({"action": "presence", "room": "r"})["members"] == [
-        {"userId": "watcher", "connections": 1}
-    ]
+    assert frames[-1]["members"] == [{"userId": "watcher", "connections": 1}]
     assert registry.get_connection(lost.id) is None
     assert [item for item in registry_items(table_items(services, dynamodb))
             if lost.id in str(item)] == []
@@ -568,8 +571,7 @@ def test_a_presence_read_that_finds_an_expired_member_announces_its_leave(
     watcher.new_frames()
     lost.vanish()
     past = {":past": {"N": str(int(time.time()) - 1)}}
-    for key in ({"PK": {"S": f"CONN#{lost.id}"}, "SK": {"S": "CONN"}},
-                {"PK": {"S": "ROOM#r"}, "SK": {"S": f"CONN#{lost.id}"}}):
+    for key in (connection_key(lost.id), membership_key("r", lost.id)):
         dynamodb.update_item(TableName=services.settings.connections_table, Key=key,
                              UpdateExpression="SET #ttl = :past",
                              ExpressionAttributeNames={"#ttl": "ttl"},

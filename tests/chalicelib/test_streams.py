@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.protocol import Message, Position
-from chalicelib.streams import Stream, StreamError, Streams
+from chalicelib.streams import Stream, StreamError, Streams, message_key
 
 TTL = 86400
 ROOM = Stream.of_room("lobby")
@@ -104,7 +104,7 @@ def test_a_failed_send_leaves_a_gap_that_recovery_and_history_step_over(
     for text in "abc":
         append(streams, text)
     dynamodb.delete_item(TableName=table_name,
-                         Key={"PK": {"S": "HIST#lobby"}, "SK": {"S": f"SEQ#{2:020d}"}})
+                         Key=message_key(Stream.of_room("lobby"), 2))
     assert [m.text for m in streams.recover(ROOM, Position("epoch-0", 1), 100).missed or []] == [
         "c"
     ]

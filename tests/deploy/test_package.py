@@ -221,7 +221,7 @@ def test_the_worker_is_reserved_the_concurrency_its_pacing_divides_by(
 def test_package_carries_the_code_and_pyjwt(cloudformation: dict[str, Any]):
     bundle = Path(cloudformation["_path"]).parent / "deployment.zip"
     names = set(zipfile.ZipFile(bundle).namelist())
-    assert {"app.py", "chalicelib/fanout.py", "jwt/__init__.py"} <= names
+    assert {"app.py", "chalicelib/outbox.py", "jwt/__init__.py"} <= names
     assert not any(name.startswith(("tests/", "switchboard_local/", "deploy/")) for name in names)
 
 

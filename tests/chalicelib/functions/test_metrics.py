@@ -1,6 +1,6 @@
 """The EMF lines every function prints, read as CloudWatch reads them.
 
-The functions run through Chalice's own handlers (middleware included), as
+The functions run through Chalice's own handlers (and `chalicelib.entry.run`), as
 Lambda calls them; what they print to standard output is parsed into metric
 points (:mod:`tests.emf`) and checked for names, units, dimensions and values
 against what the session did. Every metric of :data:`chalicelib.metrics.METRICS`
@@ -17,7 +17,7 @@ import pytest
 from chalicelib import metrics
 from chalicelib.identity import issue_token
 from switchboard_local.testing import LambdaContext, WebsocketTestClient
-from tests.chalicelib.functions.test_fanout import drain, sqs_event
+from tests.chalicelib.functions.test_worker import drain, sqs_event
 from tests.emf import Point, points, total
 
 NAMESPACE = "Switchboard/test"

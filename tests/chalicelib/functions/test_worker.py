@@ -8,6 +8,7 @@ delete what succeeded and leave the reported failures for redelivery.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from chalicelib import registry as registry_module
 from chalicelib.fanout_queue import Batch, encode
-from chalicelib.registry import Connection
+from chalicelib.registry import Connection, connection_key
 from chalicelib.runtime import Services
 from switchboard_local.events import ConnectionContext, sqs_record
 from switchboard_local.testing import LambdaContext, WebsocketTestClient
@@ -153,7 +154,8 @@ def test_send_to_room_above_the_threshold_is_queued(
 
 
 def test_only_unreadable_records_are_reported_as_failures(
-    app_module, client: WebsocketTestClient, services: Services, connect, sqs, fanout_queue
+    app_module, client: WebsocketTestClient, services: Services, connect, sqs, fanout_queue,
+    caplog: pytest.LogCaptureFixture,
 ):
     alice = connect("alice")
     url = sqs.get_queue_url(QueueName=fanout_queue)["QueueUrl"]
@@ -163,11 +165,16 @@ def test_only_unreadable_records_are_reported_as_failures(
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert len(messages) == 2
 
-    answer = app_module.fanout_worker(sqs_event(messages), LambdaContext("fanout_worker"))
+    with caplog.at_level(logging.INFO, "switchboard.events"):
+        answer = app_module.fanout_worker(sqs_event(messages), LambdaContext("fanout_worker"))
 
     bad = next(m["MessageId"] for m in messages if m["Body"] == "not a batch")
     assert answer == {"batchItemFailures": [{"itemIdentifier": bad}]}
     assert [f["type"] for f in alice.new_frames()] == ["push"]
+    # The worker has the one shape of every function: an event line of its own.
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "switchboard.events"]
+    assert [(line["records"], line["failures"]) for line in lines
+            if line["route"] == "fanout_worker"] == [(2, 1)]
 
 
 def test_targets_failing_every_attempt_are_given_up_not_looped(
@@ -199,7 +206,7 @@ def test_the_worker_deletes_a_gone_targets_membership_of_the_queued_room(
     # The race's outcome: the connection item is gone, its membership is not.
     dynamodb.delete_item(
         TableName=services.settings.connections_table,
-        Key={"PK": {"S": f"CONN#{ghost.id}"}, "SK": {"S": "CONN"}},
+        Key=connection_key(ghost.id),
     )
     assert ghost.id in services.registry.room_connections("big")
 

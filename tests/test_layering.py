@@ -1,0 +1,64 @@
+"""The layers of the repository, read from every module's imports.
+
+* ``app.py`` and ``chalicelib/`` ship to Lambda: they import the standard
+  library, ``requirements.txt``'s packages (and what those bring) and
+  ``chalicelib`` — never a tool of this repository;
+* ``switchboard_local/`` is a tool for any Chalice project: nothing of this app;
+* ``deploy/`` deploys the app: it may read ``chalicelib``, never the local gateway;
+* ``harness/`` (stand-ins for AWS) knows nothing of the app or its tools;
+* nothing but the tests imports ``tests``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = {"switchboard_local", "deploy", "bench", "harness", "tests", "switchboard_client"}
+FORBIDDEN = {
+    "chalicelib": TOOLS | {"app"},
+    "app.py": TOOLS,
+    "switchboard_local": {"chalicelib", "app", "deploy", "bench", "harness", "tests"},
+    "harness": {"chalicelib", "app", "switchboard_local", "deploy", "bench", "tests"},
+    "bench": {"tests"},
+}
+
+
+def modules(layer: str) -> Iterator[Path]:
+    path = ROOT / layer
+    yield from [path] if path.suffix == ".py" else sorted(path.rglob("*.py"))
+
+
+def imported(path: Path) -> Iterator[tuple[int, str]]:
+    """Top-level names of the modules ``path`` imports (relative imports stay home)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module.split(".")[0]
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_each_layer_imports_only_what_it_may(layer: str) -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in modules(layer)
+        for line, name in imported(path)
+        if name in FORBIDDEN[layer]
+    ]
+    assert found == []
+
+
+def test_the_rules_have_teeth(tmp_path: Path) -> None:
+    """A module that crossed a layer would be found (the reader sees every import form)."""
+    module = tmp_path / "crossing.py"
+    module.write_text(
+        "import deploy.provision\nfrom switchboard_local.project import read_stage\n"
+        "def late():\n    from bench import suite\n"
+    )
+    assert {name for _, name in imported(module)} == {"deploy", "switchboard_local", "bench"}

@@ -19,6 +19,7 @@ its place in its stream.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -147,18 +148,38 @@ class Position:
     seq: int
 
 
+MESSAGE = "message"
+"""The frame type of a member's message, and the default type of a stored entry."""
+
+
 @dataclass(frozen=True)
 class Message:
-    """A message as clients see it: in a room, or direct (``room`` is None).
+    """One entry of a stream as clients see it: in a room, or direct (``room`` is None).
 
-    ``position`` is the message's place in its stream, when history is on.
+    A member's message is ``sender`` + ``text``. An entry may be structured as
+    well: ``kind`` (an application's own kind of message, such as ``reaction``),
+    ``data`` (any JSON value) and ``reply_to`` (the ``seq`` of the message it
+    answers or annotates, in the same stream); a backend's stored publish has a
+    frame ``type`` of its own (``push`` by default) and may have no sender or
+    text. ``position`` is the entry's place in its stream, when history is on.
+    Rendered by :func:`message`, an entry is the same frame live, replayed and
+    in a ``history`` page.
     """
 
-    sender: str
-    text: str
+    sender: str | None
+    text: str | None
     sent_at: str
     room: str | None = None
     position: Position | None = None
+    type: str = MESSAGE
+    kind: str | None = None
+    data: Any = None
+    """A JSON value; ``None`` is no data (JSON ``null`` is not stored)."""
+    reply_to: int | None = None
+
+    def at(self, room: str | None, position: Position) -> Message:
+        """The same entry, placed in a stream."""
+        return dataclasses.replace(self, room=room, position=position)
 
 
 # -- commands --------------------------------------------------------------------
@@ -421,14 +442,19 @@ def whoami(
 
 
 def message(sent: Message) -> str:
-    """A ``message`` frame: the same text live, replayed, and in a ``history`` page."""
+    """A stream entry's frame (``message`` for a member's): the same text live, replayed,
+    and in a ``history`` page."""
     return _render(_message(sent))
 
 
 def _message(sent: Message) -> dict[str, Any]:
-    frame: dict[str, Any] = {
-        "type": "message", "from": sent.sender, "text": sent.text, "sentAt": sent.sent_at,
-    }
+    frame: dict[str, Any] = {"type": sent.type}
+    optional = (
+        ("from", sent.sender), ("text", sent.text), ("kind", sent.kind), ("data", sent.data),
+        ("replyTo", sent.reply_to),
+    )
+    frame.update((name, value) for name, value in optional if value is not None)
+    frame["sentAt"] = sent.sent_at
     if sent.room is not None:
         frame["room"] = sent.room
     if sent.position is not None:

@@ -8,7 +8,8 @@ registry's room and presence Queries never read a message::
     head     PK=HIST#<room> | INBOX#<userId>   SK=HEAD
              seq (the last assigned), epoch, ttl
     message  PK=HIST#<room> | INBOX#<userId>   SK=SEQ#<seq, 20 digits>
-             epoch, sender, text, sentAt, ttl
+             epoch, sentAt, ttl, and what the entry has of: sender, text,
+             type (when not ``message``), kind, data (JSON text), replyTo
 
 Appending is two writes: an ``UpdateItem`` that adds 1 to the head's ``seq``
 (atomic, so concurrent senders get distinct, increasing numbers), refreshes
@@ -26,6 +27,7 @@ Every read treats an item whose ``ttl`` has passed as gone.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import metrics
-from chalicelib.protocol import Message, Position
+from chalicelib.protocol import MESSAGE, Message, Position
 
 _ROOM_PREFIX = "HIST#"
 _INBOX_PREFIX = "INBOX#"
@@ -115,15 +117,13 @@ class Streams:
     def append(self, stream: Stream, message: Message) -> Message:
         """Store a message at the stream's next ``seq``; returns it with its position."""
         position = self._next_position(stream)
-        stored = Message(message.sender, message.text, message.sent_at, stream.room, position)
+        stored = message.at(stream.room, position)
         self._client.put_item(
             TableName=self._table,
             Item={
                 **message_key(stream, position.seq),
                 "epoch": {"S": position.epoch},
-                "sender": {"S": message.sender},
-                "text": {"S": message.text},
-                "sentAt": {"S": message.sent_at},
+                **_entry_attributes(stored),
                 TTL_ATTRIBUTE: {"N": str(self._expiry())},
             },
         )
@@ -179,6 +179,17 @@ class Streams:
         found = self._read(stream, position, low, high, newest_first=True, limit=limit + 1)
         has_more = len(found) > limit
         return Page(position.epoch, list(reversed(found[:limit])), has_more)
+
+    def get(self, stream: Stream, seq: int, epoch: str | None = None) -> Message | None:
+        """The entry at ``seq`` (of ``epoch``, when given), or None: one read, never a write."""
+        item = self._client.get_item(
+            TableName=self._table, Key=message_key(stream, seq), ConsistentRead=True
+        ).get("Item")
+        if item is None or self._expired(item):
+            return None
+        if epoch is not None and item["epoch"]["S"] != epoch:
+            return None
+        return _message_from_item(stream, item)
 
     # -- internals ----------------------------------------------------------
 
@@ -312,14 +323,41 @@ def message_key(stream: Stream, seq: int) -> Item:
     return {"PK": {"S": stream.key}, "SK": {"S": _seq_key(seq)}}
 
 
+def _entry_attributes(message: Message) -> Item:
+    """A stream entry's own attributes; only what it has is written (``data`` as JSON text)."""
+    item: Item = {"sentAt": {"S": message.sent_at}}
+    for name, value in (("sender", message.sender), ("text", message.text),
+                        ("kind", message.kind)):
+        if value is not None:
+            item[name] = {"S": value}
+    if message.type != MESSAGE:
+        item["type"] = {"S": message.type}
+    if message.data is not None:
+        item["data"] = {"S": json.dumps(message.data, ensure_ascii=False, separators=(",", ":"))}
+    if message.reply_to is not None:
+        item["replyTo"] = {"N": str(message.reply_to)}
+    return item
+
+
 def _message_from_item(stream: Stream, item: Item) -> Message:
     seq = int(item["SK"]["S"][len(_SEQ_PREFIX):])
+
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return None if value is None else str(value["S"])
+
+    data = text("data")
+    reply_to = item.get("replyTo")
     return Message(
-        sender=item["sender"]["S"],
-        text=item["text"]["S"],
+        sender=text("sender"),
+        text=text("text"),
         sent_at=item["sentAt"]["S"],
         room=stream.room,
         position=Position(item["epoch"]["S"], seq),
+        type=text("type") or MESSAGE,
+        kind=text("kind"),
+        data=None if data is None else json.loads(data),
+        reply_to=None if reply_to is None else int(reply_to["N"]),
     )
 
 

@@ -220,3 +220,18 @@ def test_history_members_presence_and_typing_frames() -> None:
         "type": "presence", "room": "r", "userId": "a", "event": "join", "at": "s",
     }
     assert json.loads(protocol.typing("r", "a")) == {"type": "typing", "room": "r", "userId": "a"}
+
+
+def test_a_structured_entry_renders_only_what_it_has() -> None:
+    entry = Message(
+        "a", None, "s", "r", Position("e", 3), kind="reaction", data={"emoji": "👍"},
+        reply_to=2,
+    )
+    assert json.loads(protocol.message(entry)) == {
+        "type": "message", "from": "a", "kind": "reaction", "data": {"emoji": "👍"},
+        "replyTo": 2, "sentAt": "s", "room": "r", "seq": 3, "epoch": "e",
+    }
+    published = Message(None, None, "s", None, type="push", data=[1, "x"])
+    assert json.loads(protocol.message(published)) == {
+        "type": "push", "data": [1, "x"], "sentAt": "s",
+    }

@@ -147,3 +147,38 @@ def test_a_stream_that_cannot_be_started_or_numbered_raises(
         raced.position(ROOM)
     with pytest.raises(StreamError, match="could not assign"):
         append(raced, "x")
+
+
+STRUCTURED = Message(
+    "alice", None, "2025-01-01T00:00:00.000Z", kind="reaction",
+    data={"emoji": "👍", "n": [1, 2.5, None, {"é": True}]}, reply_to=1,
+)
+PUBLISHED = Message(None, None, "2025-01-01T00:00:01.000Z", type="announcement", data="hi")
+
+
+def test_structured_entries_come_back_unchanged_from_every_read(streams: Streams) -> None:
+    first = append(streams, "plain")
+    entries = [first, streams.append(ROOM, STRUCTURED), streams.append(ROOM, PUBLISHED)]
+    assert entries[1] == STRUCTURED.at("lobby", Position("epoch-0", 2))
+    assert streams.page(ROOM, None, 10).messages == entries
+    recovery = streams.recover(ROOM, Position("epoch-0", 0), 10)
+    assert recovery.missed == entries
+    assert [streams.get(ROOM, seq) for seq in (1, 2, 3)] == entries
+
+
+def test_getting_an_entry_is_one_read_and_never_a_write(
+    streams: Streams, dynamodb_calls: Counter[str]
+) -> None:
+    append(streams, "a")
+    dynamodb_calls.clear()
+    assert streams.get(ROOM, 1, epoch="epoch-0") is not None
+    assert streams.get(ROOM, 1, epoch="another") is None
+    assert streams.get(ROOM, 2) is None
+    assert streams.get(Stream.of_room("never"), 1) is None
+    assert dynamodb_calls == Counter({"GetItem": 4})
+
+
+def test_an_expired_entry_is_not_got(streams: Streams, clock: list[float]) -> None:
+    append(streams, "a")
+    clock[0] += TTL + 1
+    assert streams.get(ROOM, 1) is None

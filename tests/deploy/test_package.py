@@ -1,119 +1,34 @@
-"""``chalice package`` in both formats, offline, and cfn-lint on the merged template.
+"""``chalice package`` in both formats, offline; cfn-lint and a real Terraform on the output.
 
 The project is copied to a temporary directory (Chalice caches deployment
-packages under ``.chalice/``) and packaged with the commands the README shows.
-Offline is enforced, not assumed: pip may use only a local wheel directory
-(``PIP_NO_INDEX``, no pip config) and every HTTP(S) request goes to a proxy on a
-closed loopback port. The wheels of ``requirements.txt`` (and what they
-require) are rebuilt from the packages installed in this virtual environment
-(all pure Python).
+packages under ``.chalice/``) and packaged offline (``tests/deploy/offline.py``)
+with the commands the deployment guide shows.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.requirements import Requirement
 
 from deploy import templates
 from deploy.project import every_stage, load
+from tests.deploy.offline import BIN, PROJECT, offline_project
 
-PROJECT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 MERGE_TEMPLATE = "deploy/cloudformation.json"
 STAGE = load("prod")
 FUNCTIONS = [function.logical_id for function in STAGE.functions]
 
 
-def wheel_from_installed(distribution_name: str, directory: Path) -> Path:
-    """Repack an installed pure-Python distribution as a wheel, without the network."""
-    dist = metadata.distribution(distribution_name)
-    wheel_meta = dist.read_text("WHEEL") or ""
-    tag = next(line.split(": ")[1] for line in wheel_meta.splitlines() if line.startswith("Tag:"))
-    name = dist.metadata["Name"].replace("-", "_")
-    target = directory / f"{name}-{dist.version}-{tag}.whl"
-    root = Path(str(dist.locate_file("")))
-    with zipfile.ZipFile(target, "w") as wheel:
-        for file in dist.files or []:
-            if "__pycache__" not in file.parts and not str(file).startswith(".."):
-                wheel.write(root / file, str(file))
-    return target
-
-
-def requirement_closure(*files: Path) -> list[str]:
-    """The distributions these requirements files name and everything they require, by
-    name (extras included where named, as pip installs them)."""
-    pending: list[Requirement] = []
-    for path in files:
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        pending += [Requirement(line) for line in lines if line and line[0] not in "#-"]
-    found: dict[str, None] = {}
-    while pending:
-        requirement = pending.pop()
-        extras = requirement.extras
-        if requirement.name.lower() in (known.lower() for known in found) and not extras:
-            continue
-        found.setdefault(requirement.name, None)
-        for text in metadata.requires(requirement.name) or []:
-            needed = Requirement(text)
-            if needed.marker is None or any(
-                needed.marker.evaluate({"extra": extra}) for extra in ("", *extras)
-            ):
-                pending.append(needed)
-    return list(found)
-
-
-def runtime_distributions() -> list[str]:
-    """``requirements.txt`` and everything it requires (no extras), by name."""
-    return requirement_closure(PROJECT / "requirements.txt")
-
-
-def offline_env(wheels: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PIP_NO_INDEX="1",
-        PIP_FIND_LINKS=str(wheels),
-        PIP_CONFIG_FILE=os.devnull,
-        HTTP_PROXY="http://127.0.0.1:9",
-        HTTPS_PROXY="http://127.0.0.1:9",
-        NO_PROXY="",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("package")
-    copy = root / "switchboard"
-    copy.mkdir()
-    for name in ("app.py", "requirements.txt"):
-        shutil.copy(PROJECT / name, copy / name)
-    for name in ("chalicelib", "deploy"):
-        shutil.copytree(PROJECT / name, copy / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / ".chalice").mkdir()
-    for file in (PROJECT / ".chalice").glob("*.json"):
-        shutil.copy(file, copy / ".chalice" / file.name)
-    wheels = root / "wheels"
-    wheels.mkdir()
-    for name in runtime_distributions():
-        wheel_from_installed(name, wheels)
-    return copy, offline_env(wheels)
+    return offline_project(tmp_path_factory.mktemp("package"))
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> None:

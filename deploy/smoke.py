@@ -201,9 +201,8 @@ class Check:
     """The stage did not answer at all (no connection, no TLS, no HTTP answer)."""
 
 
-def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT,
-          out: Any = sys.stdout) -> list[Check]:
-    """Run the four checks against ``target``, printing each as it ends."""
+def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT, out: Any = None) -> list[Check]:
+    """Run the four checks against ``target``, printing each as it ends (to stdout)."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
@@ -213,8 +212,8 @@ def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT,
 
     def report(check: Check) -> None:
         checks.append(check)
-        print(f"{'ok' if check.ok else 'FAILED':<7}{check.name:<10}{check.detail}", file=out,
-              flush=True)
+        print(f"{'ok' if check.ok else 'FAILED':<7}{check.name:<10}{check.detail}",
+              file=out or sys.stdout, flush=True)
 
     token = target.token(user)
     separator = "&" if "?" in url else "?"

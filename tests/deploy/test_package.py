@@ -8,6 +8,7 @@ with the commands the deployment guide shows.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -289,3 +290,20 @@ def test_terraform_references_resolve_and_versions_fit_chalices_output(terraform
     required = chalice_tf["terraform"]
     assert TERRAFORM_VERSION in constraint(required["required_version"])
     assert AWS_PROVIDER_VERSION in constraint(required["required_providers"]["aws"]["version"])
+
+
+def test_chalice_takes_the_region_from_aws_default_region_only(
+    project: tuple[Path, dict[str, str]]
+):
+    """`chalice package`/`deploy` ignore AWS_REGION (botocore reads only the DEFAULT one):
+    the guide exports AWS_DEFAULT_REGION, which the rehearsal deploys with."""
+    copy, env = project
+    only_aws_region = {k: v for k, v in env.items() if k != "AWS_DEFAULT_REGION"}
+    only_aws_region.update(AWS_REGION="eu-west-1", AWS_CONFIG_FILE=os.devnull)
+    result = subprocess.run(["chalice", "package", "--stage", "prod", "out/region"], cwd=copy,
+                            env=only_aws_region, capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert "No region configured" in result.stdout + result.stderr
+    guide = (PROJECT / "docs/deploy.md").read_text()
+    exported = re.findall(r"^export (AWS_\w*REGION)=", guide, re.M)
+    assert exported and set(exported) == {"AWS_DEFAULT_REGION"}, exported

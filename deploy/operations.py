@@ -13,8 +13,10 @@ miss:
 * a name (``forget_gone(...)``, ``PARSERS``'s handlers) reaches the function
   or class it denotes in its module or through an import; ``module.name``
   reaches that module's definition;
-* any other attribute (``services.registry.add_connection``) reaches every
-  method of that name in the code read;
+* any other attribute called or passed as an argument
+  (``services.registry.add_connection(...)``, ``Cleanup(registry, presence.departures)``)
+  reaches every method of that name in the code read; one only read is a field
+  (``departure.user_id``), unless a property has its name;
 * an attribute named after an operation of a service the code builds a client
   for (``boto3.client("dynamodb")``, ``session.client("apigatewaymanagementapi")``),
   read from an object whose name says it is a client (``self._client.put_item``,
@@ -136,6 +138,10 @@ class Code:
         nodes = list(_body_nodes(definition.node))
         local = _local_names(definition.node, nodes)
         called = {id(node.func) for node in nodes if isinstance(node, ast.Call)}
+        # A method passed as an argument (a callback: Cleanup(registry, presence.departures))
+        # runs later; a field read (departure.user_id) is not a method.
+        passed = {id(value) for node in nodes if isinstance(node, ast.Call)
+                  for value in (*node.args, *(k.value for k in node.keywords))}
         for node in nodes:
             if isinstance(node, ast.Name):
                 if isinstance(node.ctx, ast.Load) and node.id not in local:
@@ -151,7 +157,7 @@ class Code:
                 if node.attr.startswith("__"):
                     continue  # super().__init__(...) and the like: the base is not ours
                 methods = self._methods(definition, owner, node.attr)
-                if id(node) in called:
+                if id(node) in called or id(node) in passed:
                     yield from methods
                 else:  # read, not called: a field (departure.user_id), or a property
                     yield from (m for m in methods if _is_property(m.node))

@@ -172,7 +172,8 @@ def test_the_workers_subscription_caps_the_concurrency_its_pacing_divides_by(
 def test_package_carries_the_code_and_pyjwt(cloudformation: dict[str, Any]):
     bundle = Path(cloudformation["_path"]).parent / "deployment.zip"
     names = set(zipfile.ZipFile(bundle).namelist())
-    assert {"app.py", "chalicelib/fanout.py", "jwt/__init__.py"} <= names
+    code = {f"chalicelib/{module.name}" for module in (PROJECT / "chalicelib").glob("*.py")}
+    assert {"app.py", "jwt/__init__.py", *code} <= names
     assert not any(name.startswith(("tests/", "switchboard_local/", "deploy/")) for name in names)
 
 

@@ -22,11 +22,11 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from chalice.config import Config
 from chalice.deploy import models
@@ -234,23 +234,9 @@ def _import_app(root: Path, stage: str, environment: Mapping[str, str]) -> Any:
     spec = importlib.util.spec_from_file_location(f"_chalice_app_{stage}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    with _variables(environment):
+    with mock.patch.dict(os.environ, environment):  # restores every variable afterwards
         spec.loader.exec_module(module)
     return module.app
-
-
-@contextmanager
-def _variables(environment: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _strings(variables: Mapping[str, Any] | None) -> dict[str, str]:

@@ -193,7 +193,7 @@ print(json.dumps(sorted({dist for name in list(sys.modules)
 def test_make_run_needs_nothing_beyond_its_requirements() -> None:
     """A gateway session (tokens, rooms, history, push) imports only distributions that
     requirements.txt and requirements-local.txt bring, so `make run` may install only those."""
-    from tests.deploy.test_package import requirement_closure
+    from tests.deploy.offline import requirement_closure
 
     result = subprocess.run([sys.executable, "-c", GATEWAY_SESSION], cwd=REPO,
                             capture_output=True, text=True, timeout=120,

@@ -69,9 +69,9 @@ def test_a_restarted_engine_gets_its_tables_back_and_the_next_connect_works(
     engine = boto3.client("dynamodb", endpoint_url=dynalite.endpoint)
     assert engine.list_tables()["TableNames"] == []  # it came back empty
 
-    with caplog.at_level(logging.WARNING, logger="switchboard_local.gateway"):
-        with on_dynalite.connect(f"token={on_dynalite.token(user)}") as socket:
-            message, ack = answers(socket, message_to_self(user, "after"), 2)
+    with caplog.at_level(logging.WARNING, logger="switchboard_local.gateway"), \
+            on_dynalite.connect(f"token={on_dynalite.token(user)}") as socket:
+        message, ack = answers(socket, message_to_self(user, "after"), 2)
     assert (message["type"], message["text"], message["seq"]) == ("message", "after", 1)
     assert (ack["type"], ack["delivered"], ack["stored"]) == ("ack", 1, True)
     assert engine.list_tables()["TableNames"] == [TABLE]

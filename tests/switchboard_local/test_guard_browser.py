@@ -77,7 +77,7 @@ def attacker() -> Iterator[dict[str, str]]:
     pages: dict[str, str] = {}
 
     class Site(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             body = pages.get(self.path, "").encode()
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "text/html")

@@ -9,7 +9,6 @@ Prints one line, ``RESULTS {json}``, for the test to judge.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import sys
@@ -18,24 +17,14 @@ from typing import Any
 from websockets.sync.client import connect
 
 from switchboard_local.gateway.server import GatewayOptions
-from tests.gateways import REPO, WAIT, start, stop
+from tests.gateways import REPO, WAIT, http_call, start, stop
 
 REMOTE = "10.9.0.1"
 
 
 def call(address: str, port: int, path: str, source: str | None = None, method: str = "GET",
          headers: dict[str, str] | None = None, body: bytes | None = None) -> list[Any]:
-    connection = http.client.HTTPConnection(
-        address, port, timeout=WAIT, source_address=(source, 0) if source else None
-    )
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        answer = connection.getresponse()
-        return [answer.status, json.loads(answer.read() or b"null")]
-    except ConnectionRefusedError:
-        return ["refused", None]
-    finally:
-        connection.close()
+    return list(http_call(f"{address}:{port}", path, method, headers, body, source))
 
 
 def probe() -> dict[str, Any]:

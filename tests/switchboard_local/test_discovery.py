@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from chalicelib.identity import issue_token
+from harness.engines import free_port
 from switchboard_local.gateway import discovery
 from switchboard_local.gateway.resources import read_signing_keys
 from tests.gateways import REPO, WAIT, Running, unique
@@ -77,8 +78,9 @@ def test_token_and_invoke_find_it_from_the_project_or_below(
 
 
 def test_port_wins_over_the_record_and_says_so_when_nothing_answers(
-    served: Served, project: Path, unused_port: int
+    served: Served, project: Path
 ) -> None:
+    unused_port = free_port()
     answered = client("token", "alice", cwd=project, PORT=served.base.rpartition(":")[2])
     assert answered.returncode == 0, answered.stderr
     missed = client("token", "alice", cwd=project, PORT=str(unused_port))
@@ -164,12 +166,3 @@ def test_an_in_process_gateway_leaves_no_record(switchboard_gateway: Running) ->
     """Only the command records itself: a gateway embedded in tests or tools does not."""
     record = discovery.read(REPO / RECORD)
     assert record is None or record.url != switchboard_gateway.gateway.local_url
-
-
-@pytest.fixture
-def unused_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -9,7 +9,6 @@ side of the same attacks is in :mod:`.test_guard_browser`; the peer-address rule
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from switchboard_local.gateway.guard import (
     host_name,
 )
 from switchboard_local.gateway.server import Gateway, GatewayOptions
-from tests.gateways import WAIT, Running, start, stop, unique
+from tests.gateways import WAIT, Running, http_call, start, stop, unique
 
 from .conftest import make_tiny_project
 
@@ -38,20 +37,8 @@ EVIL = "http://evil.example"
 def call(
     gateway: Gateway, method: str, path: str, headers: dict[str, str] | None = None,
     body: bytes | None = None, address: str | None = None,
-) -> tuple[int, Any]:
-    """One request with exactly these headers (``Host`` too, when given); status and body."""
-    host, _, port = (address or gateway.base).rpartition(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        answer = connection.getresponse()
-        raw = answer.read()
-    finally:
-        connection.close()
-    try:
-        return answer.status, json.loads(raw)
-    except ValueError:
-        return answer.status, raw.decode(errors="replace")
+) -> tuple[int | str, Any]:
+    return http_call(address or gateway.base, path, method, headers, body)
 
 
 def push_event(user: str) -> bytes:
@@ -62,8 +49,9 @@ def push_event(user: str) -> bytes:
                                   "/dev/@connections/abc", "/dev", "/nope"])
 def test_a_foreign_host_is_refused_on_every_path(switchboard_gateway: Running, path: str) -> None:
     """DNS rebinding: a page whose own name now points at 127.0.0.1 sends its name as Host."""
+    port = switchboard_gateway.gateway.base.rpartition(":")[2]
     status, answer = call(switchboard_gateway.gateway, "GET", path,
-                          {"Host": f"evil.example:{switchboard_gateway.gateway.base[-5:]}"})
+                          {"Host": f"evil.example:{port}"})
     assert status == 403
     assert answer["message"].startswith("Host 'evil.example:")
     assert "--allow-host" in answer["message"]

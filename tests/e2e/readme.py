@@ -27,6 +27,7 @@ from tests.gateways import REPO, WAIT
 from tests.switchboard_local.installed import Served
 
 README = REPO / "README.md"
+READY = "ready"
 
 
 def block(marker: str) -> list[str]:
@@ -67,6 +68,8 @@ class Client:
     frames: list[dict[str, Any]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
+    connected: bool = False
+    """A ``ready`` ping was answered (those answers are not kept in ``frames``)."""
 
     @classmethod
     def start(cls, script: str, env: dict[str, str]) -> Client:
@@ -87,7 +90,11 @@ class Client:
                 start, end = text.find("{"), text.rfind("}")
                 if start >= 0 and end > start:
                     with contextlib.suppress(ValueError):
-                        self.frames.append(json.loads(text[start:end + 1]))
+                        frame = json.loads(text[start:end + 1])
+                        if frame.get("id") == READY:
+                            self.connected = True
+                        else:
+                            self.frames.append(frame)
                 self.changed.notify_all()
 
     def send(self, line: str) -> None:
@@ -105,14 +112,14 @@ class Client:
             return self.frames[:count]
 
     def ready(self) -> None:
-        """Ping until answered: a client may drop what is typed before it has connected."""
+        """Ping until answered: a client may drop what is typed before it has connected.
+        Under load several pings may be answered, late: none of their answers is a frame."""
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            self.send('{"action": "ping", "id": "ready"}')
+            self.send(json.dumps({"action": "ping", "id": READY}))
             time.sleep(0.3)
             with self.changed:
-                if any(f.get("id") == "ready" for f in self.frames):
-                    self.frames.clear()
+                if self.connected:
                     return
         raise AssertionError("the client never connected:\n" + "".join(self.lines))
 

@@ -11,6 +11,10 @@ only for Chalice and boto3, which every Chalice WebSocket app needs.
 * ``websocket_connect`` / ``websocket_message`` / ``websocket_disconnect``: the routes.
 * ``push``: invoked by other services to reach users, rooms or everyone.
 * ``fanout_worker``: delivers the batches large audiences are split into.
+
+A team's own actions, REST routes and functions live in ``chalicelib/product/``:
+:func:`chalicelib.extend.load` imports those modules here and registers their
+blueprints, so they deploy with the app and no line of this file changes.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
-from chalicelib import entry
+from chalicelib import entry, extend
 from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
 from chalicelib.delivery import WORKERS
 from chalicelib.management import ManagementSession
 from chalicelib.settings import fanout_queue_name, fanout_worker_concurrency
 
 if TYPE_CHECKING:
+    from chalicelib.extend import Gate
     from chalicelib.runtime import Services
 
 app = Chalice(app_name="switchboard")
@@ -42,6 +47,14 @@ def _services() -> Services:
     from chalicelib import runtime
 
     return runtime.services(app.websocket_api)
+
+
+def _backends() -> Gate:
+    """How a team's REST routes reach connections (see :class:`chalicelib.extend.Routes`)."""
+    return _services().backends
+
+
+extend.load(app, _backends)
 
 
 @app.on_ws_connect()

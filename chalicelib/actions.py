@@ -6,8 +6,15 @@ parser of its fields (a command's ``parse``, built on
 handler that carries it out and returns the frame answering the caller. The
 dispatcher (:func:`perform`) checks the permissions once, before the handler,
 in the room the command names (its ``room`` field unless the entry says
-otherwise); a command that names no room needs none. Adding an action is one
-entry here: the registry, the protocol plumbing and delivery need no edit.
+otherwise); a command that names no room needs none. Then the frame's rate
+is judged (the entry's ``rate``, or the stage's default) and the handler runs.
+A ``request`` is answered exactly once; a ``notice`` only when refused, or
+when its frame has an ``id``.
+
+The table is :data:`ACTIONS`, the built-ins whose handlers use the services
+beneath, followed by every action declared through :mod:`chalicelib.extend` —
+a team's own, in its own module, and built-ins such as ``typing``
+(:mod:`chalicelib.indicators`) — which :func:`table` turns into entries.
 
 The sender's identity and permissions always come from the registry record
 of its connection, never from the frame.
@@ -16,11 +23,17 @@ of its connection, never from the frame.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import protocol
+from chalicelib import (
+    contexts,
+    extend,
+    fields,
+    indicators,  # noqa: F401  (declares its actions through extend)
+    protocol,
+)
 from chalicelib.cleanup import Cleanup
 from chalicelib.clock import iso8601
 from chalicelib.delivery import DeliveryReport, Outcome
@@ -53,9 +66,9 @@ from chalicelib.protocol import (
     Resume,
     SendMessage,
     SendToRoom,
-    Typing,
     WhoAmI,
 )
+from chalicelib.ratelimit import Rate, RateLimiter
 from chalicelib.registry import Connection, Registry
 from chalicelib.settings import Settings
 from chalicelib.streams import Stream, Streams
@@ -72,6 +85,8 @@ class ActionDeps:
     cleanup: Cleanup
     outbox: Callable[[Deadline], Outbox]
     """A request's :class:`~chalicelib.outbox.Outbox`, made for its deadline."""
+    limiter: RateLimiter | None = None
+    """Judges every frame's rate; ``None``: no limits."""
 
 
 @dataclass
@@ -168,6 +183,10 @@ class Action:
     handler: Handler
     needs: Requirement = no_permission
     room: RoomOf = named_room
+    kind: str = extend.REQUEST
+    """``request``: answered exactly once; ``notice``: only when refused or asked (an ``id``)."""
+    rate: Rate | None = None
+    """Its limit, shared by every container; None: the stage's ``DEFAULT_ACTION_RATE``."""
 
 
 # -- direct messages and the personal stream ---------------------------------------
@@ -257,13 +276,6 @@ def history(ctx: ActionContext, command: History) -> str:
     )
 
 
-def typing(ctx: ActionContext, command: Typing) -> str:
-    """The example of an action added with one table entry: a notice, not stored."""
-    _require_member(ctx, command.room)
-    frame = protocol.typing(command.room, ctx.connection.user_id)
-    return ctx.ack(ctx.deliver(ctx.others_in(command.room), frame, room=command.room).delivered)
-
-
 # -- everyone ------------------------------------------------------------------------
 
 
@@ -306,18 +318,66 @@ ACTIONS: tuple[Action, ...] = (
     Action("resume", Resume.parse, resume),
     Action("whoami", WhoAmI.parse, whoami),
     Action("ping", Ping.parse, ping),
-    Action("typing", Typing.parse, typing, requires(JOIN)),
 )
 
-_BY_NAME: Mapping[str, Action] = {action.name: action for action in ACTIONS}
-PARSERS: Mapping[str, Parser] = {action.name: action.parse for action in ACTIONS}
+
+def declared(declaration: extend.Declaration) -> Action:
+    """The table entry of an action declared through :mod:`chalicelib.extend`."""
+    room_field = declaration.room_field
+    return Action(
+        declaration.name,
+        fields.parser(declaration.fields),
+        contexts.handler_of(declaration),
+        requires(*declaration.needs),
+        (lambda values: values.get(room_field)) if room_field else (lambda values: None),
+        declaration.kind,
+        declaration.rate,
+    )
+
+
+_table: tuple[int, Mapping[str, Action]] = (-1, {})
+
+
+def table() -> Mapping[str, Action]:
+    """Every action by name: :data:`ACTIONS`, then those declared through :mod:`extend`."""
+    global _table
+    version, built = _table
+    if version != extend.CATALOG.version:
+        version, entries = extend.CATALOG.version, extend.CATALOG.declarations()
+        built = {action.name: action for action in ACTIONS}
+        for declaration in entries:
+            if declaration.name in built:
+                raise extend.ExtensionError(
+                    f"{declaration.origin} declares {declaration.name!r}, a built-in action"
+                )
+            built[declaration.name] = declared(declaration)
+        _table = (version, built)
+    return built
+
+
+class _Parsers(Mapping[str, Parser]):
+    """Every action's parser by name, as the table has them now."""
+
+    def __getitem__(self, name: str) -> Parser:
+        return table()[name].parse
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(table())
+
+    def __len__(self) -> int:
+        return len(table())
+
+
+PARSERS: Mapping[str, Parser] = _Parsers()
 """Every action's parser by name, for :func:`chalicelib.protocol.parse_request`."""
-ACTION_NAMES = tuple(_BY_NAME)
+ACTION_NAMES = tuple(table())
+"""The built-in actions' names (a team's own are in :func:`table`)."""
 
 
-def perform(ctx: ActionContext) -> str:
-    """Check the request's permissions, then carry it out; returns the frame answering it."""
-    action = _BY_NAME[ctx.request.action]
+def perform(ctx: ActionContext) -> str | None:
+    """Check the request's permissions and rate, then carry it out; returns the frame
+    answering it, or None for a notice that wants no answer."""
+    action = table()[ctx.request.action]
     command = ctx.request.command
     room = action.room(command)
     if room is not None:
@@ -327,7 +387,28 @@ def perform(ctx: ActionContext) -> str:
                     FORBIDDEN,
                     f"{action.name} needs the '{permission}' permission for room '{room}'",
                 )
-    return action.handler(ctx, command)
+    asked = action.kind == extend.REQUEST or ctx.request.request_id is not None
+    _judge_rate(ctx, action, asked)
+    answer = action.handler(ctx, command)
+    return answer if asked else None
+
+
+def _judge_rate(ctx: ActionContext, action: Action, asked: bool) -> None:
+    """Refuse a frame over its action's limit: answered ``rate_limited`` when it asked for
+    an answer, or when it is the first refusal of its window; otherwise dropped silently."""
+    limiter = ctx.deps.limiter
+    if limiter is None:
+        return
+    connection = ctx.connection
+    verdict = limiter.admit(action.name, action.rate, connection.connection_id, connection.user_id)
+    if verdict.admitted:
+        return
+    raise ProtocolError(
+        protocol.RATE_LIMITED,
+        f"{action.name} is limited to {verdict.rate}; try again in {verdict.retry_after_ms} ms",
+        answered=asked or verdict.first,
+        retryAfterMs=verdict.retry_after_ms,
+    )
 
 
 def _require_member(ctx: ActionContext, room: str) -> None:

@@ -4,6 +4,9 @@
 ``$default`` answers every client frame with exactly one ``ack``, result or
 ``error`` frame: bad input never raises out of a handler and never goes
 unanswered, because an unanswered client cannot tell a lost frame from a slow one.
+The one exception is a notice (an action of that kind, sent without an ``id``):
+it is answered only when refused, and a notice over its rate limit only the
+first time in a window.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def on_disconnect(event: WebsocketEvent, call: Call, cleanup: Cleanup) -> Respon
 def on_message(
     event: WebsocketEvent, call: Call, deps: ActionDeps, delivery: Delivery
 ) -> None:
-    """Answer the frame with exactly one frame, whatever it holds."""
+    """Answer the frame with exactly one frame, whatever it holds (a notice: when refused)."""
     delivery.ensure_endpoint(lambda: endpoint.of_event(deps.settings.management_endpoint, event))
     outbox = deps.outbox(call.deadline)
     answer = _answer(event, deps, outbox, call.log)
@@ -82,10 +85,13 @@ def on_message(
     )
     # The answer uses the reserve kept back for answering: a caller whose work ran
     # out of time still hears back. A caller already gone is forgotten.
-    outbox.send(event.connection_id, answer, call.deadline.with_reserve())
+    if answer is not None:
+        outbox.send(event.connection_id, answer, call.deadline.with_reserve())
 
 
-def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog) -> str:
+def _answer(
+    event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog
+) -> str | None:
     request_id = None
     try:
         request = parse_request(event.body, deps.settings.max_text_bytes, PARSERS)
@@ -104,8 +110,12 @@ def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventL
                 failed=len(ctx.report.failed),
             )
     except ProtocolError as error:
-        log.set(outcome="error", code=error.code)
-        return protocol.error(error.code, error.message, error.request_id or request_id)
+        log.set(outcome="error" if error.answered else "dropped", code=error.code)
+        if not error.answered:
+            return None
+        return protocol.error(
+            error.code, error.message, error.request_id or request_id, **error.details
+        )
     except NotConnected:
         log.set(outcome="error", code=protocol.FORBIDDEN)
         return protocol.error(protocol.FORBIDDEN, _NOT_REGISTERED, request_id)

@@ -41,16 +41,32 @@ UNKNOWN_ACTION = "unknown_action"
 FORBIDDEN = "forbidden"
 TOO_LARGE = "too_large"
 INTERNAL = "internal"
+RATE_LIMITED = "rate_limited"
+"""Over the action's rate limit; the error carries ``retryAfterMs``."""
+NOT_FOUND = "not_found"
+"""The message a frame names is not (or no longer) in its stream."""
 
 
 class ProtocolError(Exception):
     """A frame that gets an ``error`` answer instead of being carried out."""
 
-    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        request_id: str | None = None,
+        *,
+        answered: bool = True,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.answered = answered
+        """False: the frame is refused without an answer (a notice over its limit, again)."""
+        self.details = details
+        """More fields of the error frame (``retryAfterMs``)."""
 
 
 # -- parsing -------------------------------------------------------------------
@@ -63,6 +79,10 @@ class Fields:
         self._frame = frame
         self._max_text_bytes = max_text_bytes
 
+    def value(self, name: str) -> Any:
+        """A field as the frame has it (None when absent), for readers of other types."""
+        return self._frame.get(name)
+
     def string(self, name: str) -> str:
         value = self._frame.get(name)
         if value is None:
@@ -73,24 +93,24 @@ class Fields:
             raise ProtocolError(BAD_REQUEST, f"'{name}' contains unpaired surrogates")
         return value
 
-    def text(self) -> str:
-        text = self.string("text")
+    def text(self, name: str = "text") -> str:
+        text = self.string(name)
         if not text:
-            raise ProtocolError(BAD_REQUEST, "'text' must not be empty")
+            raise ProtocolError(BAD_REQUEST, f"'{name}' must not be empty")
         size = len(text.encode("utf-8"))
         if size > self._max_text_bytes:
             raise ProtocolError(
                 TOO_LARGE,
-                f"'text' is {size} bytes; the limit is {self._max_text_bytes} bytes",
+                f"'{name}' is {size} bytes; the limit is {self._max_text_bytes} bytes",
             )
         return text
 
-    def room(self) -> str:
-        room = self.string("room")
+    def room(self, name: str = "room") -> str:
+        room = self.string(name)
         if not ROOM_PATTERN.fullmatch(room):
             raise ProtocolError(
                 BAD_REQUEST,
-                "'room' must be 1-64 characters of letters, digits and _ . : -",
+                f"'{name}' must be 1-64 characters of letters, digits and _ . : -",
             )
         return room
 
@@ -111,9 +131,9 @@ class Fields:
             raise ProtocolError(BAD_REQUEST, f"'{name}' must be an integer from {low} to {high}")
         return int(value)
 
-    def since(self) -> Position | None:
+    def since(self, name: str = "since") -> Position | None:
         """A stream position the client has seen: ``{"epoch": str, "seq": int >= 0}``."""
-        value = self._frame.get("since")
+        value = self._frame.get(name)
         if value is None:
             return None
         if (
@@ -127,7 +147,7 @@ class Fields:
         ):
             raise ProtocolError(
                 BAD_REQUEST,
-                "'since' must be {\"epoch\": a string of 1-64 characters, "
+                f"'{name}' must be {{\"epoch\": a string of 1-64 characters, "
                 "\"seq\": an integer >= 0}, as a message or an ack gave them",
             )
         return Position(value["epoch"], int(value["seq"]))
@@ -161,7 +181,9 @@ class Message:
     ``data`` (any JSON value) and ``reply_to`` (the ``seq`` of the message it
     answers or annotates, in the same stream); a backend's stored publish has a
     frame ``type`` of its own (``push`` by default) and may have no sender or
-    text. ``position`` is the entry's place in its stream, when history is on.
+    text. ``annotations`` summarises what annotates the entry (reactions), kept
+    on the entry itself. ``position`` is the entry's place in its stream, when
+    history is on.
     Rendered by :func:`message`, an entry is the same frame live, replayed and
     in a ``history`` page.
     """
@@ -176,6 +198,8 @@ class Message:
     data: Any = None
     """A JSON value; ``None`` is no data (JSON ``null`` is not stored)."""
     reply_to: int | None = None
+    annotations: Mapping[str, Mapping[str, int]] | None = None
+    """The summary of what annotates the entry, per type and value: ``{"reaction": {"👍": 2}}``."""
 
     def at(self, room: str | None, position: Position) -> Message:
         """The same entry, placed in a stream."""
@@ -281,15 +305,6 @@ class Resume:
     @staticmethod
     def parse(fields: Fields) -> Resume:
         return Resume(fields.since())
-
-
-@dataclass(frozen=True)
-class Typing:
-    room: str
-
-    @staticmethod
-    def parse(fields: Fields) -> Typing:
-        return Typing(fields.room())
 
 
 Parser = Callable[[Fields], object]
@@ -426,8 +441,20 @@ def ack(
     return _render(frame)
 
 
-def error(code: str, message: str, request_id: str | None = None) -> str:
-    return _render(_with_id({"type": "error", "code": code, "message": message}, request_id))
+def error(code: str, message: str, request_id: str | None = None, **details: Any) -> str:
+    """``details`` are more fields (``retryAfterMs`` of a ``rate_limited`` error)."""
+    frame = {"type": "error", "code": code, "message": message, **details}
+    return _render(_with_id(frame, request_id))
+
+
+def reply(frame: Mapping[str, Any], request_id: str | None) -> str:
+    """An application's own frame, as it gives it, answering the request ``request_id``."""
+    return _render(_with_id(dict(frame), request_id))
+
+
+def notice(frame: Mapping[str, Any]) -> str:
+    """An application's own frame, as it gives it, to other connections (no ``id``)."""
+    return _render(dict(frame))
 
 
 def pong(request_id: str | None) -> str:
@@ -452,6 +479,8 @@ def _message(sent: Message) -> dict[str, Any]:
     optional = (
         ("from", sent.sender), ("text", sent.text), ("kind", sent.kind), ("data", sent.data),
         ("replyTo", sent.reply_to),
+        ("annotations", {t: dict(v) for t, v in sent.annotations.items()}
+         if sent.annotations else None),
     )
     frame.update((name, value) for name, value in optional if value is not None)
     frame["sentAt"] = sent.sent_at
@@ -502,10 +531,6 @@ def presence(room: str, user_id: str, event: str, at: str) -> str:
     return _render(
         {"type": "presence", "room": room, "userId": user_id, "event": event, "at": at}
     )
-
-
-def typing(room: str, user_id: str) -> str:
-    return _render({"type": "typing", "room": room, "userId": user_id})
 
 
 def broadcast(sender: str, text: str, sent_at: str) -> str:

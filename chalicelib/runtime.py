@@ -12,6 +12,7 @@ module receives it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ from typing import Any
 from chalicelib import aws, endpoint
 from chalicelib.actions import ActionDeps
 from chalicelib.cleanup import Cleanup
+from chalicelib.contexts import Backends
 from chalicelib.delivery import Delivery
 from chalicelib.fanout_queue import FanoutQueue
 from chalicelib.identity import TokenVerifier, signing_keys
@@ -27,6 +29,7 @@ from chalicelib.invocation import Deadline
 from chalicelib.outbox import Outbox
 from chalicelib.pacing import Pacer
 from chalicelib.presence import Announcer
+from chalicelib.ratelimit import RateCounters, RateLimiter
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.streams import Streams
@@ -43,6 +46,10 @@ class Services:
     """Where large fan-outs go; ``None`` when the stage names no queue."""
     streams: Streams | None = None
     """Rooms' and users' message streams; ``None`` when the stage keeps no history."""
+    rate_counters: RateCounters | None = None
+    """Where declared rate limits are counted, shared by every container."""
+    clock: Callable[[], float] = time.time
+    """The wall clock rate-limit windows are counted on (tests move it)."""
 
     # -- what the services above make, wired once -------------------------------
 
@@ -64,7 +71,21 @@ class Services:
     @cached_property
     def actions(self) -> ActionDeps:
         return ActionDeps(
-            self.settings, self.registry, self.streams, self.announcer, self.cleanup, self.outbox
+            self.settings, self.registry, self.streams, self.announcer, self.cleanup, self.outbox,
+            self.limiter,
+        )
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """Declared limits on the table's counters; the stage's default in memory."""
+        return RateLimiter(self.rate_counters, self.settings.default_action_rate, self.clock)
+
+    @cached_property
+    def backends(self) -> Backends:
+        """How the REST routes of ``chalicelib/product`` reach connections."""
+        return Backends(
+            self.verifier, self.registry, self.streams, self.delivery, self.outbox,
+            self.settings.management_endpoint, self.settings.max_text_bytes,
         )
 
     @cached_property
@@ -125,6 +146,7 @@ def build_services(
         ),
         fanout_queue=_fanout_queue(settings, sqs),
         streams=_streams(settings, data),
+        rate_counters=RateCounters(data, settings.connections_table),
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from chalicelib.permissions import PermissionsError, parse_permissions
+from chalicelib.ratelimit import Rate, RateError
 
 # Above this many targets in one fan-out, delivery is handed to the SQS queue so
 # that no invocation runs into API Gateway's 29 s integration timeout.
@@ -38,6 +39,9 @@ DEFAULT_MANAGEMENT_RPS = 5000
 DEFAULT_FANOUT_WORKER_CONCURRENCY = 5
 FANOUT_WORKER_CONCURRENCY_RANGE = (2, 1000)
 MANAGEMENT_TRANSPORTS = ("lean", "botocore")
+# Every action that declares no limit of its own: bursts pass, a flood does not.
+DEFAULT_ACTION_RATE = Rate(600, 60)
+NO_RATE = "off"
 
 
 class SettingsError(ValueError):
@@ -68,6 +72,8 @@ class Settings:
     management_rps: int = DEFAULT_MANAGEMENT_RPS
     fanout_worker_concurrency: int = DEFAULT_FANOUT_WORKER_CONCURRENCY
     management_transport: str = MANAGEMENT_TRANSPORTS[0]
+    default_action_rate: Rate | None = DEFAULT_ACTION_RATE
+    """The limit of every action that declares none (``None``: unlimited)."""
 
     @property
     def invocation_rps(self) -> float:
@@ -119,6 +125,7 @@ class Settings:
             ),
             fanout_worker_concurrency=fanout_worker_concurrency(env),
             management_transport=management_transport(env),
+            default_action_rate=_rate(env, "DEFAULT_ACTION_RATE"),
         )
 
 
@@ -162,6 +169,19 @@ def _permissions(env: Mapping[str, str], name: str) -> frozenset[str]:
         return parse_permissions(names, name)
     except PermissionsError as error:
         raise SettingsError(str(error)) from None
+
+
+def _rate(env: Mapping[str, str], name: str) -> Rate | None:
+    """A rate limit (``20/s``, ``600/min``); ``off`` for none; unset, the default."""
+    raw = _optional(env, name)
+    if raw is None:
+        return DEFAULT_ACTION_RATE
+    if raw.lower() == NO_RATE:
+        return None
+    try:
+        return Rate.parse(raw)
+    except RateError as error:
+        raise SettingsError(f"{name}: {error}") from None
 
 
 def _endpoint(env: Mapping[str, str], name: str) -> str | None:

@@ -9,7 +9,8 @@ registry's room and presence Queries never read a message::
              seq (the last assigned), epoch, ttl
     message  PK=HIST#<room> | INBOX#<userId>   SK=SEQ#<seq, 20 digits>
              epoch, sentAt, ttl, and what the entry has of: sender, text,
-             type (when not ``message``), kind, data (JSON text), replyTo
+             type (when not ``message``), kind, data (JSON text), replyTo,
+             A#<type>#<value> (a string set: the users who annotated it so)
 
 Appending is two writes: an ``UpdateItem`` that adds 1 to the head's ``seq``
 (atomic, so concurrent senders get distinct, increasing numbers), refreshes
@@ -18,6 +19,12 @@ the message. A head that expired but is not deleted yet (DynamoDB deletes
 lazily) fails the update's condition and starts a new epoch with a
 conditional ``PutItem`` that only one writer wins; the others retry the
 update. A ``seq`` whose message could not be stored stays a gap.
+
+Annotating an entry (a reaction) is one ``UpdateItem`` of its item: ``ADD`` (or
+``DELETE``) of the user to the set of that type and value, on condition the
+entry is there and live. A user counts once per value however often they add
+it, and removing is exact; every read returns the entry with its summary, the
+size of each set (``{"reaction": {"👍": 2}}``).
 
 Messages live ``HISTORY_TTL_SECONDS``; at most ``HISTORY_MAX_MESSAGES`` per
 stream are *read*: older ones are outside every key range asked for (the
@@ -42,6 +49,7 @@ _INBOX_PREFIX = "INBOX#"
 _HEAD_SK = "HEAD"
 _SEQ_PREFIX = "SEQ#"
 _SEQ_DIGITS = 20
+_ANNOTATION_PREFIX = "A#"
 _START_ATTEMPTS = 3
 TTL_ATTRIBUTE = "ttl"
 
@@ -190,6 +198,43 @@ class Streams:
         if epoch is not None and item["epoch"]["S"] != epoch:
             return None
         return _message_from_item(stream, item)
+
+    def annotate(
+        self,
+        stream: Stream,
+        seq: int,
+        annotation: tuple[str, str],
+        user_id: str,
+        *,
+        remove: bool = False,
+        epoch: str | None = None,
+    ) -> Message | None:
+        """Add (or remove) the user's ``(type, value)`` on the entry at ``seq``: one ``UpdateItem``.
+
+        Returns the entry with its new summary, or None when no live entry is at
+        ``seq`` (of ``epoch``, when given); then nothing is written.
+        """
+        kind, value = annotation
+        condition = "attribute_exists(SK) AND #ttl > :now"
+        values = {":who": {"SS": [user_id]}, ":now": {"N": str(int(self._clock()))}}
+        if epoch is not None:
+            condition += " AND epoch = :epoch"
+            values[":epoch"] = {"S": epoch}
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=message_key(stream, seq),
+                UpdateExpression=f"{'DELETE' if remove else 'ADD'} #a :who",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={
+                    "#a": f"{_ANNOTATION_PREFIX}{kind}#{value}", "#ttl": TTL_ATTRIBUTE,
+                },
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        return _message_from_item(stream, response["Attributes"])
 
     # -- internals ----------------------------------------------------------
 
@@ -358,7 +403,18 @@ def _message_from_item(stream: Stream, item: Item) -> Message:
         kind=text("kind"),
         data=None if data is None else json.loads(data),
         reply_to=None if reply_to is None else int(reply_to["N"]),
+        annotations=_annotations(item),
     )
+
+
+def _annotations(item: Item) -> dict[str, dict[str, int]] | None:
+    """The entry's summary: per type and value, how many users annotated it so."""
+    summary: dict[str, dict[str, int]] = {}
+    for name in sorted(item):
+        if name.startswith(_ANNOTATION_PREFIX):
+            kind, _, value = name[len(_ANNOTATION_PREFIX):].partition("#")
+            summary.setdefault(kind, {})[value] = len(item[name].get("SS", []))
+    return summary or None
 
 
 def _seq(message: Message) -> int:

@@ -21,7 +21,6 @@ from chalicelib.protocol import (
     Resume,
     SendMessage,
     SendToRoom,
-    Typing,
     WhoAmI,
     parse_request,
 )
@@ -59,7 +58,7 @@ def error_of(frame: object) -> ProtocolError:
         ({"action": "resume"}, Resume()),
         ({"action": "resume", "since": {"epoch": "e" * 64, "seq": 2**53 - 1}},
          Resume(Position("e" * 64, 2**53 - 1))),
-        ({"action": "typing", "room": "r"}, Typing("r")),
+        ({"action": "typing", "room": "r"}, {"room": "r"}),
     ],
 )
 def test_each_action_parses_to_its_command(frame: dict[str, str], command: object) -> None:
@@ -219,7 +218,12 @@ def test_history_members_presence_and_typing_frames() -> None:
     assert json.loads(protocol.presence("r", "a", "join", "s")) == {
         "type": "presence", "room": "r", "userId": "a", "event": "join", "at": "s",
     }
-    assert json.loads(protocol.typing("r", "a")) == {"type": "typing", "room": "r", "userId": "a"}
+    assert json.loads(protocol.error("rate_limited", "m", "i", retryAfterMs=5)) == {
+        "type": "error", "code": "rate_limited", "message": "m", "retryAfterMs": 5, "id": "i",
+    }
+    assert json.loads(protocol.reply({"type": "cursor", "x": 1}, "c")) == {
+        "type": "cursor", "x": 1, "id": "c",
+    }
 
 
 def test_a_structured_entry_renders_only_what_it_has() -> None:
@@ -235,3 +239,12 @@ def test_a_structured_entry_renders_only_what_it_has() -> None:
     assert json.loads(protocol.message(published)) == {
         "type": "push", "data": [1, "x"], "sentAt": "s",
     }
+
+
+def test_an_annotated_entry_carries_its_summary_and_an_empty_one_none() -> None:
+    annotated = Message("a", "t", "s", "r", Position("e", 3),
+                        annotations={"reaction": {"👍": 2, "🎉": 1}})
+    assert json.loads(protocol.message(annotated))["annotations"] == {
+        "reaction": {"👍": 2, "🎉": 1},
+    }
+    assert "annotations" not in json.loads(protocol.message(Message("a", "t", "s", annotations={})))

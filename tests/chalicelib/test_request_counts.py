@@ -256,8 +256,9 @@ def test_typing_is_one_query(in_room: Any, counted: Any, members: int) -> None:
     alice = in_room("alice")
     for index in range(members):
         in_room(f"u{index}")
-    calls = counted(lambda: alice.request({"action": "typing", "room": "lobby"}))
-    assert calls == Counter({"GetItem": 1, "Query": 1})
+    notice = counted(lambda: alice.send({"action": "typing", "room": "lobby"}))
+    asked = counted(lambda: alice.request({"action": "typing", "room": "lobby", "id": "t"}))
+    assert notice == asked == Counter({"GetItem": 1, "Query": 1})
 
 
 def test_a_refused_action_reads_only_the_connection(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.ratelimit import Rate
 from chalicelib.settings import Settings, SettingsError, fanout_worker_concurrency
 from switchboard_local.project import read_stage
 
@@ -45,6 +46,8 @@ def test_defaults() -> None:
         ({**BASE, "HISTORY_MAX_MESSAGES": "many"}, "HISTORY_MAX_MESSAGES"),
         ({**BASE, "RECOVERY_MAX_MESSAGES": "0"}, "RECOVERY_MAX_MESSAGES"),
         ({**BASE, "RECOVERY_MAX_MESSAGES": "1001"}, "RECOVERY_MAX_MESSAGES"),
+        ({**BASE, "DEFAULT_ACTION_RATE": "fast"}, "DEFAULT_ACTION_RATE"),
+        ({**BASE, "DEFAULT_ACTION_RATE": "0/s"}, "DEFAULT_ACTION_RATE"),
     ],
 )
 def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str) -> None:
@@ -95,3 +98,13 @@ def test_the_worker_concurrency_is_what_an_sqs_subscription_accepts(value: str) 
         Settings.from_environ({**BASE, "FANOUT_WORKER_CONCURRENCY": value})
     with pytest.raises(SettingsError, match="FANOUT_WORKER_CONCURRENCY"):
         fanout_worker_concurrency({"FANOUT_WORKER_CONCURRENCY": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "rate"),
+    [(None, Rate(600, 60)), ("20/s", Rate(20, 1)), ("100/min per user", Rate(100, 60, "user")),
+     ("off", None), ("OFF", None)],
+)
+def test_the_default_action_rate(value: str | None, rate: Rate | None) -> None:
+    environ = BASE if value is None else {**BASE, "DEFAULT_ACTION_RATE": value}
+    assert Settings.from_environ(environ).default_action_rate == rate

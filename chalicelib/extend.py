@@ -40,6 +40,7 @@ import json
 import pkgutil
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -432,7 +433,7 @@ def _serve(
     routes: Routes, view: View, read: Callable[[Fields], dict[str, Any]], role: str,
     path: Mapping[str, str], call: entry.Call,
 ) -> Any:
-    gate = _gate()
+    gate = _gate(routes.current_app)
     headers = routes.current_request.headers
     scheme, _, token = (headers.get("authorization") or "").partition(" ")
     try:
@@ -472,16 +473,16 @@ def _error(status: int, code: str, message: str) -> Response:
 
 # -- loading a team's modules ------------------------------------------------------------------
 
-_gates: list[Callable[[], Gate]] = []
+_gates: weakref.WeakKeyDictionary[Chalice, Callable[[], Gate]] = weakref.WeakKeyDictionary()
 
 
 def load(app: Chalice, gate: Callable[[], Gate], package: str = PRODUCT_PACKAGE) -> list[str]:
     """Import every module of ``package`` and register its top-level blueprints on ``app``.
 
-    Called once by ``app.py``; ``gate`` gives REST routes the container's
-    services when a request comes. Returns the modules loaded.
+    Called once by ``app.py``; ``gate`` gives the app's REST routes the
+    container's services when a request comes. Returns the modules loaded.
     """
-    _gates[:] = [gate]
+    _gates[app] = gate
     loaded = []
     for module in _modules(package):
         loaded.append(module.__name__)
@@ -499,7 +500,8 @@ def _modules(package: str) -> Iterator[ModuleType]:
         yield importlib.import_module(found.name)
 
 
-def _gate() -> Gate:
-    if not _gates:
-        raise RuntimeError("chalicelib.extend.load(app, gate) was not called by app.py")
-    return _gates[0]()
+def _gate(app: Chalice) -> Gate:
+    gate = _gates.get(app)
+    if gate is None:
+        raise RuntimeError("chalicelib.extend.load(app, gate) was not called for this app")
+    return gate()

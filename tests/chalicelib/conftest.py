@@ -36,7 +36,8 @@ ACK_FIELDS = frozenset(
     {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored"}
 )
 ERROR_CODES = frozenset(
-    {"bad_json", "bad_request", "unknown_action", "forbidden", "too_large", "internal"}
+    {"bad_json", "bad_request", "unknown_action", "forbidden", "too_large", "internal",
+     "rate_limited", "not_found"}
 )
 
 

@@ -7,10 +7,17 @@ declaration fail at import, naming the function.
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from chalice.app import Chalice
+from chalice.test import Client as ChaliceClient
 
 from chalicelib import extend
 from chalicelib.actions import ACTIONS, table
@@ -28,6 +35,7 @@ from chalicelib.extend import (
     Room,
     String,
 )
+from chalicelib.runtime import Services
 
 Declare = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
 
@@ -78,7 +86,7 @@ def handler(ctx: Context, room: str) -> None:
 def test_a_mistaken_declaration_fails_at_import(
     declare: Declare, options: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ExtensionError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(ExtensionError, match=re.escape(message)):
         declare("x", **options)(handler)
     assert "x" not in table()
 
@@ -316,3 +324,131 @@ def test_a_frame_over_its_size_is_refused_by_the_json_reader(declare: Declare, r
 
     assert alice.request({"action": "save", "doc": {"a": 1}})["keys"] == ["a"]
     assert alice.request({"action": "save", "doc": {"a": "x" * 40}})["code"] == "too_large"
+
+
+# -- a team's package: REST routes and blueprints ---------------------------------------------
+
+ANNOUNCEMENTS = '''
+from typing import Any
+
+from chalicelib.extend import Backend, Refused, Routes, Text
+
+routes = Routes(__name__)
+
+
+@routes.backend("/rooms/{room}/announcements", role="announcer", fields={"text": Text()})
+def announce(switchboard: Backend, room: str, text: str) -> dict[str, Any]:
+    if text == "missing":
+        raise Refused("not_found", "no such thing")
+    stored = switchboard.store(room, kind="announcement", text=text)
+    assert stored.message.position is not None
+    return {"seq": stored.message.position.seq, "delivered": stored.delivered,
+            "by": switchboard.caller}
+'''
+PLAIN = '''
+from chalice import Blueprint
+
+health = Blueprint(__name__)
+
+
+@health.route("/health")
+def healthy() -> dict[str, bool]:
+    return {"ok": True}
+'''
+
+
+@pytest.fixture
+def team_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A team's package (its own name, so tests never share it) with two modules."""
+    name = f"team_{uuid.uuid4().hex[:8]}"
+    package = tmp_path / name
+    (package / "ops").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "ops" / "__init__.py").write_text("")
+    (package / "ops" / "announcements.py").write_text(ANNOUNCEMENTS)
+    (package / "health.py").write_text(PLAIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    for module in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+        del sys.modules[module]
+
+
+@pytest.fixture
+def rest(team_package: str, services: Services) -> Iterator[Any]:
+    """Chalice's test client on an app that loaded the team's package."""
+    team_app = Chalice(app_name="team")
+    loaded = extend.load(team_app, lambda: services.backends, package=team_package)
+    assert loaded == [team_package, f"{team_package}.health", f"{team_package}.ops",
+                      f"{team_package}.ops.announcements"]
+    assert set(team_app.routes) == {"/health", "/rooms/{room}/announcements"}
+    with ChaliceClient(team_app) as client:
+        yield client
+
+
+def post(rest: Any, path: str, body: Any, token: str | None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    answer = rest.http.post(path, headers=headers, body=json.dumps(body).encode())
+    return answer.status_code, answer.json_body
+
+
+def test_a_route_authenticates_checks_its_role_and_reads_its_fields(rest: Any, token: Any) -> None:
+    path = "/rooms/lobby/announcements"
+    body = {"text": "deploy at 5"}
+    assert post(rest, path, body, None)[0] == 401
+    assert post(rest, path, body, "forged")[0] == 403
+    assert post(rest, path, body, token("bot")) == (403, {
+        "code": "forbidden", "message": "this route needs a token with the 'announcer' role",
+    })
+    assert post(rest, path, {}, token("bot", "announcer")) == (400, {
+        "code": "bad_request", "message": "'text' is required",
+    })
+    assert post(rest, path, {"text": "x" * 40_000}, token("bot", "announcer"))[0] == 413
+    assert post(rest, "/rooms/a%20b/announcements", body, token("bot", "announcer"))[0] == 400
+    assert post(rest, path, {"text": "missing"}, token("bot", "announcer")) == (404, {
+        "code": "not_found", "message": "no such thing",
+    })
+    answer = rest.http.post(path, headers={"Authorization": f"Bearer {token('x', 'admin')}"},
+                            body=b"not json")
+    assert (answer.status_code, answer.json_body["code"]) == (400, "bad_request")
+    assert rest.http.get("/health").json_body == {"ok": True}
+
+
+def test_a_route_stores_and_delivers_to_the_room(rest: Any, token: Any, room: Any) -> None:
+    alice, bob = room
+    status, answer = post(rest, "/rooms/r/announcements", {"text": "deploy at 5"},
+                          token("ops-bot", "announcer"))
+    assert (status, answer) == (200, {"seq": 1, "delivered": 2, "by": "ops-bot"})
+    for member in (alice, bob):
+        [frame] = member.new_frames()
+        assert {k: frame[k] for k in ("type", "from", "kind", "text", "room", "seq")} == {
+            "type": "message", "from": "ops-bot", "kind": "announcement",
+            "text": "deploy at 5", "room": "r", "seq": 1,
+        }
+    assert alice.request({"action": "history", "room": "r"})["messages"][0]["text"] == (
+        "deploy at 5"
+    )
+
+
+def test_a_route_of_an_app_that_did_not_load_it_fails_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    routes = extend.Routes("orphan")
+
+    @routes.backend("/x", role="r")
+    def x(switchboard: extend.Backend) -> None:
+        return None
+
+    orphan = Chalice(app_name="orphan")
+    orphan.register_blueprint(routes)
+    with ChaliceClient(orphan) as client:
+        assert client.http.post("/x").status_code == 500
+    assert '"outcome":"exception","route":"x"' in caplog.text
+
+
+def test_a_route_takes_a_backend_its_path_parameters_and_its_fields() -> None:
+    routes = extend.Routes("mistaken")
+    with pytest.raises(ExtensionError, match=r"takes \['room'\] after a Backend"):
+        routes.backend("/rooms/{room}/x", role="r", fields={"text": extend.Text()})(
+            lambda switchboard, room: None)

@@ -182,3 +182,37 @@ def test_an_expired_entry_is_not_got(streams: Streams, clock: list[float]) -> No
     append(streams, "a")
     clock[0] += TTL + 1
     assert streams.get(ROOM, 1) is None
+
+
+def test_annotating_is_one_update_counted_once_per_user_and_value(
+    streams: Streams, dynamodb_calls: Counter[str]
+) -> None:
+    append(streams, "ship it")
+    dynamodb_calls.clear()
+    for user, emoji in (("bob", "👍"), ("bob", "👍"), ("carol", "👍"), ("carol", "🎉")):
+        annotated = streams.annotate(ROOM, 1, ("reaction", emoji), user)
+    assert dynamodb_calls == Counter({"UpdateItem": 4})
+    assert annotated is not None and annotated.text == "ship it"
+    assert annotated.annotations == {"reaction": {"👍": 2, "🎉": 1}}
+    taken_back = streams.annotate(ROOM, 1, ("reaction", "🎉"), "carol", remove=True)
+    assert taken_back is not None and taken_back.annotations == {"reaction": {"👍": 2}}
+    again = streams.annotate(ROOM, 1, ("reaction", "🎉"), "carol", remove=True)
+    assert again is not None and again.annotations == {"reaction": {"👍": 2}}
+    expected = {"reaction": {"👍": 2}}
+    assert streams.get(ROOM, 1) == taken_back
+    assert [m.annotations for m in streams.page(ROOM, None, 10).messages] == [expected]
+    recovered = streams.recover(ROOM, Position("epoch-0", 0), 10).missed
+    assert recovered is not None and [m.annotations for m in recovered] == [expected]
+
+
+def test_only_a_kept_entry_of_its_epoch_is_annotated(
+    streams: Streams, clock: list[float], dynamodb: Any, table_name: str
+) -> None:
+    append(streams, "old")
+    assert streams.annotate(ROOM, 2, ("reaction", "👍"), "bob") is None
+    assert streams.annotate(ROOM, 1, ("reaction", "👍"), "bob", epoch="another") is None
+    assert streams.annotate(ROOM, 1, ("reaction", "👍"), "bob", epoch="epoch-0") is not None
+    clock[0] += TTL + 1
+    assert streams.annotate(ROOM, 1, ("reaction", "🎉"), "bob") is None
+    item = dynamodb.get_item(TableName=table_name, Key=message_key(ROOM, 2))
+    assert "Item" not in item  # a refused annotation writes nothing

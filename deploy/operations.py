@@ -1,11 +1,16 @@
 """Which AWS operations each function makes, found by reading the code: the only code that knows.
 
-A function's operations are those reachable from its handler in ``app.py``
-(:attr:`deploy.project.Function.roots`, plus the app's middleware) through the
-code it calls in ``app.py``, ``chalicelib/`` and Chalice's ``WebsocketAPI``
-(``send``, ``close`` and ``info`` post to, delete and read connections through
-the management API). Nothing is declared per function, so a new function, a
-new action or a new call is picked up by reading the code again.
+A function's operations are those reachable from its handler
+(:attr:`deploy.project.Function.roots`: in ``app.py``, or a blueprint's view in
+a module of ``chalicelib/``), plus the app's middleware, which runs in every
+function, through the code it calls in ``app.py``, ``chalicelib/`` and
+Chalice's ``WebsocketAPI`` (``send``, ``close`` and ``info`` post to, delete and
+read connections through the management API). Two handlers also reach what
+:mod:`chalicelib.extend` calls for them at run time: ``$default`` every action
+declared with ``@action(...)``, and the REST function the functions of
+``app.py`` handed to ``chalicelib`` as arguments when it loads (the gate of a
+team's REST routes). Nothing is declared per function, so a new function,
+a new action or a new call is picked up by reading the code again.
 
 The reading is a call graph over names, made to over-approximate rather than
 miss:
@@ -43,7 +48,7 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from deploy.project import PROJECT, Function
+from deploy.project import PROJECT, REST_HANDLER, Function
 
 CHALICE_MODULE = "chalice.app"
 # Chalice's management client: its source is read with the app's.
@@ -52,6 +57,9 @@ TRANSACT_ITEMS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteIte
                   "ConditionCheck": "ConditionCheckItem"}
 """DynamoDB authorises each item of a ``TransactWriteItems`` as its single-item action."""
 MIDDLEWARE = "middleware"
+MESSAGE_ROUTE = "$default"
+DECLARE_ACTION = "action"
+"""``chalicelib.extend.action``: the decorator of a declared action's handler."""
 CONSTRUCTORS = ("__init__", "__post_init__", "__new__")
 BUILTIN_METHODS = frozenset(
     name for kind in (list, dict, set, frozenset, str, bytes, tuple, int, float,
@@ -122,8 +130,9 @@ class Code:
     # -- reachability ---------------------------------------------------------------
 
     def reachable(self, module: str, names: Iterable[str]) -> set[Definition]:
-        """Every definition reachable from these functions of ``module``."""
-        pending = [self.modules[module].functions[name] for name in names]
+        """Every definition reachable from these functions of ``module`` (a name with a dot
+        is a function of another module: ``chalicelib.product.shop.checkout``)."""
+        pending = [self._root(module, name) for name in names]
         seen: set[Definition] = set()
         while pending:
             definition = pending.pop()
@@ -132,6 +141,10 @@ class Code:
             seen.add(definition)
             pending.extend(self._callees(definition))
         return seen
+
+    def _root(self, module: str, name: str) -> Definition:
+        owner, _, function = name.rpartition(".")
+        return self.modules[owner or module].functions[function]
 
     def _callees(self, definition: Definition) -> Iterator[Definition]:
         module = self.modules[definition.module]
@@ -237,7 +250,46 @@ class Code:
 def operations(function: Function, code: Code | None = None) -> set[Operation]:
     """The operations ``function``'s code can make."""
     code = code or read()
-    return set(code.operations_from((*function.roots, *middleware(code))))
+    roots = (*function.roots, *middleware(code))
+    if function.websocket_route == MESSAGE_ROUTE:
+        roots += tuple(declared_actions(code))
+    if function.name == REST_HANDLER:
+        roots += tuple(handed_over(code))
+    return set(code.operations_from(roots))
+
+
+def handed_over(code: Code) -> list[str]:
+    """Functions of ``app.py`` passed as arguments by its module-level calls
+    (``extend.load(app, _backends)``): what a team's REST routes call back."""
+    functions = code.modules["app"].functions
+    found = []
+    for statement in code.modules["app"].tree.body:
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Call) and not isinstance(statement, ast.FunctionDef):
+                found += [arg.id for arg in (*node.args, *(k.value for k in node.keywords))
+                          if isinstance(arg, ast.Name) and arg.id in functions
+                          and isinstance(functions[arg.id].node, ast.FunctionDef)]
+    return found
+
+
+def declared_actions(code: Code) -> list[str]:
+    """Every function of ``chalicelib`` decorated with ``@action(...)``: a handler of the
+    action table's, called by the ``$default`` handler."""
+    found = []
+    for module in code.modules.values():
+        for name, definition in module.functions.items():
+            if module.name.startswith("chalicelib") and isinstance(
+                    definition.node, ast.FunctionDef) and any(
+                    _called_name(d) == DECLARE_ACTION for d in definition.node.decorator_list):
+                found.append(f"{module.name}.{name}")
+    return found
+
+
+def _called_name(decorator: ast.expr) -> str:
+    if not isinstance(decorator, ast.Call):
+        return ""
+    func = decorator.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
 
 
 def middleware(code: Code) -> list[str]:

@@ -70,7 +70,8 @@ class Function:
     handler: str
     """``app.<callable>``."""
     roots: tuple[str, ...]
-    """The functions of ``app.py`` an invocation starts in (every route's view for REST)."""
+    """The functions an invocation starts in (every route's view for REST): names in
+    ``app.py``, dotted names elsewhere (a blueprint's view: ``chalicelib.product.x.view``)."""
     environment: Mapping[str, str]
     timeout: int
     memory_size: int
@@ -159,13 +160,14 @@ def _load(stage: str, root: Path) -> Stage:
     defaults = {"project_dir": str(root), **CHALICE_DEFAULTS}
     bare = Config(chalice_stage=stage, config_from_disk=disk, default_params=defaults)
     environment = _strings(bare.environment_variables)
-    chalice_app = _import_app(root, stage, environment)
+    app_module = _import_app(root, stage, environment)
+    chalice_app = app_module.app
     config = Config(chalice_stage=stage, user_provided_params={"chalice_app": chalice_app},
                     config_from_disk=disk, default_params=defaults)
     graph = ApplicationGraphBuilder().build(config, stage)
     resources = DependencyBuilder().build_dependencies(graph)
-    views = tuple(entry.view_function.__name__ for methods in chalice_app.routes.values()
-                  for entry in methods.values())
+    views = tuple(_root(entry.view_function, app_module.__name__)
+                  for methods in chalice_app.routes.values() for entry in methods.values())
     functions: dict[str, Function] = {}
     extras: dict[str, dict[str, Any]] = {}
     for resource in resources:
@@ -224,8 +226,16 @@ def _config_from_disk(root: Path) -> dict[str, Any]:
     return loaded
 
 
+def _root(function: Any, app_module: str) -> str:
+    """A view's name in ``app.py``, or its dotted name in a module of its own (a blueprint's)."""
+    if function.__module__ == app_module:
+        return str(function.__name__)
+    return f"{function.__module__}.{function.__name__}"
+
+
 def _import_app(root: Path, stage: str, environment: Mapping[str, str]) -> Any:
-    """A fresh copy of ``app.py`` imported with the stage's variables set, as Chalice does."""
+    """A fresh copy of ``app.py`` imported with the stage's variables set, as Chalice does;
+    returns the module."""
     path = root / "app.py"
     if not path.is_file():
         raise StageError(f"{root} is not a Chalice project: it has no app.py")
@@ -236,7 +246,7 @@ def _import_app(root: Path, stage: str, environment: Mapping[str, str]) -> Any:
     module = importlib.util.module_from_spec(spec)
     with mock.patch.dict(os.environ, environment):  # restores every variable afterwards
         spec.loader.exec_module(module)
-    return module.app
+    return module
 
 
 def _strings(variables: Mapping[str, Any] | None) -> dict[str, str]:

@@ -280,3 +280,63 @@ def test_posting_and_closing_are_granted_with_the_methods_used_only() -> None:
                                                   code)
                    if s.sid == "ManageConnections"]
     assert statement.resources == ("arn:aws:execute-api:*:*:*/prod/DELETE/@connections/*",)
+
+
+def handler_of(name: str, roots: tuple[str, ...], route: str | None = None) -> project.Function:
+    return project.Function(
+        name=name, function_name=f"switchboard-prod-{name}", handler=f"app.{name}", roots=roots,
+        environment={}, timeout=60, memory_size=128, reserved_concurrency=None,
+        policy_file=None, websocket_route=route)
+
+
+TEAM = """
+    from chalicelib.store import Store
+    from chalicelib.extend import action, Routes
+
+    routes = Routes(__name__)
+
+    @action("wipe", fields={})
+    def wipe(ctx):
+        Store().forget()
+
+    @routes.backend("/all", role="ops")
+    def everything(switchboard):
+        return Store().everything()
+    """
+
+
+def test_declared_actions_are_reached_from_the_message_handler_only() -> None:
+    """The action table finds them at run time; the reading finds them by their decorator."""
+    code = analysed("""
+        def message(event):
+            return None
+
+        def connect(event):
+            return None
+        """, store=STORE, **{"product.team": TEAM})
+    assert operations.declared_actions(code) == ["chalicelib.product.team.wipe"]
+    message = handler_of("websocket_message", ("message",), "$default")
+    connect = handler_of("websocket_connect", ("connect",), "$connect")
+    assert {str(op) for op in operations.operations(message, code)} == {"dynamodb:DeleteItem"}
+    assert operations.operations(connect, code) == set()
+
+
+def test_a_blueprints_view_and_what_app_py_hands_to_it_are_the_rest_functions() -> None:
+    code = analysed("""
+        from chalicelib import extend
+        from chalicelib.store import Store
+
+        def _backends():
+            return Store().keys()
+
+        def _unused():
+            return Store().append({})
+
+        extend.load(app, _backends)
+        """, store=STORE, **{"product.team": TEAM})
+    rest = handler_of("api_handler", ("chalicelib.product.team.everything",))
+    assert operations.handed_over(code) == ["_backends"]
+    assert {str(op) for op in operations.operations(rest, code)} == {
+        "dynamodb:Scan", "dynamodb:Query"}
+    other = handler_of("push", ("_unused",))
+    assert {str(op) for op in operations.operations(other, code)} == {"dynamodb:PutItem"}

@@ -487,7 +487,8 @@ def load(app: Chalice, gate: Callable[[], Gate], package: str = PRODUCT_PACKAGE)
     for module in _modules(package):
         loaded.append(module.__name__)
         for value in list(vars(module).values()):
-            if isinstance(value, Blueprint) and getattr(value, "_current_app", None) is None:
+            # Once per app (each stage's copy of app.py registers the same modules' blueprints).
+            if isinstance(value, Blueprint) and getattr(value, "_current_app", None) is not app:
                 app.register_blueprint(value)
     return loaded
 

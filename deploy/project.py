@@ -188,12 +188,13 @@ def _load(stage: str, root: Path) -> Stage:
     for resource in resources:
         if isinstance(resource, models.LambdaFunction):
             scoped = config.scope(stage, resource.resource_name)
-            callable_name = resource.handler.rpartition(".")[2]
+            module_name, _, callable_name = resource.handler.rpartition(".")
             functions[resource.resource_name] = Function(
                 name=resource.resource_name,
                 function_name=resource.function_name,
                 handler=resource.handler,
-                roots=views if resource.resource_name == REST_HANDLER else (callable_name,),
+                roots=views if resource.resource_name == REST_HANDLER else (
+                    callable_name if module_name == "app" else resource.handler,),
                 environment=_strings(resource.environment_variables),
                 timeout=int(resource.timeout),
                 memory_size=int(resource.memory_size),

@@ -17,6 +17,7 @@ the 1,000-connection fan-out) opts out with ``@pytest.mark.engines("moto")``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -172,9 +173,32 @@ def app_module() -> Any:
     return app
 
 
+class ManualClock:
+    """A wall clock that moves only when the test moves it: rate limits count their
+    windows on it, so a test decides which frames share one."""
+
+    def __init__(self, now: float = 1_000_020.0) -> None:  # the start of a second and a minute
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def services(settings: Settings, dynamodb: Any, app_module: Any) -> Iterator[Services]:
-    built = build_services(settings, app_module.app.websocket_api, dynamodb)
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def services(
+    settings: Settings, dynamodb: Any, app_module: Any, clock: ManualClock
+) -> Iterator[Services]:
+    built = dataclasses.replace(
+        build_services(settings, app_module.app.websocket_api, dynamodb), clock=clock
+    )
     runtime.use(built)
     yield built
     runtime.reset()

@@ -6,14 +6,12 @@ containers. Time is a clock the tests move, never the machine's.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from chalicelib import runtime
 from chalicelib.extend import CATALOG, NOTICE, Context, Integer, Room, action
 from chalicelib.ratelimit import (
     CONNECTION,
@@ -25,17 +23,8 @@ from chalicelib.ratelimit import (
     counter_key,
     is_counter,
 )
-from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
-from tests.conftest import TEST_ROOM_PERMISSIONS, TEST_SECRET
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import TEST_ROOM_PERMISSIONS, TEST_SECRET, ManualClock
 
 
 @pytest.mark.parametrize(
@@ -73,7 +62,7 @@ def test_a_rate_describes_itself() -> None:
 
 
 def test_the_default_admits_its_count_per_window_then_refuses_once_loudly() -> None:
-    clock = Clock(100.25)
+    clock = ManualClock(100.25)
     limiter = RateLimiter(None, Rate(3, 1), clock)
     verdicts = [limiter.admit("ping", None, "c1", "alice") for _ in range(6)]
     assert [v.admitted for v in verdicts] == [True, True, True, False, False, False]
@@ -85,7 +74,7 @@ def test_the_default_admits_its_count_per_window_then_refuses_once_loudly() -> N
 
 
 def test_the_default_counts_each_connection_and_action_apart() -> None:
-    limiter = RateLimiter(None, Rate(1, 60), Clock())
+    limiter = RateLimiter(None, Rate(1, 60), ManualClock())
     assert limiter.admit("ping", None, "c1", "alice").admitted
     assert not limiter.admit("ping", None, "c1", "alice").admitted
     assert limiter.admit("whoami", None, "c1", "alice").admitted
@@ -93,12 +82,12 @@ def test_the_default_counts_each_connection_and_action_apart() -> None:
 
 
 def test_no_default_admits_everything() -> None:
-    limiter = RateLimiter(None, None, Clock())
+    limiter = RateLimiter(None, None, ManualClock())
     assert all(limiter.admit("ping", None, "c1", "a").admitted for _ in range(1000))
 
 
 def test_a_container_forgets_past_windows_first_when_its_memory_is_full() -> None:
-    clock = Clock()
+    clock = ManualClock()
     limiter = RateLimiter(None, Rate(1, 60), clock, capacity=2)
     old = limiter.admit("ping", None, "old", "u")
     clock.now += 60
@@ -122,7 +111,7 @@ def counters(dynamodb: Any, table_name: str) -> RateCounters:
 def test_two_containers_share_a_declared_limit(
     counters: RateCounters, dynamodb_calls: Counter[str]
 ) -> None:
-    clock = Clock(500.5)
+    clock = ManualClock(500.5)
     containers = [RateLimiter(counters, None, clock), RateLimiter(counters, None, clock)]
     rate = Rate(5, 1)
     verdicts = [containers[i % 2].admit("cursor", rate, "c1", "alice") for i in range(8)]
@@ -138,7 +127,7 @@ def test_two_containers_share_a_declared_limit(
 
 
 def test_a_per_user_limit_counts_every_connection_of_the_user(counters: RateCounters) -> None:
-    limiter = RateLimiter(counters, None, Clock())
+    limiter = RateLimiter(counters, None, ManualClock())
     rate = Rate(2, 60, USER)
     assert limiter.admit("react", rate, "phone", "alice").admitted
     assert limiter.admit("react", rate, "laptop", "alice").admitted
@@ -164,7 +153,7 @@ def test_a_failing_counter_admits_the_frame_and_says_so(caplog: pytest.LogCaptur
         def update_item(self, **_: Any) -> Any:
             raise ConnectionError("no DynamoDB")
 
-    limiter = RateLimiter(RateCounters(Broken(), "t"), None, Clock())
+    limiter = RateLimiter(RateCounters(Broken(), "t"), None, ManualClock())
     assert limiter.admit("cursor", Rate(1, 1), "c1", "alice").admitted
     assert "rate counter of cursor unavailable (ConnectionError); frame admitted" in caplog.text
 
@@ -173,30 +162,16 @@ def test_a_failing_counter_admits_the_frame_and_says_so(caplog: pytest.LogCaptur
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(1_000_020.0)  # the start of a second and of a minute
+def settings(table_name: str, extra_settings: dict[str, str]) -> Settings:
+    return Settings.from_environ({
+        "CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET,
+        "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS, **extra_settings,
+    })
 
 
 @pytest.fixture
 def extra_settings() -> dict[str, str]:
     return {}
-
-
-@pytest.fixture
-def services(
-    table_name: str, dynamodb: Any, app_module: Any, clock: Clock, extra_settings: dict[str, str]
-) -> Iterator[Services]:
-    """The app's services on a clock the test moves."""
-    settings = Settings.from_environ({
-        "CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET,
-        "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS, **extra_settings,
-    })
-    built = dataclasses.replace(
-        build_services(settings, app_module.app.websocket_api, dynamodb), clock=clock
-    )
-    runtime.use(built)
-    yield built
-    runtime.reset()
 
 
 @pytest.fixture
@@ -213,7 +188,7 @@ def cursor() -> Iterator[None]:
 
 
 def test_a_flood_of_notices_reaches_the_room_at_the_declared_rate_and_costs_what_is_stated(
-    connect: Any, cursor: None, clock: Clock, dynamodb_calls: Counter[str]
+    connect: Any, cursor: None, clock: ManualClock, dynamodb_calls: Counter[str]
 ) -> None:
     alice, bob = connect("alice"), connect("bob")
     for member in (alice, bob):
@@ -241,7 +216,7 @@ def test_a_flood_of_notices_reaches_the_room_at_the_declared_rate_and_costs_what
 
 
 def test_a_request_or_a_notice_with_an_id_over_its_limit_is_always_answered(
-    connect: Any, cursor: None, clock: Clock
+    connect: Any, cursor: None, clock: ManualClock
 ) -> None:
     alice = connect("alice")
     alice.request({"action": "joinRoom", "room": "doc"})
@@ -261,7 +236,7 @@ def test_a_request_or_a_notice_with_an_id_over_its_limit_is_always_answered(
 
 @pytest.mark.parametrize("extra_settings", [{"DEFAULT_ACTION_RATE": "3/min"}])
 def test_every_action_has_the_stage_default_and_it_costs_no_request(
-    connect: Any, clock: Clock, dynamodb_calls: Counter[str]
+    connect: Any, clock: ManualClock, dynamodb_calls: Counter[str]
 ) -> None:
     alice = connect("alice")
     assert all(alice.request({"action": "ping"}) == {"type": "pong"} for _ in range(3))

@@ -191,3 +191,36 @@ def test_a_removed_function_leaves_no_policy_behind(grown: Path, tmp_path: Path)
     assert read(root, ".chalice/config.json") == read(PROJECT, ".chalice/config.json")
     assert (root / "deploy/cloudformation.json").read_text() == (
         PROJECT / "deploy/cloudformation.json").read_text()
+
+
+DIGEST = '''
+import boto3
+from chalice import Blueprint
+
+jobs = Blueprint(__name__)
+
+
+@jobs.schedule("rate(1 day)", name="digest")
+def digest(event):
+    boto3.client("dynamodb").describe_table(TableName="t")
+'''
+
+
+def test_a_function_of_a_teams_module_is_read_from_that_module(tmp_path: Path) -> None:
+    """A blueprint's function in ``chalicelib/product`` deploys from its own module, and its
+    policy is what that module's code does; app.py is not edited."""
+    root = tmp_path / "team"
+    root.mkdir()
+    shutil.copy(PROJECT / "app.py", root / "app.py")
+    for name in ("chalicelib", "deploy", ".chalice"):
+        shutil.copytree(PROJECT / name, root / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "deployed", "deployments"))
+    (root / "chalicelib" / "product" / "jobs.py").write_text(DIGEST)
+    written = generate(root)
+    assert written.returncode == 0, written.stdout + written.stderr
+    config = read(root, ".chalice/config.json")
+    assert "digest" in config["stages"]["prod"]["lambda_functions"]
+    policy = read(root, ".chalice/policy-prod-digest.json")
+    assert {a for s in policy["Statement"] for a in s["Action"]} == {
+        "dynamodb:DescribeTable", "logs:CreateLogGroup", "logs:CreateLogStream",
+        "logs:PutLogEvents"}

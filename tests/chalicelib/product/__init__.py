@@ -1,0 +1,1 @@
+"""Tests of your product's modules (``chalicelib/product/``), shipped empty."""

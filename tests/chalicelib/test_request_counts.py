@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from chalicelib import extend
+from chalicelib.extend import Enum, Room
+
 AUDIENCES = [1, 10, 40]
 JOIN = {"GetItem": 2, "UpdateItem": 2, "PutItem": 1}
 """joinRoom: connection, rooms ADD, membership, presence ADD, the stream's position."""
@@ -321,3 +324,63 @@ def test_ping_and_whoami_read_only_the_connection(
 ) -> None:
     alice = in_room("alice")
     assert counted(lambda: alice.request({"action": action})) == Counter({"GetItem": 1})
+
+
+# -- a team's actions: each call of its context ---------------------------------------------------
+
+
+@pytest.fixture
+def team_action() -> Any:
+    """An action whose handler makes one context call, chosen by the frame's ``call``."""
+    calls = {
+        "publish": lambda ctx: ctx.publish({"type": "t"}),
+        "deliver": lambda ctx: ctx.deliver({"type": "t"}, user="bob"),
+        "store": lambda ctx: ctx.store(text="x"),
+        "get": lambda ctx: ctx.get(1),
+        "annotate": lambda ctx: ctx.annotate(1, "reaction", "x"),
+        "nothing": lambda ctx: None,
+    }
+
+    @extend.action("team", fields={"room": Room(), "call": Enum(*calls)})
+    def team(ctx: extend.Context, room: str, call: str) -> None:
+        calls[call](ctx)
+
+    yield
+    extend.CATALOG.remove("team")
+
+
+@pytest.mark.parametrize(
+    ("call", "requests"),
+    [
+        ("nothing", {}),
+        ("publish", {"Query": 1}),
+        ("deliver", {"Query": 1}),
+        ("store", {"UpdateItem": 1, "PutItem": 1, "Query": 1}),
+        ("get", {"GetItem": 1}),
+        ("annotate", {"UpdateItem": 1}),
+    ],
+)
+def test_a_teams_action_costs_the_connection_read_and_its_context_calls(
+    in_room: Any, connect: Any, counted: Any, team_action: None, call: str,
+    requests: dict[str, int],
+) -> None:
+    alice = in_room("alice")
+    connect("bob")
+    alice.request({"action": "sendToRoom", "room": "lobby", "text": "first"})
+    frame = {"action": "team", "room": "lobby", "call": call}
+    assert counted(lambda: alice.request(frame)) == Counter({"GetItem": 1}) + Counter(requests)
+
+
+def test_a_declared_rate_adds_one_counter_write_per_frame(
+    in_room: Any, counted: Any
+) -> None:
+    @extend.action("limited", fields={"room": Room()}, rate="100/s")
+    def limited(ctx: extend.Context, room: str) -> None:
+        return None
+
+    alice = in_room("alice")
+    try:
+        assert counted(lambda: alice.request({"action": "limited", "room": "lobby"})) == Counter(
+            {"GetItem": 1, "UpdateItem": 1})
+    finally:
+        extend.CATALOG.remove("limited")

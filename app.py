@@ -13,7 +13,7 @@ only for Chalice and boto3, which every Chalice WebSocket app needs.
 * ``fanout_worker``: delivers the batches large audiences are split into.
 
 A team's own actions, REST routes and functions live in ``chalicelib/product/``:
-:func:`chalicelib.extend.load` imports those modules here and registers their
+:func:`chalicelib.loader.load` imports those modules here and registers their
 blueprints, so they deploy with the app and no line of this file changes.
 """
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
 
-from chalicelib import entry, extend
+from chalicelib import entry, loader
 from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
 from chalicelib.delivery import WORKERS
 from chalicelib.management import ManagementSession
@@ -54,7 +54,7 @@ def _backends() -> Gate:
     return _services().backends
 
 
-extend.load(app, _backends)
+loader.load(app, _backends)
 
 
 @app.on_ws_connect()

@@ -240,7 +240,9 @@ def leave_room(ctx: ActionContext, command: LeaveRoom) -> str:
 def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
     """Store the message (its ``seq``) before reading the members it goes to."""
     _require_member(ctx, command.room)
-    message = Message(ctx.connection.user_id, command.text, iso8601(), command.room)
+    message = Message(
+        ctx.connection.user_id, command.text, iso8601(), command.room, reply_to=command.reply_to
+    )
     streams = ctx.deps.streams
     if streams is not None:
         message = streams.append(Stream.of_room(command.room), message)

@@ -3,7 +3,7 @@
 
 :func:`handler_of` turns a declared action into a handler of the action table:
 it checks the membership the declaration asks for, runs the team's function
-with an :class:`ActionContext` of its own — narrow: the caller, the room, and
+with a :class:`HandlerContext` of its own — narrow: the caller, the room, and
 delivery to rooms and users through the request's outbox — and renders its
 answer. :class:`Backends` opens a :class:`RoomBackend` for an authenticated
 REST caller, which delivers the same way outside a WebSocket handler (the
@@ -63,14 +63,14 @@ def handler_of(declaration: Declaration) -> TableHandler:
         room = values.get(declaration.room_field) if declaration.room_field else None
         if declaration.member and room not in request.connection.rooms:
             raise Refused(FORBIDDEN, f"join room {room!r} before {declaration.name} in it")
-        context = ActionContext(request, room)
+        context = HandlerContext(request, room)
         answer = declaration.handler(context, **values)
         return context.render(answer if answer is not None else context.ack())
 
     return handle
 
 
-class ActionContext:
+class HandlerContext:
     """:class:`chalicelib.extend.Context` over one request."""
 
     def __init__(self, request: Request, room: str | None) -> None:

@@ -2,9 +2,9 @@
 
 Everything a team's code imports from Switchboard is here, and this is what
 upgrades keep working: the team's files live in ``chalicelib/product/`` (any
-module there is loaded when ``app.py`` is), so no file of Switchboard's is
-edited and an upgrade never conflicts with them. ``docs/extending.md`` walks
-through three complete examples.
+module there is loaded when ``app.py`` is, by :mod:`chalicelib.loader`), so no
+file of Switchboard's is edited and an upgrade never conflicts with them.
+``docs/extending.md`` walks through three complete examples.
 
 An **action** is a function declared with :func:`action`: its name, its fields
 (typed readers from :mod:`chalicelib.fields`), the room permissions it needs,
@@ -27,28 +27,24 @@ role, reads the declared fields of the JSON body and path, and runs with a
 ``Blueprint`` at the top level of a module in ``chalicelib/product/`` is
 registered on the app, so its routes and functions deploy with it.
 
-Importing this module is cheap (no AWS client, nothing of the handlers): team
-modules are imported when ``app.py`` is, inside the Lambda init.
+Importing this module creates no AWS client and imports nothing of the
+handlers: team modules are imported when ``app.py`` is, inside the Lambda init.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import json
-import pkgutil
 import re
 import threading
-import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Protocol
 
-from chalice.app import Blueprint, Chalice, Response
+from chalice.app import Blueprint, Response
 
-from chalicelib import entry
+from chalicelib import entry, loader
 from chalicelib.fields import (
     Boolean,
     Enum,
@@ -88,8 +84,6 @@ __all__ = [
 REQUEST = "request"
 NOTICE = "notice"
 KINDS = (REQUEST, NOTICE)
-PRODUCT_PACKAGE = "chalicelib.product"
-"""Where a team's modules live: every module in it is loaded with ``app.py``."""
 ROOM_FIELD = "room"
 
 
@@ -223,7 +217,8 @@ class Backend(Protocol):
 
 
 class Gate(Protocol):
-    """How REST routes reach the container's services (``app.py`` hands one to :func:`load`)."""
+    """How REST routes reach the container's services (``app.py`` hands one to
+    :func:`chalicelib.loader.load`)."""
 
     @property
     def max_text_bytes(self) -> int: ...
@@ -433,7 +428,7 @@ def _serve(
     routes: Routes, view: View, read: Callable[[Fields], dict[str, Any]], role: str,
     path: Mapping[str, str], call: entry.Call,
 ) -> Any:
-    gate = _gate(routes.current_app)
+    gate: Gate = loader.gate_of(routes.current_app)
     headers = routes.current_request.headers
     scheme, _, token = (headers.get("authorization") or "").partition(" ")
     try:
@@ -469,40 +464,3 @@ def _json_body(routes: Routes) -> dict[str, Any]:
 
 def _error(status: int, code: str, message: str) -> Response:
     return Response(body={"code": code, "message": message}, status_code=status)
-
-
-# -- loading a team's modules ------------------------------------------------------------------
-
-_gates: weakref.WeakKeyDictionary[Chalice, Callable[[], Gate]] = weakref.WeakKeyDictionary()
-
-
-def load(app: Chalice, gate: Callable[[], Gate], package: str = PRODUCT_PACKAGE) -> list[str]:
-    """Import every module of ``package`` and register its top-level blueprints on ``app``.
-
-    Called once by ``app.py``; ``gate`` gives the app's REST routes the
-    container's services when a request comes. Returns the modules loaded.
-    """
-    _gates[app] = gate
-    loaded = []
-    for module in _modules(package):
-        loaded.append(module.__name__)
-        for value in list(vars(module).values()):
-            # Once per app (each stage's copy of app.py registers the same modules' blueprints).
-            if isinstance(value, Blueprint) and getattr(value, "_current_app", None) is not app:
-                app.register_blueprint(value)
-    return loaded
-
-
-def _modules(package: str) -> Iterator[ModuleType]:
-    root = importlib.import_module(package)
-    yield root
-    for found in sorted(pkgutil.walk_packages(root.__path__, f"{package}."),
-                        key=lambda info: info.name):
-        yield importlib.import_module(found.name)
-
-
-def _gate(app: Chalice) -> Gate:
-    gate = _gates.get(app)
-    if gate is None:
-        raise RuntimeError("chalicelib.extend.load(app, gate) was not called for this app")
-    return gate()

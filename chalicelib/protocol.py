@@ -242,10 +242,14 @@ class LeaveRoom:
 class SendToRoom:
     room: str
     text: str
+    reply_to: int | None = None
+    """The ``seq`` of the room's message this one answers (not checked: it may be gone)."""
 
     @staticmethod
     def parse(fields: Fields) -> SendToRoom:
-        return SendToRoom(fields.room(), fields.text())
+        return SendToRoom(
+            fields.room(), fields.text(), fields.optional_integer("replyTo", 1, MAX_SEQ)
+        )
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from chalicelib.permissions import PermissionsError, parse_permissions
-from chalicelib.ratelimit import Rate, RateError
+
+if TYPE_CHECKING:
+    from chalicelib.ratelimit import Rate
 
 # Above this many targets in one fan-out, delivery is handed to the SQS queue so
 # that no invocation runs into API Gateway's 29 s integration timeout.
@@ -40,7 +43,7 @@ DEFAULT_FANOUT_WORKER_CONCURRENCY = 5
 FANOUT_WORKER_CONCURRENCY_RANGE = (2, 1000)
 MANAGEMENT_TRANSPORTS = ("lean", "botocore")
 # Every action that declares no limit of its own: bursts pass, a flood does not.
-DEFAULT_ACTION_RATE = Rate(600, 60)
+DEFAULT_ACTION_RATE = "600/min"
 NO_RATE = "off"
 
 
@@ -72,7 +75,7 @@ class Settings:
     management_rps: int = DEFAULT_MANAGEMENT_RPS
     fanout_worker_concurrency: int = DEFAULT_FANOUT_WORKER_CONCURRENCY
     management_transport: str = MANAGEMENT_TRANSPORTS[0]
-    default_action_rate: Rate | None = DEFAULT_ACTION_RATE
+    default_action_rate: Rate | None = field(default_factory=lambda: _rate({}, ""))
     """The limit of every action that declares none (``None``: unlimited)."""
 
     @property
@@ -173,9 +176,9 @@ def _permissions(env: Mapping[str, str], name: str) -> frozenset[str]:
 
 def _rate(env: Mapping[str, str], name: str) -> Rate | None:
     """A rate limit (``20/s``, ``600/min``); ``off`` for none; unset, the default."""
-    raw = _optional(env, name)
-    if raw is None:
-        return DEFAULT_ACTION_RATE
+    from chalicelib.ratelimit import Rate, RateError  # read with the settings, not at import
+
+    raw = _optional(env, name) or DEFAULT_ACTION_RATE
     if raw.lower() == NO_RATE:
         return None
     try:

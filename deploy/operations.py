@@ -9,7 +9,8 @@ read connections through the management API). Two handlers also reach what
 :mod:`chalicelib.extend` calls for them at run time: ``$default`` every action
 declared with ``@action(...)``, and the REST function the functions of
 ``app.py`` handed to ``chalicelib`` as arguments when it loads (the gate of a
-team's REST routes). Nothing is declared per function, so a new function,
+team's REST routes, :mod:`chalicelib.loader`), when one of its views is a
+backend route (``@routes.backend(...)``). Nothing is declared per function, so a new function,
 a new action or a new call is picked up by reading the code again.
 
 The reading is a call graph over names, made to over-approximate rather than
@@ -60,6 +61,8 @@ MIDDLEWARE = "middleware"
 MESSAGE_ROUTE = "$default"
 DECLARE_ACTION = "action"
 """``chalicelib.extend.action``: the decorator of a declared action's handler."""
+BACKEND_ROUTE = "backend"
+"""``chalicelib.extend.Routes.backend``: the decorator of a view that opens the gate."""
 CONSTRUCTORS = ("__init__", "__post_init__", "__new__")
 BUILTIN_METHODS = frozenset(
     name for kind in (list, dict, set, frozenset, str, bytes, tuple, int, float,
@@ -253,14 +256,15 @@ def operations(function: Function, code: Code | None = None) -> set[Operation]:
     roots = (*function.roots, *middleware(code))
     if function.websocket_route == MESSAGE_ROUTE:
         roots += tuple(declared_actions(code))
-    if function.name == REST_HANDLER:
+    if function.name == REST_HANDLER and any(
+            _decorated(code._root("app", root), BACKEND_ROUTE) for root in function.roots):
         roots += tuple(handed_over(code))
     return set(code.operations_from(roots))
 
 
 def handed_over(code: Code) -> list[str]:
     """Functions of ``app.py`` passed as arguments by its module-level calls
-    (``extend.load(app, _backends)``): what a team's REST routes call back."""
+    (``loader.load(app, _backends)``): what a team's REST routes call back."""
     functions = code.modules["app"].functions
     found = []
     for statement in code.modules["app"].tree.body:
@@ -278,11 +282,15 @@ def declared_actions(code: Code) -> list[str]:
     found = []
     for module in code.modules.values():
         for name, definition in module.functions.items():
-            if module.name.startswith("chalicelib") and isinstance(
-                    definition.node, ast.FunctionDef) and any(
-                    _called_name(d) == DECLARE_ACTION for d in definition.node.decorator_list):
+            if module.name.startswith("chalicelib") and _decorated(definition, DECLARE_ACTION):
                 found.append(f"{module.name}.{name}")
     return found
+
+
+def _decorated(definition: Definition, decorator: str) -> bool:
+    """Whether a function has a decorator calling ``decorator`` (``@x.backend(...)``)."""
+    return isinstance(definition.node, ast.FunctionDef) and any(
+        _called_name(d) == decorator for d in definition.node.decorator_list)
 
 
 def _called_name(decorator: ast.expr) -> str:

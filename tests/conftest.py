@@ -159,10 +159,16 @@ def table_name(dynamodb_endpoint: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(table_name: str) -> Settings:
+def extra_settings() -> dict[str, str]:
+    """Stage variables a test adds on top of the table and the signing key."""
+    return {}
+
+
+@pytest.fixture
+def settings(table_name: str, extra_settings: dict[str, str]) -> Settings:
     return Settings.from_environ(
         {"CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET,
-         "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS}
+         "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS, **extra_settings}
     )
 
 

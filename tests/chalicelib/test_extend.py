@@ -19,7 +19,7 @@ import pytest
 from chalice.app import Chalice
 from chalice.test import Client as ChaliceClient
 
-from chalicelib import extend
+from chalicelib import extend, loader
 from chalicelib.actions import ACTIONS, table
 from chalicelib.extend import (
     JOIN,
@@ -377,7 +377,7 @@ def team_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
 def rest(team_package: str, services: Services) -> Iterator[Any]:
     """Chalice's test client on an app that loaded the team's package."""
     team_app = Chalice(app_name="team")
-    loaded = extend.load(team_app, lambda: services.backends, package=team_package)
+    loaded = loader.load(team_app, lambda: services.backends, package=team_package)
     assert loaded == [team_package, f"{team_package}.health", f"{team_package}.ops",
                       f"{team_package}.ops.announcements"]
     assert set(team_app.routes) == {"/health", "/rooms/{room}/announcements"}

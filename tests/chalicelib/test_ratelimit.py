@@ -23,8 +23,7 @@ from chalicelib.ratelimit import (
     counter_key,
     is_counter,
 )
-from chalicelib.settings import Settings
-from tests.conftest import TEST_ROOM_PERMISSIONS, TEST_SECRET, ManualClock
+from tests.conftest import ManualClock
 
 
 @pytest.mark.parametrize(
@@ -159,19 +158,6 @@ def test_a_failing_counter_admits_the_frame_and_says_so(caplog: pytest.LogCaptur
 
 
 # -- through the message handler ---------------------------------------------------------------
-
-
-@pytest.fixture
-def settings(table_name: str, extra_settings: dict[str, str]) -> Settings:
-    return Settings.from_environ({
-        "CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET,
-        "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS, **extra_settings,
-    })
-
-
-@pytest.fixture
-def extra_settings() -> dict[str, str]:
-    return {}
 
 
 @pytest.fixture

@@ -329,6 +329,17 @@ def test_history_frames_are_the_frames_delivered_live(connect: Any) -> None:
     assert bob.request({"action": "history", "room": "r"})["messages"] == live
 
 
+def test_a_reply_carries_the_seq_it_answers_live_and_in_history(connect: Any) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    for member in (alice, bob):
+        member.request({"action": "joinRoom", "room": "r"})
+    first = alice.request({"action": "sendToRoom", "room": "r", "text": "lunch?"})
+    bob.request({"action": "sendToRoom", "room": "r", "text": "yes", "replyTo": first["seq"]})
+    [reply] = of_type(alice.new_frames(), "message")
+    assert (reply["text"], reply["replyTo"]) == ("yes", first["seq"])
+    assert alice.request({"action": "history", "room": "r"})["messages"][-1] == reply
+
+
 def test_history_keeps_at_most_the_stage_maximum(
     restage: Callable[..., Services], connect: Any
 ) -> None:

@@ -302,6 +302,10 @@ TEAM = """
     @routes.backend("/all", role="ops")
     def everything(switchboard):
         return Store().everything()
+
+    @routes.route("/plain")
+    def plain():
+        return Store().forget()
     """
 
 
@@ -323,7 +327,7 @@ def test_declared_actions_are_reached_from_the_message_handler_only() -> None:
 
 def test_a_blueprints_view_and_what_app_py_hands_to_it_are_the_rest_functions() -> None:
     code = analysed("""
-        from chalicelib import extend
+        from chalicelib import loader
         from chalicelib.store import Store
 
         def _backends():
@@ -332,11 +336,13 @@ def test_a_blueprints_view_and_what_app_py_hands_to_it_are_the_rest_functions() 
         def _unused():
             return Store().append({})
 
-        extend.load(app, _backends)
+        loader.load(app, _backends)
         """, store=STORE, **{"product.team": TEAM})
     rest = handler_of("api_handler", ("chalicelib.product.team.everything",))
     assert operations.handed_over(code) == ["_backends"]
     assert {str(op) for op in operations.operations(rest, code)} == {
         "dynamodb:Scan", "dynamodb:Query"}
+    plain = handler_of("api_handler", ("chalicelib.product.team.plain",))
+    assert {str(op) for op in operations.operations(plain, code)} == {"dynamodb:DeleteItem"}
     other = handler_of("push", ("_unused",))
     assert {str(op) for op in operations.operations(other, code)} == {"dynamodb:PutItem"}

@@ -21,7 +21,6 @@ from chalicelib.management import ManagementSession
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
 from switchboard_local.testing import WebsocketTestClient, route_management_api
-from tests.conftest import TEST_ROOM_PERMISSIONS, TEST_SECRET
 
 
 @pytest.fixture
@@ -37,20 +36,6 @@ def fanout_queue(sqs: Any) -> Iterator[str]:
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     yield name
     sqs.delete_queue(QueueUrl=url)
-
-
-@pytest.fixture
-def extra_settings() -> dict[str, str]:
-    """Stage variables a test adds on top of the table and the signing key."""
-    return {}
-
-
-@pytest.fixture
-def settings(table_name: str, extra_settings: dict[str, str]) -> Settings:
-    return Settings.from_environ(
-        {"CONNECTIONS_TABLE": table_name, "TOKEN_SECRET": TEST_SECRET,
-         "DEFAULT_ROOM_PERMISSIONS": TEST_ROOM_PERMISSIONS, **extra_settings}
-    )
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from chalicelib.cleanup import Cleanup
 from chalicelib.clock import iso8601
 from chalicelib.delivery import DeliveryReport, Outcome
 from chalicelib.invocation import Deadline
+from chalicelib.lifetime import TokenLifetime
 from chalicelib.outbox import Outbox
 from chalicelib.permissions import (
     ADMIN_ROLE,
@@ -49,6 +50,7 @@ from chalicelib.protocol import (
     Position,
     Presence,
     ProtocolError,
+    Refresh,
     Request,
     Resume,
     SendMessage,
@@ -72,6 +74,8 @@ class ActionDeps:
     cleanup: Cleanup
     outbox: Callable[[Deadline], Outbox]
     """A request's :class:`~chalicelib.outbox.Outbox`, made for its deadline."""
+    lifetime: TokenLifetime | None = None
+    """Connections' token lifetime (expiry and ``refresh``); ``None``: tokens never end one."""
 
 
 @dataclass
@@ -93,10 +97,7 @@ class ActionContext:
 
     def may(self, permission: str, room: str) -> bool:
         """Whether the caller holds ``permission`` in ``room``: its token's, or the default."""
-        grants = self.connection.grants
-        if grants is None:
-            grants = RoomGrants.everywhere(self.deps.settings.default_room_permissions)
-        return may(self.connection.roles, grants, room, permission)
+        return connection_may(self.connection, self.deps.settings, permission, room)
 
     def deliver(
         self, connection_ids: list[str], frame: str, room: str | None = None
@@ -130,11 +131,23 @@ class ActionContext:
         position: Position | None = None,
         recovered: bool | None = None,
         stored: bool | None = None,
+        expires_at: int | None = None,
     ) -> str:
         return protocol.ack(
             self.request.action, self.request.request_id, delivered, self.report.queued,
             room=room, position=position, recovered=recovered, stored=stored,
+            expires_at=expires_at,
         )
+
+
+def connection_may(
+    connection: Connection, settings: Settings, permission: str, room: str
+) -> bool:
+    """Whether a connection holds ``permission`` in ``room``: its token's or the default."""
+    grants = connection.grants
+    if grants is None:
+        grants = RoomGrants.everywhere(settings.default_room_permissions)
+    return may(connection.roles, grants, room, permission)
 
 
 Handler = Callable[[ActionContext, Any], str]
@@ -291,6 +304,14 @@ def ping(ctx: ActionContext, command: Ping) -> str:
     return protocol.pong(ctx.request.request_id)
 
 
+def refresh(ctx: ActionContext, command: Refresh) -> str:
+    """Replace the connection's token with a newer one of the same user; its ``exp`` counts."""
+    lifetime = ctx.deps.lifetime
+    if lifetime is None:
+        raise ProtocolError(BAD_REQUEST, "this stage does not refresh tokens")
+    return ctx.ack(expires_at=lifetime.refresh(ctx.connection, command.token))
+
+
 def _join_needs(command: JoinRoom) -> tuple[str, ...]:
     return (JOIN, HISTORY) if command.since is not None else (JOIN,)
 
@@ -307,6 +328,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("whoami", WhoAmI.parse, whoami),
     Action("ping", Ping.parse, ping),
     Action("typing", Typing.parse, typing, requires(JOIN)),
+    Action("refresh", Refresh.parse, refresh),
 )
 
 _BY_NAME: Mapping[str, Action] = {action.name: action for action in ACTIONS}

@@ -1,7 +1,9 @@
 """Delivery of frames to connections: the only code that talks to the management API.
 
-Every frame goes through Chalice's ``app.websocket_api.send``; the client
-beneath it is :mod:`chalicelib.management`'s, built once per container. A
+Every frame goes through Chalice's ``app.websocket_api.send``, and every
+connection the server ends through its ``close`` (the management API's
+``DELETE``); the client beneath both is :mod:`chalicelib.management`'s, built
+once per container. A
 fan-out runs on a bounded pool of threads (the client's connection pool is
 sized to match) and serialises nothing itself: the caller renders a frame once
 and it is posted as is to every target. Each post first takes a slot from the
@@ -142,14 +144,29 @@ class Delivery:
 
     def send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         """Post one frame, retrying throttling until attempts or time run out; counted."""
-        return _counted(self._send(connection_id, text, deadline))
+        return _counted(self._send(connection_id, lambda: self._api.send(connection_id, text),
+                                   deadline))
 
-    def _send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
+    def close(self, connection_id: str, deadline: Deadline) -> Outcome:
+        """Close one connection (``DELETE``): API Gateway then runs its ``$disconnect``.
+
+        Paced and retried like a post; ``DELIVERED`` means closed, ``GONE`` that it
+        had gone already (the caller forgets it).
+        """
+        return self._send(connection_id, lambda: self._api.close(connection_id), deadline)
+
+    def close_all(self, connection_ids: Sequence[str], deadline: Deadline) -> DeliveryReport:
+        """Close every connection now, on the pool; ``delivered`` counts those closed."""
+        return _report(connection_ids, self._each(connection_ids, self.close, deadline))
+
+    def _send(
+        self, connection_id: str, request: Callable[[], None], deadline: Deadline
+    ) -> Outcome:
         for attempt in range(self._retry.max_attempts):
             if not self._pacer.wait(deadline):
                 return _failed(connection_id, "no pacing slot before the deadline")
             try:
-                self._api.send(connection_id, text)
+                request()
                 return Outcome.DELIVERED
             except WebsocketDisconnectedError:
                 return Outcome.GONE
@@ -177,6 +194,17 @@ class Delivery:
         if len(connection_ids) <= 1:
             outcomes = [self.send(cid, text, deadline) for cid in connection_ids]
             return _report(connection_ids, outcomes)
+        return _report(connection_ids, self._each(
+            connection_ids, lambda cid, late: self._send_before(cid, text, late), deadline
+        ))
+
+    def _each(
+        self,
+        connection_ids: Sequence[str],
+        call: Callable[[str, Deadline], Outcome],
+        deadline: Deadline,
+    ) -> list[Outcome]:
+        """``call`` for every target, on the pool; the outcomes in the targets' order."""
         found: list[Outcome] = [Outcome.FAILED] * len(connection_ids)
         pending = deque(range(len(connection_ids)))
 
@@ -188,13 +216,13 @@ class Delivery:
                     index = pending.popleft()  # deque pops are thread-safe
                 except IndexError:
                     return
-                found[index] = self._send_before(connection_ids[index], text, deadline)
+                found[index] = call(connection_ids[index], deadline)
 
         pool = self._pool()
         tasks = [pool.submit(drain) for _ in range(min(self._workers, len(connection_ids)))]
         for task in tasks:
             task.result()
-        return _report(connection_ids, found)
+        return found
 
     def _send_before(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         if deadline.remaining() <= 0:

@@ -4,6 +4,8 @@
 ``$default`` answers every client frame with exactly one ``ack``, result or
 ``error`` frame: bad input never raises out of a handler and never goes
 unanswered, because an unanswered client cannot tell a lost frame from a slow one.
+A frame on a connection whose token has expired is answered ``token_expired``,
+and the connection is closed.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from chalice.app import Response, WebsocketEvent
 from chalicelib import endpoint, metrics, protocol
 from chalicelib.actions import PARSERS, ActionContext, ActionDeps, perform
 from chalicelib.cleanup import Cleanup
+from chalicelib.closing import Closer
 from chalicelib.delivery import Delivery
 from chalicelib.entry import Call
 from chalicelib.identity import AuthenticationError, TokenVerifier
+from chalicelib.lifetime import EXPIRED_MESSAGE
 from chalicelib.logs import EventLog
 from chalicelib.outbox import Outbox
 from chalicelib.protocol import ProtocolError, parse_request
 from chalicelib.registry import ConnectionExists, NotConnected, Registry
+from chalicelib.revocations import Revocations
 
 logger = logging.getLogger("switchboard.handlers")
 
@@ -35,8 +40,10 @@ def on_connect(
     verifier: TokenVerifier,
     registry: Registry,
     configured_endpoint: str | None,
+    revocations: Revocations | None = None,
 ) -> Response:
-    """Authenticate, then register the connection with the endpoint it is reachable through."""
+    """Authenticate, check revocation, then register the connection with the endpoint it is
+    reachable through and its token's expiry."""
     log = call.log
     try:
         identity = verifier.verify(_query_parameter(event, "token"))
@@ -45,9 +52,13 @@ def on_connect(
         return _refused(error.status, error.code)
     log.set(userId=identity.user_id)
     try:
+        if revocations is not None and revocations.refuses(identity.user_id, identity.issued_at):
+            log.set(outcome="refused", status=403, reason="token revoked")
+            return _refused(403, "revoked")
         registry.add_connection(
             event.connection_id, identity.user_id, identity.roles,
             endpoint.of_event(configured_endpoint, event), identity.rooms,
+            expires_at=identity.expires_at, issued_at=identity.issued_at,
         )
     except ConnectionExists:
         return _repeated_connect(event, registry, identity.user_id, log)
@@ -69,9 +80,10 @@ def on_disconnect(event: WebsocketEvent, call: Call, cleanup: Cleanup) -> Respon
 
 
 def on_message(
-    event: WebsocketEvent, call: Call, deps: ActionDeps, delivery: Delivery
+    event: WebsocketEvent, call: Call, deps: ActionDeps, delivery: Delivery,
+    closer: Closer | None = None,
 ) -> None:
-    """Answer the frame with exactly one frame, whatever it holds."""
+    """Answer the frame with exactly one frame, whatever it holds; close an expired connection."""
     delivery.ensure_endpoint(lambda: endpoint.of_event(deps.settings.management_endpoint, event))
     outbox = deps.outbox(call.deadline)
     answer = _answer(event, deps, outbox, call.log)
@@ -83,6 +95,8 @@ def on_message(
     # The answer uses the reserve kept back for answering: a caller whose work ran
     # out of time still hears back. A caller already gone is forgotten.
     outbox.send(event.connection_id, answer, call.deadline.with_reserve())
+    if closer is not None and call.log.fields.get("code") == protocol.TOKEN_EXPIRED:
+        closer.close([event.connection_id], None, call.deadline.with_reserve())
 
 
 def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog) -> str:
@@ -94,6 +108,8 @@ def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventL
         connection = deps.registry.get_connection(event.connection_id)
         if connection is None:
             raise ProtocolError(protocol.FORBIDDEN, _NOT_REGISTERED)
+        if deps.lifetime is not None and deps.lifetime.expired(connection):
+            raise ProtocolError(protocol.TOKEN_EXPIRED, EXPIRED_MESSAGE)
         ctx = ActionContext(deps, connection, request, outbox)
         try:
             return perform(ctx)

@@ -47,6 +47,10 @@ class Identity:
     roles: tuple[str, ...]
     rooms: RoomGrants | None = None
     """The token's ``rooms`` claim; ``None`` when it has none (the stage's defaults apply)."""
+    expires_at: int | None = None
+    """The token's ``exp`` (epoch seconds): the connection must not outlive it."""
+    issued_at: int | None = None
+    """The token's ``iat`` (epoch seconds), when it has one: what a revocation compares."""
 
 
 def signing_keys(value: str) -> tuple[str, ...]:
@@ -74,7 +78,10 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError(403, "token too long", "token_too_long")
         claims = self._decode(token)
-        return Identity(user_id=_user_id(claims), roles=_roles(claims), rooms=_rooms(claims))
+        return Identity(
+            user_id=_user_id(claims), roles=_roles(claims), rooms=_rooms(claims),
+            expires_at=_seconds(claims, "exp"), issued_at=_seconds(claims, "iat"),
+        )
 
     def _decode(self, token: str) -> dict[str, Any]:
         required = ["exp", "sub"]
@@ -149,6 +156,12 @@ def _roles(claims: dict[str, Any]) -> tuple[str, ...]:
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise AuthenticationError(403, "roles must be a list of strings", "invalid_claims")
     return tuple(roles)
+
+
+def _seconds(claims: dict[str, Any], name: str) -> int | None:
+    """A time claim PyJWT has checked to be a number, as whole epoch seconds."""
+    value = claims.get(name)
+    return None if value is None else int(value)
 
 
 def _rooms(claims: dict[str, Any]) -> RoomGrants | None:

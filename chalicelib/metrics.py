@@ -66,7 +66,7 @@ CONNECTS_ACCEPTED = Metric(
 CONNECTS_REFUSED = Metric(
     "ConnectsRefused", COUNT,
     "handshakes $connect refused, in total and by Reason: missing_token, token_too_long, "
-    "expired, bad_signature, invalid_token, invalid_claims, id_clash, registration_failed",
+    "expired, bad_signature, invalid_token, invalid_claims, revoked, id_clash, registration_failed",
     ((), ("Reason",)),
 )
 DISCONNECTS = Metric("Disconnects", COUNT, "$disconnect events handled")

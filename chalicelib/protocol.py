@@ -41,6 +41,8 @@ UNKNOWN_ACTION = "unknown_action"
 FORBIDDEN = "forbidden"
 TOO_LARGE = "too_large"
 INTERNAL = "internal"
+TOKEN_EXPIRED = "token_expired"
+"""The connection's token expired: the frame is refused and the connection closed."""
 
 
 class ProtocolError(Exception):
@@ -292,6 +294,17 @@ class Typing:
         return Typing(fields.room())
 
 
+@dataclass(frozen=True)
+class Refresh:
+    """A new token for the same user, to extend the connection past the current one's ``exp``."""
+
+    token: str
+
+    @staticmethod
+    def parse(fields: Fields) -> Refresh:
+        return Refresh(fields.string("token"))
+
+
 Parser = Callable[[Fields], object]
 """Reads one action's fields into its command; raises :class:`ProtocolError`."""
 
@@ -403,12 +416,14 @@ def ack(
     position: Position | None = None,
     recovered: bool | None = None,
     stored: bool | None = None,
+    expires_at: int | None = None,
 ) -> str:
     """``queued`` (only when non-zero) counts targets handed to the fan-out queue.
 
     ``position`` is a stream's (``epoch``, ``seq``): the stored message's for a
     send, the stream's current one for ``joinRoom`` and ``resume``.
-    ``recovered`` answers a ``since``; ``stored`` says a direct message was kept.
+    ``recovered`` answers a ``since``; ``stored`` says a direct message was kept;
+    ``expires_at`` (epoch seconds) is when a refreshed connection's new token expires.
     """
     frame = _with_id({"type": "ack", "action": action}, request_id)
     if delivered is not None:
@@ -423,6 +438,8 @@ def ack(
         frame["recovered"] = recovered
     if stored is not None:
         frame["stored"] = stored
+    if expires_at is not None:
+        frame["expiresAt"] = expires_at
     return _render(frame)
 
 
@@ -445,6 +462,11 @@ def message(sent: Message) -> str:
     """A stream entry's frame (``message`` for a member's): the same text live, replayed,
     and in a ``history`` page."""
     return _render(_message(sent))
+
+
+def message_object(sent: Message) -> dict[str, Any]:
+    """A stream entry's frame as a JSON object, for answers that list entries."""
+    return _message(sent)
 
 
 def _message(sent: Message) -> dict[str, Any]:
@@ -515,3 +537,28 @@ def broadcast(sender: str, text: str, sent_at: str) -> str:
 def push(data: dict[str, Any], sent_at: str) -> str:
     """What another service sends through the ``push`` function, wrapped as given."""
     return _render({"type": "push", "data": data, "sentAt": sent_at})
+
+
+def subscribed(room: str, position: Position | None) -> str:
+    """A backend joined this connection to a room; ``position`` is where its stream was then."""
+    frame: dict[str, Any] = {"type": "subscribed", "room": room}
+    if position is not None:
+        frame.update(_position(position))
+    return _render(frame)
+
+
+def unsubscribed(room: str, reason: str) -> str:
+    """A backend took this connection out of a room: a client does not join it again."""
+    return _render({"type": "unsubscribed", "room": room, "reason": reason})
+
+
+def disconnect(reason: str, reconnect: bool) -> str:
+    """The server closes this connection next; ``reconnect`` says whether the client may return."""
+    return _render({"type": "disconnect", "reason": reason, "reconnect": reconnect})
+
+
+SERVER_FRAME_TYPES = frozenset({
+    "ack", "error", "pong", "whoami", "members", "history", "message", "broadcast",
+    "presence", "typing", "subscribed", "unsubscribed", "disconnect",
+})
+"""Every ``type`` the server's own frames have (what a backend's published ``type`` may not be)."""

@@ -15,22 +15,22 @@ from a message another client sent. The answer says what happened::
 
 A bad request is answered, not raised: an asynchronous invocation that raised
 would be retried twice by Lambda for nothing. Infrastructure errors (DynamoDB
-unavailable, ...) do raise, so those retries can help.
+unavailable, ...) do raise, so those retries can help. The audience is reached
+as the server API's ``publish`` reaches it (:mod:`chalicelib.publish`), which
+also stores, deduplicates and lets a backend choose the frame's type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import endpoint, protocol
+from chalicelib import protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import MAX_POST_BYTES, Delivery
 from chalicelib.entry import Call
 from chalicelib.outbox import Outbox
 from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
-from chalicelib.registry import Registry
+from chalicelib.publish import Audience, Publisher, PublishError, check_size
 
 AUDIENCES = ("userId", "room", "all")
 
@@ -72,29 +72,17 @@ def _check_audience(audience: str, value: Any) -> None:
         raise PushError("'userId' must be a string of 1-128 characters")
 
 
-def handle(
-    event: Any,
-    call: Call,
-    registry: Registry,
-    delivery: Delivery,
-    outbox: Outbox,
-    configured_endpoint: str | None,
-) -> dict[str, Any]:
+def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict[str, Any]:
     """Deliver ``data`` to the audience; large audiences go through the queue."""
     log = call.log
     try:
         request = parse(event)
-        frame = _frame(request.data)
-    except PushError as error:
+        frame = check_size(protocol.push(request.data, iso8601()))
+    except (PushError, PublishError) as error:
         log.set(outcome="refused", reason=str(error))
         return {"ok": False, "error": str(error)}
     log.set(audience=request.audience)
-    room = str(request.value) if request.audience == "room" else None
-    for page in _audience_pages(registry, request):
-        if page and delivery.ensure_endpoint(
-            endpoint.of_targets(configured_endpoint, registry, page)
-        ):
-            outbox.deliver(page, frame, room)
+    publisher.deliver(_audience(request), frame, outbox)
     report = outbox.report
     log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
             failed=len(report.failed))
@@ -107,18 +95,9 @@ def handle(
     }
 
 
-def _frame(data: dict[str, Any]) -> str:
-    frame = protocol.push(data, iso8601())
-    size = len(frame.encode("utf-8"))
-    if size > MAX_POST_BYTES:
-        raise PushError(f"the push frame is {size} bytes; API Gateway's limit is {MAX_POST_BYTES}")
-    return frame
-
-
-def _audience_pages(registry: Registry, request: PushRequest) -> Iterator[list[str]]:
+def _audience(request: PushRequest) -> Audience:
     if request.audience == "userId":
-        yield registry.user_connections(str(request.value))
-    elif request.audience == "room":
-        yield registry.room_connections(str(request.value))
-    else:
-        yield from registry.all_connection_pages()
+        return Audience(user_id=str(request.value))
+    if request.audience == "room":
+        return Audience(room=str(request.value))
+    return Audience()

@@ -15,7 +15,11 @@ have prefixes of their own), three item types here::
 
 Only connection items carry GSI1 attributes, so GSI1 is a sparse index of live
 connections: a user's devices are one Query on it and a broadcast pages through
-it without ever reading a room or membership item. A room's members are one
+it without ever reading a room or membership item. Connection items also carry
+GSI2's (``GSI2PK=EXPIRY#<shard of the id>``, ``expiresAt``: the token's
+``exp``), a second sparse index that finds the connections whose token has
+expired with one Query per shard, reading only those, and that projects each
+connection's user and rooms for counts across the whole stage. A room's members are one
 Query on the base table (``SK`` beginning ``CONN#``); a connection's rooms live
 on its own item, so ``$disconnect`` needs one read before its batched deletes.
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +49,12 @@ from chalicelib.clock import iso8601
 from chalicelib.permissions import RoomGrants
 
 GSI1 = "GSI1"
+GSI2 = "GSI2"
+EXPIRES_AT = "expiresAt"
+"""The connection item's token ``exp``: GSI2's sort key."""
+EXPIRY_SHARDS = 10
+"""GSI2 partitions connections are spread over, so no one index partition takes every write."""
+_EXPIRY_PREFIX = "EXPIRY#"
 _CONN_PREFIX = "CONN#"
 _ROOM_PREFIX = "ROOM#"
 _USER_PREFIX = "USER#"
@@ -82,6 +93,19 @@ class Connection:
     ttl: int
     grants: RoomGrants | None = None
     """The token's ``rooms`` claim; ``None``: the stage's default permissions apply."""
+    expires_at: int | None = None
+    """The token's ``exp`` (epoch seconds); ``None`` for a record written without one."""
+    issued_at: int | None = None
+    """The token's ``iat`` (epoch seconds), when it had one."""
+
+
+@dataclass(frozen=True)
+class ConnectionSummary:
+    """Who a connection is and which rooms it is in, as GSI2 projects them."""
+
+    connection_id: str
+    user_id: str
+    rooms: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -117,8 +141,8 @@ def table_definition(table_name: str) -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": name, "AttributeType": "S"}
-            for name in ("PK", "SK", "GSI1PK", "GSI1SK")
-        ],
+            for name in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK")
+        ] + [{"AttributeName": EXPIRES_AT, "AttributeType": "N"}],
         "KeySchema": [
             {"AttributeName": "PK", "KeyType": "HASH"},
             {"AttributeName": "SK", "KeyType": "RANGE"},
@@ -134,7 +158,18 @@ def table_definition(table_name: str) -> dict[str, Any]:
                     "ProjectionType": "INCLUDE",
                     "NonKeyAttributes": ["ttl", "endpoint"],
                 },
-            }
+            },
+            {
+                "IndexName": GSI2,
+                "KeySchema": [
+                    {"AttributeName": "GSI2PK", "KeyType": "HASH"},
+                    {"AttributeName": EXPIRES_AT, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": ["ttl", "userId", "rooms"],
+                },
+            },
         ],
     }
 
@@ -166,6 +201,8 @@ class Registry:
         roles: Sequence[str],
         endpoint: str,
         grants: RoomGrants | None = None,
+        expires_at: int | None = None,
+        issued_at: int | None = None,
     ) -> Connection:
         """Register a new connection with one conditional write."""
         now = self._clock()
@@ -178,6 +215,8 @@ class Registry:
             endpoint=endpoint,
             ttl=int(now) + self._ttl_seconds,
             grants=grants,
+            expires_at=expires_at,
+            issued_at=issued_at,
         )
         try:
             self._client.put_item(
@@ -370,6 +409,112 @@ class Registry:
                 return
             request["ExclusiveStartKey"] = last_key
 
+    # -- many connections, token lifetime ------------------------------------------
+
+    def get_connections(self, connection_ids: Iterable[str]) -> list[Connection]:
+        """The live ones of these connections: one consistent BatchGetItem per 100."""
+        keys = [connection_key(cid) for cid in dict.fromkeys(connection_ids)]
+        return [
+            _connection_from_item(item)
+            for item in self._batch_get(keys)
+            if not self._expired(item)
+        ]
+
+    def refresh_connection(
+        self,
+        connection_id: str,
+        expires_at: int,
+        issued_at: int | None,
+        roles: Sequence[str],
+        grants: RoomGrants | None,
+    ) -> Connection:
+        """Give a registered connection its new token: ``exp``, ``iat``, roles and rooms claim.
+
+        One conditional ``UpdateItem`` (:class:`NotConnected` when the record is
+        gone); the connection's rooms and memberships are untouched.
+        """
+        sets = ["#exp = :exp", "GSI2PK = :shard", "#roles = :roles"]
+        removes: list[str] = []
+        values: Item = {
+            ":exp": {"N": str(expires_at)},
+            ":shard": {"S": _expiry_partition(connection_id)},
+            ":roles": {"L": [{"S": role} for role in roles]},
+        }
+        if issued_at is None:
+            removes.append("issuedAt")
+        else:
+            sets.append("issuedAt = :iat")
+            values[":iat"] = {"N": str(issued_at)}
+        if grants is None:
+            removes.append("grants")
+        else:
+            sets.append("grants = :grants")
+            values[":grants"] = _grants_item(grants)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=connection_key(connection_id),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames={"#exp": EXPIRES_AT, "#roles": "roles"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise NotConnected(connection_id) from None
+        return _connection_from_item(response["Attributes"])
+
+    def due_connections(self, until: int) -> list[Connection]:
+        """Connections whose token expired at or before ``until`` (epoch seconds).
+
+        One Query per GSI2 shard, whose key condition reads only the expired
+        entries, then their items in one consistent ``BatchGetItem`` per 100:
+        the index is eventually consistent, so a connection refreshed a moment
+        ago is left alone. Records whose ``ttl`` has passed are included, so
+        that the caller finds them gone and forgets them.
+        """
+        found: list[str] = []
+        for shard in range(EXPIRY_SHARDS):
+            found += [_strip(item["PK"]["S"], _CONN_PREFIX) for item in self._query(
+                IndexName=GSI2,
+                KeyConditionExpression="GSI2PK = :pk AND #exp <= :until",
+                ExpressionAttributeNames={"#exp": EXPIRES_AT},
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"{_EXPIRY_PREFIX}{shard}"}, ":until": {"N": str(until)},
+                },
+                ProjectionExpression="PK",
+            )]
+        keys = [connection_key(cid) for cid in dict.fromkeys(found)]
+        connections = [
+            _connection_from_item(item)
+            for item in self._batch_get(keys)
+        ]
+        return [c for c in connections if c.expires_at is not None and c.expires_at <= until]
+
+    def connection_summaries(self) -> Iterator[list[ConnectionSummary]]:
+        """Every live connection's user and rooms, a page at a time: a Scan of GSI2 only."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GSI2,
+            "ProjectionExpression": "PK, userId, rooms, #ttl",
+            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+        }
+        while True:
+            response = self._client.scan(**request)
+            yield [
+                ConnectionSummary(
+                    _strip(item["PK"]["S"], _CONN_PREFIX),
+                    item.get("userId", {}).get("S", ""),
+                    frozenset(item.get("rooms", {}).get("SS", [])),
+                )
+                for item in response["Items"] if not self._expired(item)
+            ]
+            last_key = response.get("LastEvaluatedKey")
+            if last_key is None:
+                return
+            request["ExclusiveStartKey"] = last_key
+
     # -- internals ----------------------------------------------------------
 
     def _expired(self, item: Item) -> bool:
@@ -480,10 +625,13 @@ class Registry:
         except self._client.exceptions.ConditionalCheckFailedException:
             raise NotConnected(connection_id) from None
 
-    def _batch_get(self, keys: list[Item], projection: str) -> list[Item]:
+    def _batch_get(self, keys: list[Item], projection: str | None = None) -> list[Item]:
+        """Items by key, consistently (whole items without a ``projection``)."""
         found: list[Item] = []
         for chunk in _chunks(keys, _BATCH_GET_LIMIT):
-            request = {"Keys": chunk, "ProjectionExpression": projection, "ConsistentRead": True}
+            request: dict[str, Any] = {"Keys": chunk, "ConsistentRead": True}
+            if projection is not None:
+                request["ProjectionExpression"] = projection
             for response in self._until_processed(
                 self._client.batch_get_item, {self._table: request}, "UnprocessedKeys"
             ):
@@ -559,6 +707,11 @@ def describe(item: Item) -> tuple[str, ...] | None:
     return None
 
 
+def _expiry_partition(connection_id: str) -> str:
+    """The GSI2 partition of a connection: a stable hash of its id, over the shards."""
+    return f"{_EXPIRY_PREFIX}{zlib.crc32(connection_id.encode('utf-8')) % EXPIRY_SHARDS}"
+
+
 def _add_key(keys: dict[tuple[str, str], Item], key: Item) -> None:
     """Collect a key once: a batch write refuses two requests for the same item."""
     keys[(key["PK"]["S"], key["SK"]["S"])] = key
@@ -577,11 +730,19 @@ def _connection_item(connection: Connection) -> Item:
         TTL_ATTRIBUTE: {"N": str(connection.ttl)},
     }
     if connection.grants is not None:
-        item["grants"] = {"M": {
-            pattern: {"SS": sorted(permissions)}
-            for pattern, permissions in connection.grants.patterns.items()
-        }}
+        item["grants"] = _grants_item(connection.grants)
+    if connection.expires_at is not None:
+        item["GSI2PK"] = {"S": _expiry_partition(connection.connection_id)}
+        item[EXPIRES_AT] = {"N": str(connection.expires_at)}
+    if connection.issued_at is not None:
+        item["issuedAt"] = {"N": str(connection.issued_at)}
     return item
+
+
+def _grants_item(grants: RoomGrants) -> Item:
+    return {"M": {
+        pattern: {"SS": sorted(permissions)} for pattern, permissions in grants.patterns.items()
+    }}
 
 
 def _connection_from_item(item: Item) -> Connection:
@@ -594,7 +755,14 @@ def _connection_from_item(item: Item) -> Connection:
         endpoint=item["endpoint"]["S"],
         ttl=int(item[TTL_ATTRIBUTE]["N"]),
         grants=_grants_from_item(item),
+        expires_at=_number(item, EXPIRES_AT),
+        issued_at=_number(item, "issuedAt"),
     )
+
+
+def _number(item: Item, name: str) -> int | None:
+    value = item.get(name)
+    return None if value is None else int(value["N"])
 
 
 def _grants_from_item(item: Item) -> RoomGrants | None:

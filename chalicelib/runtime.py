@@ -12,6 +12,7 @@ module receives it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,14 +21,22 @@ from typing import Any
 from chalicelib import aws, endpoint
 from chalicelib.actions import ActionDeps
 from chalicelib.cleanup import Cleanup
+from chalicelib.closing import Closer
 from chalicelib.delivery import Delivery
+from chalicelib.expiry import Expiry
 from chalicelib.fanout_queue import FanoutQueue
+from chalicelib.idempotency import Idempotency
 from chalicelib.identity import TokenVerifier, signing_keys
 from chalicelib.invocation import Deadline
+from chalicelib.lifetime import TokenLifetime
+from chalicelib.moderation import Moderation
 from chalicelib.outbox import Outbox
 from chalicelib.pacing import Pacer
 from chalicelib.presence import Announcer
+from chalicelib.publish import Publisher
 from chalicelib.registry import Registry
+from chalicelib.revocations import Revocations
+from chalicelib.server_api import ServerDeps
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.streams import Streams
 from chalicelib.worker import Worker
@@ -43,6 +52,11 @@ class Services:
     """Where large fan-outs go; ``None`` when the stage names no queue."""
     streams: Streams | None = None
     """Rooms' and users' message streams; ``None`` when the stage keeps no history."""
+    dynamodb: Any = None
+    """The table's client, for the items beside the registry's and the streams' (revocations,
+    idempotency keys); ``None`` in services put together by hand, which then have neither."""
+    clock: Callable[[], float] = time.time
+    """Epoch seconds, for tokens' lifetimes, revocations and idempotency windows."""
 
     # -- what the services above make, wired once -------------------------------
 
@@ -64,12 +78,58 @@ class Services:
     @cached_property
     def actions(self) -> ActionDeps:
         return ActionDeps(
-            self.settings, self.registry, self.streams, self.announcer, self.cleanup, self.outbox
+            self.settings, self.registry, self.streams, self.announcer, self.cleanup, self.outbox,
+            lifetime=self.lifetime,
         )
 
     @cached_property
     def worker(self) -> Worker:
         return Worker(self.delivery, self.cleanup, self.fanout_queue, self.endpoint_of)
+
+    @cached_property
+    def revocations(self) -> Revocations | None:
+        if self.dynamodb is None:
+            return None
+        return Revocations(self.dynamodb, self.settings.connections_table, self.clock)
+
+    @cached_property
+    def lifetime(self) -> TokenLifetime | None:
+        if self.revocations is None:
+            return None
+        return TokenLifetime(
+            self.verifier, self.revocations, self.registry,
+            self.settings.token_expiry_grace_seconds, self.clock,
+        )
+
+    @cached_property
+    def closer(self) -> Closer:
+        return Closer(self.delivery, self.cleanup, self.endpoint_of)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        idempotency = Idempotency(
+            self.dynamodb, self.settings.connections_table,
+            self.settings.idempotency_window_seconds, self.clock,
+        )
+        return Publisher(self.registry, self.streams, idempotency, self.delivery,
+                         self.endpoint_of)
+
+    @cached_property
+    def server_api(self) -> ServerDeps:
+        assert self.revocations is not None, "the server API needs the table's client"
+        moderation = Moderation(
+            self.settings, self.registry, self.streams, self.announcer, self.closer,
+            self.revocations, self.delivery,
+        )
+        return ServerDeps(
+            self.settings, self.registry, self.streams, self.publisher, moderation,
+            self.cleanup, self.outbox, self.clock,
+        )
+
+    @cached_property
+    def expiry(self) -> Expiry:
+        assert self.lifetime is not None, "expiry needs the table's client"
+        return Expiry(self.registry, self.lifetime, self.closer)
 
     def endpoint_of(self, targets: Sequence[str]) -> Callable[[], str | None]:
         """The management endpoint's resolver outside WebSocket handlers (see :mod:`endpoint`)."""
@@ -125,6 +185,7 @@ def build_services(
         ),
         fanout_queue=_fanout_queue(settings, sqs),
         streams=_streams(settings, data),
+        dynamodb=data,
     )
 
 

@@ -34,6 +34,11 @@ DEFAULT_MANAGEMENT_RPS = 5000
 # The fanout_worker's reserved concurrency (.chalice/config.json and the templates).
 DEFAULT_FANOUT_WORKER_CONCURRENCY = 5
 MANAGEMENT_TRANSPORTS = ("lean", "botocore")
+# A publish retried with the same idempotency key within this window is not repeated.
+DEFAULT_IDEMPOTENCY_WINDOW_SECONDS = 600
+# Frames are accepted this long after the token's exp (clock skew); at most a minute.
+DEFAULT_TOKEN_EXPIRY_GRACE_SECONDS = 0
+MAX_TOKEN_EXPIRY_GRACE_SECONDS = 60
 
 
 class SettingsError(ValueError):
@@ -64,6 +69,9 @@ class Settings:
     management_rps: int = DEFAULT_MANAGEMENT_RPS
     fanout_worker_concurrency: int = DEFAULT_FANOUT_WORKER_CONCURRENCY
     management_transport: str = MANAGEMENT_TRANSPORTS[0]
+    idempotency_window_seconds: int = DEFAULT_IDEMPOTENCY_WINDOW_SECONDS
+    token_expiry_grace_seconds: int = DEFAULT_TOKEN_EXPIRY_GRACE_SECONDS
+    """Frames are accepted this long after the token's ``exp``; then the connection is closed."""
 
     @property
     def invocation_rps(self) -> float:
@@ -117,6 +125,13 @@ class Settings:
                 env, "FANOUT_WORKER_CONCURRENCY", DEFAULT_FANOUT_WORKER_CONCURRENCY, 1, 10_000
             ),
             management_transport=management_transport(env),
+            idempotency_window_seconds=_bounded_int(
+                env, "IDEMPOTENCY_WINDOW_SECONDS", DEFAULT_IDEMPOTENCY_WINDOW_SECONDS, 1, 86400
+            ),
+            token_expiry_grace_seconds=_bounded_int(
+                env, "TOKEN_EXPIRY_GRACE_SECONDS", DEFAULT_TOKEN_EXPIRY_GRACE_SECONDS,
+                0, MAX_TOKEN_EXPIRY_GRACE_SECONDS,
+            ),
         )
 
 

@@ -191,6 +191,26 @@ class Streams:
             return None
         return _message_from_item(stream, item)
 
+    def restart(self, stream: Stream) -> Position:
+        """Start the stream over: a new epoch at ``seq`` 0, one unconditional ``PutItem``.
+
+        What it kept is of another epoch from then on, so no read returns it
+        (clients recovering from it get ``recovered: false``); the items go with
+        their TTL. A send numbered before the restart and stored after it is of
+        the old epoch too.
+        """
+        epoch = self._epochs()
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_head_key(stream),
+                "seq": {"N": "0"},
+                "epoch": {"S": epoch},
+                TTL_ATTRIBUTE: {"N": str(self._expiry())},
+            },
+        )
+        return Position(epoch, 0)
+
     # -- internals ----------------------------------------------------------
 
     def _next_position(self, stream: Stream) -> Position:

@@ -33,10 +33,12 @@ ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami", "members", "history"
 NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "typing"})
 """Frames a connection gets because of others' actions, not as an answer to its own."""
 ACK_FIELDS = frozenset(
-    {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored"}
+    {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored",
+     "expiresAt"}
 )
 ERROR_CODES = frozenset(
-    {"bad_json", "bad_request", "unknown_action", "forbidden", "too_large", "internal"}
+    {"bad_json", "bad_request", "unknown_action", "forbidden", "too_large", "internal",
+     "token_expired"}
 )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -235,3 +237,23 @@ def test_a_structured_entry_renders_only_what_it_has() -> None:
     assert json.loads(protocol.message(published)) == {
         "type": "push", "data": [1, "x"], "sentAt": "s",
     }
+
+
+def test_the_server_frame_types_are_every_type_this_module_renders() -> None:
+    """A backend may not publish one of them; a new frame here must be added to the set."""
+    source = Path(protocol.__file__).read_text()
+    literal = set(re.findall(r'"type": "([A-Za-z_]+)"', source))
+    assert literal - {"push"} | {protocol.MESSAGE} == protocol.SERVER_FRAME_TYPES
+
+
+def test_the_frames_a_backend_sends_to_a_connection() -> None:
+    position = protocol.Position("e1", 4)
+    assert json.loads(protocol.subscribed("lobby", position)) == {
+        "type": "subscribed", "room": "lobby", "seq": 4, "epoch": "e1"}
+    assert json.loads(protocol.subscribed("lobby", None)) == {"type": "subscribed", "room": "lobby"}
+    assert json.loads(protocol.unsubscribed("lobby", "kicked")) == {
+        "type": "unsubscribed", "room": "lobby", "reason": "kicked"}
+    assert json.loads(protocol.disconnect("bye", False)) == {
+        "type": "disconnect", "reason": "bye", "reconnect": False}
+    assert json.loads(protocol.ack("refresh", "r", expires_at=1800000000)) == {
+        "type": "ack", "action": "refresh", "id": "r", "expiresAt": 1800000000}

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from chalicelib.permissions import RoomGrants
 from chalicelib.registry import (
+    EXPIRY_SHARDS,
     ConnectionExists,
+    ConnectionSummary,
     Departure,
     NotConnected,
     Registry,
@@ -19,6 +22,7 @@ from chalicelib.registry import (
 from tests.chalicelib.conftest import registry_items
 
 ENDPOINT = "https://abc.execute-api.us-east-1.amazonaws.com/api"
+JOINS = frozenset({"join"})
 
 
 @pytest.fixture
@@ -265,3 +269,64 @@ def test_removing_connections_reports_who_left_which_room(registry: Registry) ->
     ]
     assert registry.remove_connections(["a2"]) == [Departure("r", "alice")]
     assert registry.remove_connections(["a2"]) == []
+
+
+# -- token lifetime: GSI2 -----------------------------------------------------------------
+
+
+def test_due_connections_are_those_whose_token_expired(registry: Registry) -> None:
+    registry.add_connection("early", "alice", [], ENDPOINT, expires_at=1000)
+    registry.add_connection("late", "bob", [], ENDPOINT, expires_at=2000)
+    registry.add_connection("undated", "carol", [], ENDPOINT)
+    assert registry.due_connections(999) == []
+    assert [c.connection_id for c in registry.due_connections(1000)] == ["early"]
+    assert sorted(c.connection_id for c in registry.due_connections(5000)) == ["early", "late"]
+
+
+def test_a_refresh_moves_the_connection_out_of_the_due(registry: Registry) -> None:
+    registry.add_connection("c1", "alice", ["admin"], ENDPOINT, expires_at=1000, issued_at=900)
+    refreshed = registry.refresh_connection("c1", 3000, 2900, ["mod"], RoomGrants({"a": JOINS}))
+    assert (refreshed.expires_at, refreshed.issued_at, refreshed.roles) == (3000, 2900, ("mod",))
+    assert refreshed.grants == RoomGrants({"a": JOINS})
+    assert registry.due_connections(2000) == []
+    assert registry.get_connection("c1") == refreshed
+    undated = registry.refresh_connection("c1", 4000, None, [], None)
+    assert (undated.issued_at, undated.grants, undated.roles) == (None, None, ())
+
+
+def test_refreshing_a_connection_that_is_gone_raises(registry: Registry) -> None:
+    with pytest.raises(NotConnected):
+        registry.refresh_connection("gone", 3000, None, [], None)
+    assert registry.get_connection("gone") is None
+
+
+def test_connections_spread_over_every_expiry_shard(
+    registry: Registry, dynamodb: Any, table_name: str
+) -> None:
+    for n in range(120):
+        registry.add_connection(f"conn-{n}", "alice", [], ENDPOINT, expires_at=1000)
+    partitions = Counter(item["GSI2PK"]["S"] for item in all_items(dynamodb, table_name))
+    assert len(partitions) == EXPIRY_SHARDS
+    assert len(registry.due_connections(1000)) == 120
+
+
+def test_summaries_list_live_connections_with_their_rooms(
+    registry: Registry, clock: list[float]
+) -> None:
+    alice = registry.add_connection("c1", "alice", [], ENDPOINT, expires_at=int(clock[0]) + 60)
+    registry.join_room(alice, "lobby", presence=True)
+    registry.add_connection("c2", "bob", [], ENDPOINT, expires_at=int(clock[0]) + 60)
+    summaries = {s.connection_id: s for page in registry.connection_summaries() for s in page}
+    assert summaries == {
+        "c1": ConnectionSummary("c1", "alice", frozenset({"lobby"})),
+        "c2": ConnectionSummary("c2", "bob", frozenset()),
+    }
+    clock[0] += 7501
+    assert [s for page in registry.connection_summaries() for s in page] == []
+
+
+def test_get_connections_reads_many_and_skips_the_gone(registry: Registry) -> None:
+    for n in range(130):
+        registry.add_connection(f"c{n}", "alice", [], ENDPOINT)
+    found = registry.get_connections([f"c{n}" for n in range(130)] + ["gone", "c1"])
+    assert sorted(c.connection_id for c in found) == sorted(f"c{n}" for n in range(130))

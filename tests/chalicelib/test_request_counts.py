@@ -8,10 +8,13 @@ leak into the count. ``docs/protocol.md`` (table design) lists the same numbers.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
+
+from switchboard_local.testing import LambdaContext
 
 AUDIENCES = [1, 10, 40]
 JOIN = {"GetItem": 2, "UpdateItem": 2, "PutItem": 1}
@@ -67,12 +70,14 @@ def in_room(client: Any, token: Any) -> Any:
 # -- connect and disconnect ------------------------------------------------------------
 
 
-def test_connect_is_one_conditional_write(client: Any, token: Any, counted: Any) -> None:
+def test_connect_is_a_revocation_read_and_one_conditional_write(
+    client: Any, token: Any, counted: Any
+) -> None:
     calls = counted(lambda: client.connect(query={"token": token("alice")}))
-    assert calls == Counter({"PutItem": 1})
+    assert calls == Counter({"GetItem": 1, "PutItem": 1})
     claim = {"lobby": ["join"], "team:*": ["join", "history"]}
     calls = counted(lambda: client.connect(query={"token": token("bob", rooms=claim)}))
-    assert calls == Counter({"PutItem": 1})
+    assert calls == Counter({"GetItem": 1, "PutItem": 1})
 
 
 @pytest.mark.parametrize("query", [{"token": "forged"}, None])
@@ -320,3 +325,149 @@ def test_ping_and_whoami_read_only_the_connection(
 ) -> None:
     alice = in_room("alice")
     assert counted(lambda: alice.request({"action": action})) == Counter({"GetItem": 1})
+
+
+# -- token lifetime --------------------------------------------------------------------------
+
+
+def test_a_revoked_connect_is_one_read(
+    client: Any, token: Any, counted: Any, services: Any
+) -> None:
+    services.revocations.revoke("mallory", int(time.time()))
+    old = token("mallory", now=time.time() - 60)
+    assert counted(lambda: client.connect(query={"token": old})) == Counter({"GetItem": 1})
+
+
+def test_refresh_is_two_reads_and_one_update(connect: Any, token: Any, counted: Any) -> None:
+    alice = connect("alice")
+    frame = {"action": "refresh", "token": token("alice")}
+    assert counted(lambda: alice.request(frame)) == Counter({"GetItem": 2, "UpdateItem": 1})
+
+
+# -- the server API (a warm container: the management endpoint is known) ----------------------
+
+
+@pytest.fixture
+def server_api(app_module: Any, counted: Any) -> Any:
+    """Call a method; returns the DynamoDB requests it made."""
+
+    def run(method: str, **params: Any) -> Counter[str]:
+        def invoke() -> None:
+            answer = app_module.server_api({"method": method, "params": params},
+                                           LambdaContext("server_api"))
+            assert "result" in answer, answer
+
+        return Counter(counted(invoke))
+
+    return run
+
+
+STORED = Counter({"UpdateItem": 1, "PutItem": 1})
+"""Numbering (the stream head) and the entry itself, as for a member's message."""
+KEYED = Counter({"PutItem": 1, "UpdateItem": 1})
+"""An idempotency key claimed, then its answer kept."""
+
+
+@pytest.mark.parametrize("members", AUDIENCES)
+def test_publish_to_a_room_is_one_query_whatever_its_size(
+    in_room: Any, server_api: Any, members: int
+) -> None:
+    for index in range(members):
+        in_room(f"u{index}")
+    assert server_api("publish", room="lobby", data=1) == Counter({"Query": 1})
+    assert server_api("publish", room="lobby", data=1, store=True) == Counter(
+        {"Query": 1}) + STORED
+    keyed = server_api("publish", room="lobby", data=1, store=True, idempotencyKey="k")
+    assert keyed == Counter({"Query": 1}) + STORED + KEYED
+    duplicate = server_api("publish", room="lobby", data=1, store=True, idempotencyKey="k")
+    assert duplicate == Counter({"PutItem": 1, "GetItem": 1})
+
+
+def test_publish_to_a_user_and_to_everyone(in_room: Any, server_api: Any) -> None:
+    in_room("alice"), in_room("alice")
+    assert server_api("publish", userId="alice", data=1) == Counter({"Query": 1})
+    assert server_api("publish", all=True, data=1) == Counter({"Scan": 1})
+
+
+def test_broadcast_is_one_publish_per_room(in_room: Any, server_api: Any) -> None:
+    in_room("alice", "a"), in_room("bob", "b")
+    assert server_api("broadcast", rooms=["a", "b", "c"], data=1) == Counter({"Query": 3})
+
+
+@pytest.mark.parametrize("devices", [1, 3])
+def test_subscribe_is_a_join_per_device_and_one_position_read(
+    in_room: Any, connect: Any, server_api: Any, devices: int
+) -> None:
+    in_room("watcher")
+    for _ in range(devices):
+        connect("alice")
+    calls = server_api("subscribe", userId="alice", room="lobby")
+    per_device = Counter({"UpdateItem": 2, "PutItem": 1})
+    expected = Counter({"Query": 1 + 1, "BatchGetItem": 1, "GetItem": 1})  # devices; watchers
+    for _ in range(devices):
+        expected += per_device
+    assert calls == expected
+
+
+@pytest.mark.parametrize("devices", [1, 3])
+def test_unsubscribe_is_a_leave_per_device(
+    in_room: Any, server_api: Any, devices: int
+) -> None:
+    for _ in range(devices):
+        in_room("alice")
+    calls = server_api("unsubscribe", userId="alice", room="lobby")
+    expected = Counter({"Query": 1 + 1, "BatchGetItem": 1})  # devices; watchers when last
+    for _ in range(devices):
+        expected += Counter({"DeleteItem": 1, "UpdateItem": 2})
+    assert calls == expected
+
+
+DISCONNECTED = Counter({"BatchGetItem": 1, "BatchWriteItem": 1})
+"""A closed connection's own ``$disconnect`` (in no room), which API Gateway runs."""
+
+
+def test_disconnect_reads_the_audience_then_each_close_is_a_disconnect(
+    in_room: Any, connect: Any, server_api: Any
+) -> None:
+    in_room("bob")
+    connect("alice"), connect("alice")
+    calls = server_api("disconnect", userId="alice")
+    assert calls == Counter({"Query": 1}) + DISCONNECTED + DISCONNECTED
+    laptop = connect("carol")
+    assert server_api("disconnect", connectionId=laptop.id) == Counter(
+        {"GetItem": 1}) + DISCONNECTED
+
+
+def test_revoke_is_one_write_and_the_users_connections(
+    in_room: Any, client: Any, token: Any, server_api: Any
+) -> None:
+    in_room("bob")
+    client.connect(query={"token": token("alice", now=time.time() - 60)})
+    calls = server_api("revoke", userId="alice")
+    assert calls == Counter({"UpdateItem": 1, "Query": 1, "BatchGetItem": 1}) + DISCONNECTED
+
+
+@pytest.mark.parametrize("members", AUDIENCES)
+def test_presence_reads_are_one_query(in_room: Any, server_api: Any, members: int) -> None:
+    for index in range(members):
+        in_room(f"u{index}")
+    assert server_api("presence", room="lobby") == Counter({"Query": 1})
+    assert server_api("presenceStats", room="lobby") == Counter({"Query": 1})
+
+
+def test_history_reads_and_history_remove_writes_once(in_room: Any, server_api: Any) -> None:
+    alice = in_room("alice")
+    alice.request({"action": "sendToRoom", "room": "lobby", "text": "x"})
+    assert server_api("history", room="lobby") == Counter({"GetItem": 1, "Query": 1})
+    assert server_api("history", userId="nobody") == Counter({"GetItem": 1, "PutItem": 1})
+    assert server_api("historyRemove", room="lobby") == Counter({"PutItem": 1})
+
+
+@pytest.mark.parametrize("connections", AUDIENCES)
+def test_rooms_and_info_are_one_index_scan_page(
+    in_room: Any, server_api: Any, connections: int
+) -> None:
+    for index in range(connections):
+        in_room(f"u{index}", room=f"r{index % 3}")
+    assert server_api("rooms") == Counter({"Scan": 1})
+    assert server_api("info") == Counter({"Scan": 1})

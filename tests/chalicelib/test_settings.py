@@ -28,6 +28,8 @@ def test_defaults() -> None:
     assert settings.history_ttl_seconds == 86400
     assert settings.history_max_messages == 1000
     assert settings.recovery_max_messages == 100
+    assert settings.idempotency_window_seconds == 600
+    assert settings.token_expiry_grace_seconds == 0
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,11 @@ def test_defaults() -> None:
         ({**BASE, "HISTORY_MAX_MESSAGES": "many"}, "HISTORY_MAX_MESSAGES"),
         ({**BASE, "RECOVERY_MAX_MESSAGES": "0"}, "RECOVERY_MAX_MESSAGES"),
         ({**BASE, "RECOVERY_MAX_MESSAGES": "1001"}, "RECOVERY_MAX_MESSAGES"),
+        ({**BASE, "IDEMPOTENCY_WINDOW_SECONDS": "0"}, "IDEMPOTENCY_WINDOW_SECONDS"),
+        ({**BASE, "IDEMPOTENCY_WINDOW_SECONDS": "86401"}, "IDEMPOTENCY_WINDOW_SECONDS"),
+        ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "-1"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
+        ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "61"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
+        ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "soon"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
     ],
 )
 def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str) -> None:
@@ -86,3 +93,10 @@ def test_each_stage_reserves_the_worker_concurrency_its_pacing_assumes(stage: st
     assert worker.reserved_concurrency == settings.fanout_worker_concurrency
     assert settings.invocation_rps * settings.fanout_worker_concurrency == settings.management_rps
     assert settings.management_transport == "lean"
+
+
+def test_idempotency_window_and_expiry_grace_parse() -> None:
+    settings = Settings.from_environ(
+        {**BASE, "IDEMPOTENCY_WINDOW_SECONDS": "60", "TOKEN_EXPIRY_GRACE_SECONDS": "60"}
+    )
+    assert (settings.idempotency_window_seconds, settings.token_expiry_grace_seconds) == (60, 60)

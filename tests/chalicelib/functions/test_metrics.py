@@ -10,6 +10,7 @@ checked against is the one the code really emits.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -44,9 +45,11 @@ def emitted(capsys: pytest.CaptureFixture[str]) -> list[Point]:
 def test_connects_accepted_and_refused_by_reason(
     client: WebsocketTestClient, services: Any, token: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    services.revocations.revoke("carol", int(time.time()))
     capsys.readouterr()
     assert client.connect(query={"token": token("alice")}).status == 200
     refusals = {
+        "revoked": {"token": token("carol", now=time.time() - 60)},
         "missing_token": {},
         "expired": {"token": token("bob", lifetime_seconds=-60)},
         "bad_signature": {"token": issue_token("another-key-0123456789abcdef0123", "mallory")},

@@ -1,0 +1,72 @@
+"""What a publication may be, without I/O: its type, its size, its audience's stream and scope.
+
+Publishing itself (storing, delivering, idempotency) runs through the
+``server_api`` function in ``tests/chalicelib/functions/test_server_api.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib import protocol
+from chalicelib.delivery import MAX_POST_BYTES
+from chalicelib.publish import (
+    Audience,
+    Publication,
+    Publisher,
+    PublishError,
+    check_type,
+)
+from chalicelib.streams import Stream
+
+
+def publisher(history: bool = True) -> Publisher:
+    """Only :meth:`Publisher.prepare` is used: nothing is read or written."""
+    unused: Any = None
+    streams: Any = object() if history else None
+    return Publisher(unused, streams, unused, unused, unused)
+
+
+@pytest.mark.parametrize("frame_type", ["push", "order.created", "score:v2", "a" * 64])
+def test_a_backend_names_its_own_frame_types(frame_type: str) -> None:
+    assert check_type(frame_type) == frame_type
+
+
+@pytest.mark.parametrize("frame_type", sorted(protocol.SERVER_FRAME_TYPES))
+def test_the_protocols_own_types_are_refused(frame_type: str) -> None:
+    with pytest.raises(PublishError, match="protocol's own"):
+        check_type(frame_type)
+
+
+@pytest.mark.parametrize("frame_type", ["", "a b", "a" * 65, "\u00e9t\u00e9"])
+def test_a_type_is_a_name_like_a_rooms(frame_type: str) -> None:
+    with pytest.raises(PublishError, match="'type'"):
+        check_type(frame_type)
+
+
+def test_audiences_their_streams_and_scopes() -> None:
+    assert Audience(room="lobby").stream == Stream.of_room("lobby")
+    assert Audience(user_id="alice").stream == Stream.of_user("alice")
+    assert Audience().stream is None
+    scopes = {Audience(room="x").scope, Audience(user_id="x").scope, Audience().scope}
+    assert len(scopes) == 3
+
+
+def test_the_size_of_a_stored_frame_counts_the_position_it_will_get() -> None:
+    """A frame that fits unnumbered but not with a seq and epoch is refused before storing."""
+    entry = publisher().prepare(Publication(Audience(room="lobby"), data=""))
+    overhead = len(protocol.message(entry).encode())
+    data = "x" * (MAX_POST_BYTES - overhead - 10)
+    live = Publication(Audience(room="lobby"), data=data)
+    assert publisher().prepare(live).data == data
+    with pytest.raises(PublishError, match=str(MAX_POST_BYTES)):
+        publisher().prepare(Publication(Audience(room="lobby"), data=data, store=True))
+
+
+def test_storing_needs_a_stream_and_history() -> None:
+    with pytest.raises(PublishError, match="everyone has no stream"):
+        publisher().prepare(Publication(Audience(), data=1, store=True))
+    with pytest.raises(PublishError, match="HISTORY_MAX_MESSAGES"):
+        publisher(history=False).prepare(Publication(Audience(room="a"), data=1, store=True))

@@ -55,6 +55,8 @@ FUNCTIONS = {
     "websocket_disconnect": "WebsocketDisconnect",
     "push": "Push",
     "fanout_worker": "FanoutWorker",
+    "server_api": "ServerApi",
+    "expire_connections": "ExpireConnections",
 }
 
 # -- references, rendered per format -----------------------------------------------

@@ -30,7 +30,7 @@ DECLARED = {metric.name: metric for metric in (*metrics.METRICS, *LOG_METRICS)}
 STAGE_NAMESPACE = {"Fn::Sub": NAMESPACE_PREFIX + "${StageName}"}
 TF_NAMESPACE = NAMESPACE_PREFIX + "${local.switchboard_stage}"
 FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Push",
-             "FanoutWorker")
+             "FanoutWorker", "ServerApi", "ExpireConnections")
 # The versions docs/deploy.md tells users to install for the Terraform path.
 TERRAFORM_VERSION = "1.3.10"
 AWS_PROVIDER_VERSION = "4.67.0"

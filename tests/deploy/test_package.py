@@ -28,7 +28,8 @@ from packaging.requirements import Requirement
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MERGE_TEMPLATE = "deploy/cloudformation.json"
-FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Push", "FanoutWorker")
+FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Push", "FanoutWorker",
+             "ServerApi", "ExpireConnections")
 
 
 def wheel_from_installed(distribution_name: str, directory: Path) -> Path:

@@ -21,6 +21,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
+from chalicelib.registry import table_definition
 from switchboard_local.project import read_stage
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -175,11 +176,12 @@ def test_every_grant_is_scoped_to_the_stage_resources(stage: str):
     cfg, env = stage_config(stage)
     table, queue = env["CONNECTIONS_TABLE"], env["FANOUT_QUEUE_NAME"]
     allowed_by_service = {
-        "dynamodb": {f"arn:aws:dynamodb:*:*:table/{table}",
-                     f"arn:aws:dynamodb:*:*:table/{table}/index/GSI1"},
+        "dynamodb": {f"arn:aws:dynamodb:*:*:table/{table}"} | {
+            f"arn:aws:dynamodb:*:*:table/{table}/index/{index['IndexName']}"
+            for index in table_definition(table)["GlobalSecondaryIndexes"]},
         "sqs": {f"arn:aws:sqs:*:*:{queue}"},
         "execute-api": {f"arn:aws:execute-api:*:*:*/{cfg['api_gateway_stage']}"
-                        "/POST/@connections/*"},
+                        f"/{method}/@connections/*" for method in ("POST", "DELETE")},
         "logs": {f"arn:aws:logs:*:*:log-group:/aws/lambda/{cfg['app_name']}-{stage}-*"},
         "ssm": {f"arn:aws:ssm:*:*:parameter{env.get('TOKEN_SECRET_PARAMETER')}"},
         "kms": {"arn:aws:kms:*:*:key/*"},

@@ -39,7 +39,9 @@ def test_the_client_installs_alone_from_the_checkout(tmp_path: Path) -> None:
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout)
     assert found["file"].startswith(str(tmp_path / "venv"))
-    assert [r.split(">")[0] for r in found["requires"]] == ["websockets"]
+    required = [r.split(">")[0] for r in found["requires"] if "extra ==" not in r]
+    assert required == ["websockets"]
+    assert [r.split(">")[0] for r in found["requires"] if 'extra == "server"' in r] == ["boto3"]
     assert Path(found["typed"], "py.typed").is_file()
     assert found["others"] == []
     assert found["client"] == "idle"

@@ -1,0 +1,174 @@
+"""End to end through ``make run``: a backend's server API calls, and tokens that run out.
+
+The real command serves the app on a free port; the backend calls
+``server_api`` with ``switchboard-local invoke`` (or its HTTP endpoint) and
+users are real WebSockets. Short-lived tokens are signed with the stage's key,
+read from the gateway's store as the smoke test reads it from SSM.
+
+These cover the server's side of the clients' contract: the frames, the
+closes and what the registry holds after them. What the Python and
+JavaScript clients then do (not re-joining an unsubscribed room, not
+reconnecting after ``reconnect: false``, refreshing before ``exp``) is theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from chalicelib.identity import issue_token
+from switchboard_local.project import read_stage
+from tests.e2e.readme import shell_env
+from tests.e2e.test_recovery_e2e import Gateway, abort, request
+from tests.gateways import REPO, WAIT
+from tests.switchboard_local.installed import Served
+
+LIFETIME = 4
+"""Seconds a short-lived token lives."""
+
+
+@pytest.fixture(scope="module")
+def gateway(make_run: Served) -> Gateway:
+    management = make_run.first("Management").split("/@connections/")[0]
+    return Gateway(make_run.first("WebSocket"), management, make_run.base)
+
+
+@pytest.fixture(scope="module")
+def signing_keys(make_run: Served) -> str:
+    """The dev stage's keys, from the parameter its TOKEN_SECRET_PARAMETER names."""
+    parameter = read_stage(REPO, "dev").environment["TOKEN_SECRET_PARAMETER"]
+    ssm = boto3.client("ssm", endpoint_url=make_run.first("Store"), region_name="us-east-1")
+    return str(ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"])
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def server_api(gateway: Gateway, method: str, **params: Any) -> dict[str, Any]:
+    """``POST /_local/invoke/server_api``, as a backend's SDK call would reach the function."""
+    body = json.dumps({"method": method, "params": params}).encode()
+    invoke = urllib.request.Request(
+        f"{gateway.base}/_local/invoke/server_api", data=body,
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(invoke, timeout=WAIT) as answer:
+        result: dict[str, Any] = json.load(answer)
+    assert "result" in result, result
+    return dict(result["result"])
+
+
+def receive(client: ClientConnection) -> dict[str, Any]:
+    return dict(json.loads(client.recv(timeout=WAIT)))
+
+
+def closed_with(client: ClientConnection) -> int | None:
+    """The close code once the server has closed the socket."""
+    with pytest.raises(ConnectionClosed):
+        while True:
+            client.recv(timeout=WAIT)
+    return client.close_code
+
+
+def test_the_command_line_invokes_the_server_api(make_run: Served, gateway: Gateway) -> None:
+    user = unique("alice")
+    alice = gateway.connect(user)
+    event = json.dumps({"method": "publish", "params": {"userId": user, "data": {"order": 42},
+                                                        "type": "order"}})
+    invoked = subprocess.run(
+        [str(REPO / ".venv/bin/switchboard-local"), "invoke", "server_api", event],
+        cwd=REPO, env=shell_env(make_run), capture_output=True, text=True, timeout=WAIT * 4,
+        check=False,
+    )
+    assert invoked.returncode == 0, invoked.stderr
+    assert json.loads(invoked.stdout) == {"result": {"delivered": 1, "queued": 0}}
+    frame = receive(alice)
+    assert (frame["type"], frame["data"]) == ("order", {"order": 42})
+
+
+def test_after_unsubscribe_the_room_is_gone_across_a_forced_drop(gateway: Gateway) -> None:
+    user, room = unique("bob"), unique("room")
+    sender = gateway.connect(unique("sender"))
+    request(sender, {"action": "joinRoom", "room": room})
+    bob = gateway.connect(user)
+    request(bob, {"action": "joinRoom", "room": room})
+
+    assert server_api(gateway, "unsubscribe", userId=user, room=room, reason="kicked") == {
+        "connections": 1}
+    assert receive(bob) == {"type": "unsubscribed", "room": room, "reason": "kicked"}
+    abort(bob)  # the phone loses its network
+
+    again = gateway.connect(user)
+    assert request(again, {"action": "whoami"})[-1]["rooms"] == []
+    request(sender, {"action": "sendToRoom", "room": room, "text": "not for bob"})
+    # The send was delivered before its ack: anything for bob would come before this pong.
+    assert [frame["type"] for frame in request(again, {"action": "ping"})] == ["pong"]
+    assert server_api(gateway, "presenceStats", room=room) == {"connections": 1, "users": 1}
+
+
+def test_disconnect_without_reconnect_and_revoke(gateway: Gateway) -> None:
+    user = unique("carol")
+    first = gateway.connect(user)
+    assert server_api(gateway, "disconnect", userId=user, reason="bye", reconnect=False) == {
+        "connections": 1}
+    assert receive(first) == {"type": "disconnect", "reason": "bye", "reconnect": False}
+    assert closed_with(first) == 1000  # the management API's DELETE
+    assert server_api(gateway, "disconnect", userId=user) == {"connections": 0}  # forgotten
+
+    second = gateway.connect(user)  # a disconnect is not a ban
+    revoked = server_api(gateway, "revoke", userId=user, issuedBefore=int(time.time()) + 1)
+    assert revoked["connections"] == 1
+    assert receive(second) == {"type": "disconnect", "reason": "token revoked",
+                               "reconnect": False}
+    assert closed_with(second) == 1000
+
+
+def test_a_short_lived_token_refreshed_three_times_keeps_every_message(
+    gateway: Gateway, signing_keys: str
+) -> None:
+    user, room = unique("dave"), unique("room")
+    sender = gateway.connect(unique("sender"))
+    request(sender, {"action": "joinRoom", "room": room})
+    token = issue_token(signing_keys, user, lifetime_seconds=LIFETIME)
+    dave = connect(f"{gateway.websocket_url}?token={token}", open_timeout=WAIT,
+                   close_timeout=WAIT, legacy=True)
+    request(dave, {"action": "joinRoom", "room": room})
+    started = time.time()
+    seen: list[int] = []
+    sent = 0
+    for _ in range(3):
+        for _ in range(3):
+            sent += 1
+            request(sender, {"action": "sendToRoom", "room": room, "text": str(sent)})
+        fresh = issue_token(signing_keys, user, lifetime_seconds=LIFETIME)
+        frames = request(dave, {"action": "refresh", "token": fresh})
+        seen += [f["seq"] for f in frames if f["type"] == "message"]
+        assert frames[-1]["action"] == "refresh" and frames[-1]["expiresAt"] > time.time()
+        time.sleep(LIFETIME * 0.75)  # most of the token's life, idle
+    assert time.time() - started > 2 * LIFETIME  # past the first token's exp: it was extended
+    frames = request(dave, {"action": "ping"})
+    seen += [f["seq"] for f in frames if f["type"] == "message"]
+    assert frames[-1]["type"] == "pong"
+    assert seen == list(range(1, sent + 1))
+
+
+def test_a_frame_after_exp_is_refused_and_the_connection_closed(
+    gateway: Gateway, signing_keys: str
+) -> None:
+    token = issue_token(signing_keys, unique("erin"), lifetime_seconds=1)
+    erin = connect(f"{gateway.websocket_url}?token={token}", open_timeout=WAIT,
+                   close_timeout=WAIT, legacy=True)
+    time.sleep(2.1)
+    erin.send(json.dumps({"action": "ping", "id": "late"}))
+    answer = receive(erin)
+    assert (answer["type"], answer["code"], answer["id"]) == ("error", "token_expired", "late")
+    assert closed_with(erin) == 1000

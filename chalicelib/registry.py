@@ -395,19 +395,8 @@ class Registry:
 
     def all_connection_pages(self) -> Iterator[list[str]]:
         """Every live connection, a page at a time, from the sparse GSI1 only."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": GSI1,
-            "ProjectionExpression": "PK, #ttl",
-            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
-        }
-        while True:
-            response = self._client.scan(**request)
-            yield self._live_connection_ids(response["Items"], key="PK")
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None:
-                return
-            request["ExclusiveStartKey"] = last_key
+        for items in self._index_pages(GSI1, "PK, #ttl"):
+            yield self._live_connection_ids(items, key="PK")
 
     # -- many connections, token lifetime ------------------------------------------
 
@@ -494,26 +483,15 @@ class Registry:
 
     def connection_summaries(self) -> Iterator[list[ConnectionSummary]]:
         """Every live connection's user and rooms, a page at a time: a Scan of GSI2 only."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": GSI2,
-            "ProjectionExpression": "PK, userId, rooms, #ttl",
-            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
-        }
-        while True:
-            response = self._client.scan(**request)
+        for items in self._index_pages(GSI2, "PK, userId, rooms, #ttl"):
             yield [
                 ConnectionSummary(
                     _strip(item["PK"]["S"], _CONN_PREFIX),
                     item.get("userId", {}).get("S", ""),
                     frozenset(item.get("rooms", {}).get("SS", [])),
                 )
-                for item in response["Items"] if not self._expired(item)
+                for item in items if not self._expired(item)
             ]
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None:
-                return
-            request["ExclusiveStartKey"] = last_key
 
     # -- internals ----------------------------------------------------------
 
@@ -527,6 +505,22 @@ class Registry:
             for item in items
             if not self._expired(item)
         ]
+
+    def _index_pages(self, index: str, projection: str) -> Iterator[list[Item]]:
+        """A Scan of a sparse index, a page at a time (``#ttl`` names the ttl)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "ProjectionExpression": projection,
+            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+        }
+        while True:
+            response = self._client.scan(**request)
+            yield response["Items"]
+            last_key = response.get("LastEvaluatedKey")
+            if last_key is None:
+                return
+            request["ExclusiveStartKey"] = last_key
 
     def _query(self, **request: Any) -> list[Item]:
         items: list[Item] = []

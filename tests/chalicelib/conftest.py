@@ -7,17 +7,22 @@ registry calls over HTTP make example timing meaningless.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from chalicelib import runtime
 from chalicelib.registry import describe
 from chalicelib.runtime import Services
+from switchboard_local.stage import State
+from switchboard_local.testing import TestConnection, WebsocketTestClient
 
 hypothesis_settings.register_profile(
     "switchboard",
@@ -114,3 +119,25 @@ def all_logs() -> Iterator[list[logging.LogRecord]]:
         for logger in loggers:
             logger.removeHandler(handler)
         root.setLevel(previous)
+
+
+def socket_state(client: WebsocketTestClient, connection: TestConnection) -> State | None:
+    """The emulated socket's state (``CLOSED`` once the server closed it, say)."""
+    found = client.emulator.table.get(connection.id)
+    return None if found is None else found.state
+
+
+@pytest.fixture
+def later(services: Services) -> Callable[[float], Services]:
+    """From now on the app's services see the time ``seconds`` ahead of the real clock.
+
+    Only the services' own clock moves (token lifetimes, revocations, idempotency
+    windows): the registry's and the streams' TTLs, and PyJWT, keep the real one.
+    """
+
+    def move(seconds: float) -> Services:
+        moved = dataclasses.replace(services, clock=lambda: time.time() + seconds)
+        runtime.use(moved)
+        return moved
+
+    return move

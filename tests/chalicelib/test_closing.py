@@ -9,13 +9,9 @@ from chalicelib.invocation import Deadline
 from chalicelib.runtime import Services
 from switchboard_local.stage import State
 from switchboard_local.testing import Fault, WebsocketTestClient
+from tests.chalicelib.conftest import socket_state
 
 FRAME = '{"type":"disconnect","reason":"bye","reconnect":true}'
-
-
-def state(client: WebsocketTestClient, connection: Any) -> State | None:
-    found = client.emulator.table.get(connection.id)
-    return None if found is None else found.state
 
 
 def test_each_connection_gets_the_frame_then_is_closed(
@@ -26,7 +22,7 @@ def test_each_connection_gets_the_frame_then_is_closed(
     assert closed == Closed(closed=2)
     for connection in (alice, bob):
         assert [f["type"] for f in connection.frames] == ["disconnect"]
-        assert state(client, connection) is State.CLOSED
+        assert socket_state(client, connection) is State.CLOSED
         assert services.registry.get_connection(connection.id) is None
 
 
@@ -36,7 +32,7 @@ def test_a_connection_whose_frame_failed_is_closed_all_the_same(
     alice = connect("alice")
     client.emulator.inject(alice.id, 500)
     assert services.closer.close([alice.id], FRAME, Deadline.after(10)) == Closed(closed=1)
-    assert alice.frames == [] and state(client, alice) is State.CLOSED
+    assert alice.frames == [] and socket_state(client, alice) is State.CLOSED
 
 
 def test_connections_found_gone_are_forgotten(
@@ -57,4 +53,4 @@ def test_closing_without_a_frame_and_closing_nobody(
     alice = connect("alice")
     assert services.closer.close([], FRAME, Deadline.after(10)) == Closed()
     assert services.closer.close([alice.id], None, Deadline.after(10)) == Closed(closed=1)
-    assert alice.frames == [] and state(client, alice) is State.CLOSED
+    assert alice.frames == [] and socket_state(client, alice) is State.CLOSED

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,28 +18,12 @@ from chalicelib.identity import issue_token
 from chalicelib.revocations import Revocations
 from chalicelib.runtime import Services
 from switchboard_local.stage import State
-from switchboard_local.testing import TestConnection, WebsocketTestClient
+from switchboard_local.testing import WebsocketTestClient
+from tests.chalicelib.conftest import socket_state
 from tests.conftest import TEST_SECRET
 
 HOUR = 3600
 """The tests' tokens live an hour (``issue_token``'s default)."""
-
-
-@pytest.fixture
-def later(services: Services) -> Callable[[float], Services]:
-    """From now on the app's services see the time ``seconds`` ahead."""
-
-    def move(seconds: float) -> Services:
-        moved = dataclasses.replace(services, clock=lambda: time.time() + seconds)
-        runtime.use(moved)
-        return moved
-
-    return move
-
-
-def closed(client: WebsocketTestClient, connection: TestConnection) -> bool:
-    found = client.emulator.table.get(connection.id)
-    return found is not None and found.state is State.CLOSED
 
 
 def test_a_frame_after_exp_is_refused_and_the_connection_closed(
@@ -56,10 +39,10 @@ def test_a_frame_after_exp_is_refused_and_the_connection_closed(
 
     assert answer == {"type": "error", "code": "token_expired", "id": "late",
                       "message": "the connection's token has expired; reconnect with a new token"}
-    assert closed(client, alice)
+    assert socket_state(client, alice) is State.CLOSED
     assert services.registry.get_connection(alice.id) is None  # $disconnect ran
     assert [(f["userId"], f["event"]) for f in watcher.new_frames()] == [("alice", "leave")]
-    assert not closed(client, watcher)
+    assert socket_state(client, watcher) is State.OPEN
 
 
 def test_the_token_is_honoured_until_exp(connect: Any, later: Any) -> None:
@@ -80,7 +63,7 @@ def test_frames_are_answered_within_the_grace_and_refused_after_it(
     runtime.use(dataclasses.replace(services, settings=settings,
                                     clock=lambda: time.time() + HOUR + grace + 2))
     assert alice.request({"action": "ping"})["code"] == "token_expired"
-    assert closed(client, alice)
+    assert socket_state(client, alice) is State.CLOSED
 
 
 def test_refresh_extends_the_connection_to_the_new_tokens_exp(
@@ -128,7 +111,7 @@ def test_refresh_with_another_users_token_is_refused(
 
     assert answer["code"] == "forbidden" and "another user's" in answer["message"]
     assert services.registry.get_connection(alice.id) == before
-    assert not closed(client, alice)
+    assert socket_state(client, alice) is State.OPEN
 
 
 @pytest.mark.parametrize("bad", [
@@ -170,7 +153,7 @@ def test_a_refresh_after_exp_is_too_late(
     later(HOUR + 1)
     answer = alice.request({"action": "refresh", "token": token("alice")})
     assert answer["code"] == "token_expired"
-    assert closed(client, alice)
+    assert socket_state(client, alice) is State.CLOSED
 
 
 def test_a_stage_whose_services_have_no_table_client_does_not_refresh(

@@ -7,14 +7,11 @@ of the real one.
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from chalicelib import runtime
 from chalicelib.registry import EXPIRY_SHARDS
 from chalicelib.runtime import Services
 from switchboard_local.stage import State
@@ -24,6 +21,7 @@ from switchboard_local.testing import (
     TestConnection,
     WebsocketTestClient,
 )
+from tests.chalicelib.conftest import socket_state
 
 HOUR = 3600
 
@@ -40,11 +38,11 @@ def scheduled_event() -> dict[str, Any]:
 
 
 @pytest.fixture
-def expire(app_module: Any, services: Services) -> Any:
+def expire(app_module: Any, later: Any) -> Any:
     """Run the schedule once as if ``seconds`` had passed; returns its answer."""
 
     def run(seconds: float = 0) -> dict[str, Any]:
-        runtime.use(dataclasses.replace(services, clock=lambda: time.time() + seconds))
+        later(seconds)
         answer: dict[str, Any] = app_module.expire_connections(
             scheduled_event(), LambdaContext("expire_connections")
         )
@@ -54,8 +52,7 @@ def expire(app_module: Any, services: Services) -> Any:
 
 
 def is_open(client: WebsocketTestClient, connection: TestConnection) -> bool:
-    found = client.emulator.table.get(connection.id)
-    return found is not None and found.state is State.OPEN
+    return socket_state(client, connection) is State.OPEN
 
 
 def test_connections_past_their_tokens_exp_are_told_and_closed(

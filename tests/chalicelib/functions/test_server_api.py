@@ -20,6 +20,7 @@ from chalicelib.registry import Registry
 from chalicelib.runtime import Services
 from switchboard_local.stage import State
 from switchboard_local.testing import LambdaContext, TestConnection, WebsocketTestClient
+from tests.chalicelib.conftest import socket_state
 
 
 def call(app_module: Any, method: Any, params: Any = None, **rest: Any) -> dict[str, Any]:
@@ -67,8 +68,7 @@ def joined(connection: TestConnection, room: str = "lobby") -> TestConnection:
 
 
 def is_open(client: WebsocketTestClient, connection: TestConnection) -> bool:
-    found = client.emulator.table.get(connection.id)
-    return found is not None and found.state is State.OPEN
+    return socket_state(client, connection) is State.OPEN
 
 
 # -- publish ---------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_this_repositorys_template_names_its_resources_for_the_stage() -> None:
     }
     environments = loaded.function_environments()
     assert set(environments) == {"FanoutWorker", "WebsocketConnect", "WebsocketMessage",
-                                 "WebsocketDisconnect", "Push"}
+                                 "WebsocketDisconnect", "Push", "ServerApi", "ExpireConnections"}
     assert environments["Push"] == {"CONNECTIONS_TABLE": "switchboard-dev-connections",
                                     "FANOUT_QUEUE_NAME": "switchboard-dev-fanout"}
     assert loaded.reports_batch_item_failures("fanout_worker")
@@ -46,7 +46,7 @@ def test_this_repositorys_template_names_its_resources_for_the_stage() -> None:
     assert loaded.warnings == [
         "cloudformation.json: WebsocketAPIStage: Properties.DefaultRouteSettings not emulated "
         "(merged into a resource Chalice generates)",
-        "cloudformation.json: 19 monitoring resources (AWS::CloudWatch::Alarm, "
+        "cloudformation.json: 23 monitoring resources (AWS::CloudWatch::Alarm, "
         "AWS::CloudWatch::Dashboard, AWS::Logs::LogGroup, AWS::Logs::MetricFilter) watch AWS "
         "only: not created locally",
     ]

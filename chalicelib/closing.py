@@ -44,7 +44,7 @@ class Closer:
         self._cleanup = cleanup
         self._endpoint_of = endpoint_of
 
-    def close(
+    def end(
         self, connection_ids: Sequence[str], frame: str | None, deadline: Deadline
     ) -> Closed:
         """Post ``frame`` (when given) to each connection, then close each."""
@@ -54,7 +54,7 @@ class Closer:
         told = (post_timed(self._delivery, targets, frame, deadline) if frame is not None
                 else DeliveryReport())
         gone = set(told.gone)
-        closing = self._delivery.close_all([t for t in targets if t not in gone], deadline)
+        closing = self._delivery.drop_all([t for t in targets if t not in gone], deadline)
         forgotten = [*told.gone, *closing.gone]
         self._cleanup.forget(forgotten, deadline)
         return Closed(closing.delivered, len(forgotten), len(closing.failed))

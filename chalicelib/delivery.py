@@ -147,7 +147,7 @@ class Delivery:
         return _counted(self._send(connection_id, lambda: self._api.send(connection_id, text),
                                    deadline))
 
-    def close(self, connection_id: str, deadline: Deadline) -> Outcome:
+    def drop(self, connection_id: str, deadline: Deadline) -> Outcome:
         """Close one connection (``DELETE``): API Gateway then runs its ``$disconnect``.
 
         Paced and retried like a post; ``DELIVERED`` means closed, ``GONE`` that it
@@ -155,9 +155,9 @@ class Delivery:
         """
         return self._send(connection_id, lambda: self._api.close(connection_id), deadline)
 
-    def close_all(self, connection_ids: Sequence[str], deadline: Deadline) -> DeliveryReport:
+    def drop_all(self, connection_ids: Sequence[str], deadline: Deadline) -> DeliveryReport:
         """Close every connection now, on the pool; ``delivered`` counts those closed."""
-        return _report(connection_ids, self._each(connection_ids, self.close, deadline))
+        return _report(connection_ids, self._each(connection_ids, self.drop, deadline))
 
     def _send(
         self, connection_id: str, request: Callable[[], None], deadline: Deadline

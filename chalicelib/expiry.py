@@ -33,7 +33,7 @@ class Expiry:
         """Close every connection whose token is no longer honoured; what was done."""
         due = self._registry.due_connections(self._lifetime.due_until())
         frame = protocol.error(protocol.TOKEN_EXPIRED, EXPIRED_MESSAGE)
-        closed = self._closer.close([c.connection_id for c in due], frame, deadline)
+        closed = self._closer.end([c.connection_id for c in due], frame, deadline)
         report = {"due": len(due), "closed": closed.closed, "gone": closed.gone,
                   "failed": closed.failed}
         log.set(**report)

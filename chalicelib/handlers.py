@@ -96,7 +96,7 @@ def on_message(
     # out of time still hears back. A caller already gone is forgotten.
     outbox.send(event.connection_id, answer, call.deadline.with_reserve())
     if closer is not None and call.log.fields.get("code") == protocol.TOKEN_EXPIRED:
-        closer.close([event.connection_id], None, call.deadline.with_reserve())
+        closer.end([event.connection_id], None, call.deadline.with_reserve())
 
 
 def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog) -> str:

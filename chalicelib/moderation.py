@@ -113,7 +113,7 @@ class Moderation:
     ) -> Closed:
         """Tell each connection to go (and whether it may come back), then close it."""
         frame = protocol.disconnect(reason, reconnect)
-        return self._closer.close(connection_ids, frame, outbox.deadline)
+        return self._closer.end(connection_ids, frame, outbox.deadline)
 
     def revoke(self, user_id: str, issued_before: int, outbox: Outbox) -> Revoked:
         """Refuse the user's tokens issued before ``issued_before`` from now on, and close

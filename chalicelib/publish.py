@@ -141,7 +141,7 @@ class Publisher:
         :class:`PublishPending` while another invocation holds its idempotency key.
         """
         audience = publication.audience
-        entry = self.prepare(publication)
+        entry = self.checked_entry(publication)
         stream = audience.stream if publication.store else None
         key = publication.idempotency_key
         if key is None:
@@ -166,7 +166,7 @@ class Publisher:
             logger.exception("the answer to idempotency key %r could not be kept", key)
         return answer
 
-    def prepare(self, publication: Publication) -> Message:
+    def checked_entry(self, publication: Publication) -> Message:
         """The publication's stream entry, checked; :class:`PublishError` when it can never
         succeed (a bad type, a frame over the limit, ``store`` where nothing is kept)."""
         audience = publication.audience
@@ -184,7 +184,7 @@ class Publisher:
         check_size(protocol.message(entry.at(audience.room, _LARGEST_POSITION)))
         return entry
 
-    def deliver(self, audience: Audience, frame: str, outbox: Outbox) -> DeliveryReport:
+    def reach_audience(self, audience: Audience, frame: str, outbox: Outbox) -> DeliveryReport:
         """Deliver one rendered frame to the audience, a page of targets at a time."""
         total = DeliveryReport()
         for page in self._pages(audience):
@@ -197,7 +197,7 @@ class Publisher:
     ) -> dict[str, Any]:
         if stream is not None and self._streams is not None:
             entry = self._streams.append(stream, entry)
-        report = self.deliver(audience, protocol.message(entry), outbox)
+        report = self.reach_audience(audience, protocol.message(entry), outbox)
         answer: dict[str, Any] = {"delivered": report.delivered, "queued": report.queued}
         if entry.position is not None:
             answer.update(seq=entry.position.seq, epoch=entry.position.epoch)

@@ -82,7 +82,7 @@ def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict
         log.set(outcome="refused", reason=str(error))
         return {"ok": False, "error": str(error)}
     log.set(audience=request.audience)
-    publisher.deliver(_audience(request), frame, outbox)
+    publisher.reach_audience(_audience(request), frame, outbox)
     report = outbox.report
     log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
             failed=len(report.failed))

@@ -230,7 +230,7 @@ def broadcast(ctx: Context, command: Broadcast) -> dict[str, Any]:
     """Every room's publish, one answer each; a room that failed says so and the rest go on."""
     publisher = ctx.deps.publisher
     for publication in command.publications:
-        publisher.prepare(publication)  # refuse the whole call before publishing anything
+        publisher.checked_entry(publication)  # refuse the whole call before publishing anything
     answers: list[dict[str, Any]] = []
     for publication in command.publications:
         room = publication.audience.room

@@ -18,7 +18,7 @@ def test_each_connection_gets_the_frame_then_is_closed(
     connect: Any, client: WebsocketTestClient, services: Services
 ) -> None:
     alice, bob = connect("alice"), connect("bob")
-    closed = services.closer.close([alice.id, bob.id, alice.id], FRAME, Deadline.after(10))
+    closed = services.closer.end([alice.id, bob.id, alice.id], FRAME, Deadline.after(10))
     assert closed == Closed(closed=2)
     for connection in (alice, bob):
         assert [f["type"] for f in connection.frames] == ["disconnect"]
@@ -31,7 +31,7 @@ def test_a_connection_whose_frame_failed_is_closed_all_the_same(
 ) -> None:
     alice = connect("alice")
     client.emulator.inject(alice.id, 500)
-    assert services.closer.close([alice.id], FRAME, Deadline.after(10)) == Closed(closed=1)
+    assert services.closer.end([alice.id], FRAME, Deadline.after(10)) == Closed(closed=1)
     assert alice.frames == [] and socket_state(client, alice) is State.CLOSED
 
 
@@ -43,7 +43,7 @@ def test_connections_found_gone_are_forgotten(
     client.emulator.policy = lambda method, cid: (
         Fault(410) if method == "DELETE" and cid == gone_before_the_close.id else None)
     ids = [gone_before_the_frame.id, gone_before_the_close.id]
-    assert services.closer.close(ids, FRAME, Deadline.after(10)) == Closed(gone=2)
+    assert services.closer.end(ids, FRAME, Deadline.after(10)) == Closed(gone=2)
     assert services.registry.get_connections(ids) == []
 
 
@@ -51,6 +51,6 @@ def test_closing_without_a_frame_and_closing_nobody(
     connect: Any, client: WebsocketTestClient, services: Services
 ) -> None:
     alice = connect("alice")
-    assert services.closer.close([], FRAME, Deadline.after(10)) == Closed()
-    assert services.closer.close([alice.id], None, Deadline.after(10)) == Closed(closed=1)
+    assert services.closer.end([], FRAME, Deadline.after(10)) == Closed()
+    assert services.closer.end([alice.id], None, Deadline.after(10)) == Closed(closed=1)
     assert alice.frames == [] and socket_state(client, alice) is State.CLOSED

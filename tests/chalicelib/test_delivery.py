@@ -193,9 +193,9 @@ class FakeClock:
 def test_close_deletes_the_connection_and_reports_one_already_gone(setup: Setup) -> None:
     open_one, gone = setup.open(), setup.open()
     setup.emulator.close(gone)
-    assert setup.delivery.close(open_one, Deadline.after(5)) is Outcome.DELIVERED
+    assert setup.delivery.drop(open_one, Deadline.after(5)) is Outcome.DELIVERED
     assert setup.emulator.table.open(open_one) is None  # closed by the DELETE
-    assert setup.delivery.close(gone, Deadline.after(5)) is Outcome.GONE
+    assert setup.delivery.drop(gone, Deadline.after(5)) is Outcome.GONE
     assert setup.emulator.posts == 0
 
 
@@ -203,7 +203,7 @@ def test_a_throttled_close_is_retried_and_a_refused_one_fails(setup: Setup) -> N
     throttled, refused = setup.open(), setup.open()
     setup.emulator.inject(throttled, 429, 429)
     setup.emulator.inject(refused, 403)
-    report = setup.delivery.close_all([throttled, refused], Deadline.after(30))
+    report = setup.delivery.drop_all([throttled, refused], Deadline.after(30))
     assert (report.delivered, report.failed) == (1, (refused,))
     assert len(setup.sleeps) == 2
     assert setup.emulator.table.open(throttled) is None

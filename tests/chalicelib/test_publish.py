@@ -23,7 +23,7 @@ from chalicelib.streams import Stream
 
 
 def publisher(history: bool = True) -> Publisher:
-    """Only :meth:`Publisher.prepare` is used: nothing is read or written."""
+    """Only :meth:`Publisher.checked_entry` is used: nothing is read or written."""
     unused: Any = None
     streams: Any = object() if history else None
     return Publisher(unused, streams, unused, unused, unused)
@@ -56,17 +56,17 @@ def test_audiences_their_streams_and_scopes() -> None:
 
 def test_the_size_of_a_stored_frame_counts_the_position_it_will_get() -> None:
     """A frame that fits unnumbered but not with a seq and epoch is refused before storing."""
-    entry = publisher().prepare(Publication(Audience(room="lobby"), data=""))
+    entry = publisher().checked_entry(Publication(Audience(room="lobby"), data=""))
     overhead = len(protocol.message(entry).encode())
     data = "x" * (MAX_POST_BYTES - overhead - 10)
     live = Publication(Audience(room="lobby"), data=data)
-    assert publisher().prepare(live).data == data
+    assert publisher().checked_entry(live).data == data
     with pytest.raises(PublishError, match=str(MAX_POST_BYTES)):
-        publisher().prepare(Publication(Audience(room="lobby"), data=data, store=True))
+        publisher().checked_entry(Publication(Audience(room="lobby"), data=data, store=True))
 
 
 def test_storing_needs_a_stream_and_history() -> None:
     with pytest.raises(PublishError, match="everyone has no stream"):
-        publisher().prepare(Publication(Audience(), data=1, store=True))
+        publisher().checked_entry(Publication(Audience(), data=1, store=True))
     with pytest.raises(PublishError, match="HISTORY_MAX_MESSAGES"):
-        publisher(history=False).prepare(Publication(Audience(room="a"), data=1, store=True))
+        publisher(history=False).checked_entry(Publication(Audience(room="a"), data=1, store=True))

@@ -6,7 +6,9 @@ phase (and ``import app``) creates no AWS client and does no network I/O.
 
 :class:`Services` is the composition root: ``app.py`` picks out of it the few
 objects each handler takes (and tests build it on their engines); no other
-module receives it.
+module receives it. What only some functions use (the server API, the expiry
+schedule, publishing) is imported by the property that builds it, so the
+WebSocket functions' first event does not pay for it.
 """
 
 from __future__ import annotations
@@ -16,30 +18,30 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import aws, endpoint
 from chalicelib.actions import ActionDeps
 from chalicelib.cleanup import Cleanup
 from chalicelib.closing import Closer
 from chalicelib.delivery import Delivery
-from chalicelib.expiry import Expiry
 from chalicelib.fanout_queue import FanoutQueue
-from chalicelib.idempotency import Idempotency
 from chalicelib.identity import TokenVerifier, signing_keys
 from chalicelib.invocation import Deadline
 from chalicelib.lifetime import TokenLifetime
-from chalicelib.moderation import Moderation
 from chalicelib.outbox import Outbox
 from chalicelib.pacing import Pacer
 from chalicelib.presence import Announcer
-from chalicelib.publish import Publisher
 from chalicelib.registry import Registry
 from chalicelib.revocations import Revocations
-from chalicelib.server_api import ServerDeps
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.streams import Streams
 from chalicelib.worker import Worker
+
+if TYPE_CHECKING:
+    from chalicelib.expiry import Expiry
+    from chalicelib.publish import Publisher
+    from chalicelib.server_api import ServerDeps
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class Services:
 
     @cached_property
     def publisher(self) -> Publisher:
+        from chalicelib.idempotency import Idempotency
+        from chalicelib.publish import Publisher
+
         idempotency = Idempotency(
             self.dynamodb, self.settings.connections_table,
             self.settings.idempotency_window_seconds, self.clock,
@@ -116,6 +121,9 @@ class Services:
 
     @cached_property
     def server_api(self) -> ServerDeps:
+        from chalicelib.moderation import Moderation
+        from chalicelib.server_api import ServerDeps
+
         assert self.revocations is not None, "the server API needs the table's client"
         moderation = Moderation(
             self.settings, self.registry, self.streams, self.announcer, self.closer,
@@ -128,6 +136,8 @@ class Services:
 
     @cached_property
     def expiry(self) -> Expiry:
+        from chalicelib.expiry import Expiry
+
         assert self.lifetime is not None, "expiry needs the table's client"
         return Expiry(self.registry, self.lifetime, self.closer)
 

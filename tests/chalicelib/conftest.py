@@ -141,3 +141,14 @@ def later(services: Services) -> Callable[[float], Services]:
         return moved
 
     return move
+
+
+def scheduled_event() -> dict[str, Any]:
+    """What EventBridge sends a rate(1 minute) rule's target."""
+    return {
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/expire_connections"],
+        "detail": {},
+    }

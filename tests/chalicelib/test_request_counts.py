@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from switchboard_local.testing import LambdaContext
+from tests.chalicelib.conftest import scheduled_event
 
 AUDIENCES = [1, 10, 40]
 JOIN = {"GetItem": 2, "UpdateItem": 2, "PutItem": 1}
@@ -471,3 +472,20 @@ def test_rooms_and_info_are_one_index_scan_page(
         in_room(f"u{index}", room=f"r{index % 3}")
     assert server_api("rooms") == Counter({"Scan": 1})
     assert server_api("info") == Counter({"Scan": 1})
+
+
+def test_the_expiry_schedule_reads_only_the_connections_that_are_due(
+    app_module: Any, client: Any, token: Any, later: Any, items_read: Any
+) -> None:
+    """Its Queries' key condition stops at now: connections not due yet are never read."""
+    for n in range(30):
+        client.connect(query={"token": token(f"u{n}", lifetime_seconds=7200 if n % 3 else 3600)})
+
+    def run(seconds: float) -> int:
+        later(seconds)
+        return int(items_read(lambda: app_module.expire_connections(
+            scheduled_event(), LambdaContext("expire_connections"))))
+
+    assert run(60) == 0
+    # 10 of 30 due: the Queries read them (and each closed one's $disconnect reads nothing more).
+    assert run(3600 + 61) == 10

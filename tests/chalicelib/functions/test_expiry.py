@@ -21,20 +21,9 @@ from switchboard_local.testing import (
     TestConnection,
     WebsocketTestClient,
 )
-from tests.chalicelib.conftest import socket_state
+from tests.chalicelib.conftest import scheduled_event, socket_state
 
 HOUR = 3600
-
-
-def scheduled_event() -> dict[str, Any]:
-    """What EventBridge sends a rate(1 minute) rule's target."""
-    return {
-        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/expire_connections"],
-        "detail": {},
-    }
 
 
 @pytest.fixture

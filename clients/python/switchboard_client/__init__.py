@@ -35,6 +35,8 @@ from switchboard_client.events import (
 )
 from switchboard_client.options import Options
 
+__version__ = "0.2.0"
+
 __all__ = [
     "Ack",
     "Broadcast",

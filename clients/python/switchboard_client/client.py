@@ -129,7 +129,7 @@ class Client:
         if event is _END:
             self._core.events.put_nowait(_END)
             raise StopAsyncIteration
-        return event
+        return cast(Event, event)
 
     async def next_event(self, timeout: float | None = None) -> Event:
         """The next event; ``TimeoutError`` after ``timeout``, ``StopAsyncIteration`` at the end."""

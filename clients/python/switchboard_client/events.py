@@ -8,8 +8,10 @@ for type checkers and editors. Narrow an :data:`Event` on its ``type``::
         if event["type"] == "message":
             print(event["from"], event["text"])      # a Message here
 
-Fields a server may add later arrive unchanged; frames of a type this module
-does not know are yielded too (typed ``dict[str, Any]``).
+Fields a server may add later arrive unchanged. Frames of a type this module
+does not know (an application's own) are yielded too, as they came: compare
+their type as a plain string, ``kind: str = event["type"]``, since the union
+below lists only the types it describes (so that narrowing works).
 """
 
 from __future__ import annotations
@@ -167,9 +169,10 @@ class ErrorEvent(TypedDict):
 
 Event = (
     Message | Presence | Occupancy | Typing | Broadcast | Push | Subscribed | Unsubscribed
-    | Disconnect | StateChange | RecoveryFailed | ErrorEvent | dict[str, Any]
+    | Disconnect | StateChange | RecoveryFailed | ErrorEvent
 )
-"""What ``async for event in client`` yields; narrow it on ``event["type"]``."""
+"""What ``async for event in client`` yields; narrow it on ``event["type"]`` (frames of other
+types come too: see the module's documentation)."""
 
 
 # -- answers ---------------------------------------------------------------------------

@@ -329,14 +329,29 @@ function renderMessages() {
   list.lastElementChild?.scrollIntoView({ block: "nearest" });
 }
 
-function onMessage(frame) {
-  const key = typeof frame.room === "string" ? `room:${frame.room}` : `user:${frame.from}`;
-  const conv = conversation(key);
-  if (claimOwn(conv, frame)) return;
-  addMessage(conv, {
-    from: frame.from, text: frame.text, sentAt: frame.sentAt, seq: frame.seq, epoch: frame.epoch,
-    recovered: frame.replayed === true, mine: frame.from === page.user,
-  });
+/** A stream entry as the page shows it: a member's message, or a stored entry of another
+ * type (a backend's push: shown by its type, with its data). */
+function entryOf(frame, extra = {}) {
+  const member = frame.type === "message";
+  return {
+    from: member ? frame.from : frame.from ?? frame.type,
+    text: member ? frame.text : frame.text ?? JSON.stringify(frame.data ?? null),
+    sentAt: frame.sentAt, seq: frame.seq, epoch: frame.epoch, recovered: frame.replayed === true,
+    mine: member && frame.from === page.user, ...extra,
+  };
+}
+
+/** The conversation a stream entry belongs to: its room; else a direct message's sender, or
+ * everyone's for a direct entry that is not a member's message. */
+function conversationOf(frame) {
+  if (typeof frame.room === "string") return conversation(`room:${frame.room}`);
+  return conversation(frame.type === "message" ? `user:${frame.from}` : EVERYONE);
+}
+
+function onEntry(frame) {
+  const conv = conversationOf(frame);
+  if (frame.type === "message" && claimOwn(conv, frame)) return;
+  addMessage(conv, entryOf(frame));
 }
 
 function onBroadcast(frame) {
@@ -465,12 +480,7 @@ async function loadHistory(room, seq) {
   const conv = conversation(`room:${room}`);
   try {
     const answer = await page.client.history({ room, beforeSeq: seq + 1, limit: 50 });
-    for (const frame of answer.messages) {
-      addMessage(conv, {
-        from: frame.from, text: frame.text, sentAt: frame.sentAt, seq: frame.seq, epoch: frame.epoch,
-        history: true, mine: frame.from === page.user,
-      });
-    }
+    for (const frame of answer.messages) addMessage(conv, entryOf(frame, { history: true }));
   } catch (error) {
     log("info", `no history for ${room}: ${error.message}`);
   }
@@ -491,12 +501,7 @@ async function loadConversations() {
   } catch (error) {
     log("info", `no personal history: ${error.message}`);
   }
-  for (const frame of received) {
-    addMessage(conversation(`user:${frame.from}`), {
-      from: frame.from, text: frame.text, sentAt: frame.sentAt, seq: frame.seq, epoch: frame.epoch,
-      history: true, mine: frame.from === page.user,
-    });
-  }
+  for (const frame of received) addMessage(conversationOf(frame), entryOf(frame, { history: true }));
   for (const sent of page.memory.sent) {
     const conv = conversation(`user:${sent.peer}`);
     if (!conv.messages.some((m) => m.mine && m.sentAt === sent.sentAt && m.text === sent.text)) {
@@ -563,11 +568,11 @@ function connect() {
       refreshMembers(page.current.name);
     }
   });
-  client.on("message", onMessage);
+  client.on("message", onEntry);
   client.on("presence", onPresence);
   client.on("occupancy", onOccupancy);
   client.on("broadcast", onBroadcast);
-  client.on("push", (frame) => addMessage(conversation(EVERYONE), { from: "push", text: JSON.stringify(frame.data), sentAt: frame.sentAt }));
+  client.on("push", onEntry); // live from the push function, or stored in a stream
   client.on("subscribed", (frame) => {
     const conv = conversation(`room:${frame.room}`);
     Object.assign(conv, { joined: true, left: false });

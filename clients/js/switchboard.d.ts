@@ -59,10 +59,16 @@ export interface Broadcast {
   sentAt: string;
 }
 
+/** From the push function; one stored in a stream has its room (none: the personal stream),
+ * seq and epoch, and is ordered and recovered like a message. */
 export interface Push {
   type: "push";
   data: unknown;
   sentAt: string;
+  room?: string;
+  seq?: number;
+  epoch?: string;
+  replayed?: boolean;
 }
 
 /** A backend subscribed this user to `room`: the client now keeps it (re-joined after reconnects). */

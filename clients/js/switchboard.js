@@ -1137,8 +1137,6 @@ export class Client {
     if (request !== undefined) {
       this._pending.delete(frame.id);
       this._answer(request, frame);
-    } else if (frame.type === "message") {
-      this._route(frame);
     } else if (frame.type === "subscribed") {
       this._subscribed(frame);
     } else if (frame.type === "unsubscribed") {
@@ -1147,6 +1145,10 @@ export class Client {
       this._emit(frame);
       const reason = `the server disconnected: ${frame.reason || "no reason given"}`;
       this._end(reason, frame.reconnect === false ? new SwitchboardError(ERRORS.DISCONNECTED, reason) : null);
+    } else if (frame.type === "message" || ("sentAt" in frame && positionOf(frame) !== null)) {
+      // A message, or a stored entry of another type (a backend's stored push): it has its
+      // place (seq, epoch) and its time (sentAt), which no answer has.
+      this._route(frame);
     } else if (!("type" in frame) && typeof frame.message === "string") {
       // API Gateway's own answer when the integration failed; it names no request.
       this._emit({ ...frame, type: "error", code: INTERNAL });

@@ -336,3 +336,25 @@ def test_presence_follows_the_pages_and_returns_every_member() -> None:
 
     run(scenario)
 
+
+
+def test_stored_entries_of_other_types_are_ordered_with_the_messages() -> None:
+    async def scenario() -> None:
+        async with session() as (_server, client, connection):
+            await joined(client, connection, "lobby", epoch="A", seq=0)
+            stored = {"type": "push", "data": {"order": 42}, "sentAt": "t", "room": "lobby",
+                      "seq": 2, "epoch": "A"}
+            await connection.send(stored)  # ahead of seq 1: held, not handed over yet
+            await connection.message(1, room="lobby")
+            assert await next_event(client) == {
+                "type": "message", "from": "bob", "text": "m1", "sentAt": "t", "room": "lobby",
+                "seq": 1, "epoch": "A"}
+            assert await next_event(client) == stored
+            await connection.send(stored)  # a duplicate, as a message's would be
+            await connection.message(3, room="lobby")
+            assert (await next_event(client))["text"] == "m3"
+            assert client.stats()["duplicates_dropped"] == 1
+            with pytest.raises(TimeoutError):  # no gap: nothing is fetched
+                await connection.receive(timeout=0.4)
+
+    run(scenario)

@@ -1,6 +1,6 @@
 """The chat page shows what the server decides, in real Chromium: a large room's occupancy,
-a subscription or an unsubscription made by a backend, and a disconnect that does not come
-back.
+a push, a subscription or an unsubscription made by a backend, and a disconnect that does not
+come back.
 
 The server on ``main`` does not send these frames yet, so the test places itself between
 page and gateway with Playwright's WebSocket routing: every frame passes both ways, and the
@@ -58,6 +58,10 @@ def test_occupancy_subscriptions_and_a_final_disconnect_show_on_the_page(
 
     routed.server_says({"type": "occupancy", "room": room, "users": 1200, "connections": 1500})
     page.wait_for_selector("#occupancy:has-text('1,200 users, 1,500 connections')")
+
+    routed.server_says({"type": "push", "data": {"order": 42}, "sentAt": "2026-01-01T00:00:00Z"})
+    page.click("#conversations li[data-key='all:'] button")
+    message(page, '{"order":42}')
 
     routed.server_says({"type": "subscribed", "room": "news", "seq": 0, "epoch": "E"})
     page.wait_for_selector("#conversations li[data-key='room:news']")

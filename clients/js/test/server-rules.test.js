@@ -276,3 +276,19 @@ test("presence follows the pages and returns every member", async () => {
   assert.deepEqual((await unpaged).members, members.slice(0, 1));
   await client.close();
 });
+
+test("stored entries of other types are ordered with the messages", async () => {
+  const { gateway, client, events } = make();
+  const server = await opened(gateway, client);
+  await joined(client, server, "lobby", { epoch: "A", seq: 0 });
+  const stored = { type: "push", data: { order: 42 }, sentAt: "t", room: "lobby", seq: 2, epoch: "A" };
+  server.send(stored); // ahead of seq 1: held
+  server.message(1, { room: "lobby" });
+  server.send(stored); // a duplicate, as a message's would be
+  server.message(3, { room: "lobby" });
+  await waitFor(events, (e) => e.text === "m3");
+  assert.deepEqual(events.filter((e) => e.type !== "state").map((e) => e.text ?? e.type), ["m1", "push", "m3"]);
+  assert.equal(client.stats().duplicates_dropped, 1);
+  await server.silent(300); // no gap: nothing is fetched
+  await client.close();
+});

@@ -46,7 +46,7 @@ from switchboard_client.events import (
     Whoami,
 )
 from switchboard_client.options import Options
-from switchboard_client.ordering import Frame
+from switchboard_client.ordering import Frame, Position
 from switchboard_client.requests import Requests
 from switchboard_client.rooms import Rooms
 
@@ -299,15 +299,15 @@ class _Core:
             self.connection.token_expired()
         if self.requests.answer(frame):
             return
-        if kind == "message":
-            self.rooms.route(frame)
-        elif kind == "subscribed":
+        if kind == "subscribed":
             self.rooms.subscribed(frame)
         elif kind == "unsubscribed":
             self.rooms.unsubscribed(frame)
         elif kind == "disconnect":
             self.emit(frame)
             self.connection.server_disconnect(frame)
+        elif kind == "message" or _stream_entry(frame):
+            self.rooms.route(frame)
         elif kind is None and isinstance(frame.get("message"), str):
             # API Gateway's own answer when the integration failed; it names no request.
             self.emit({**frame, "type": "error", "code": INTERNAL})
@@ -334,6 +334,12 @@ class _Core:
         task.add_done_callback(self._tasks.discard)
 
 
+
+
+def _stream_entry(frame: Frame) -> bool:
+    """A stored entry of a stream whatever its type (a backend's stored ``push``, say): it has
+    its place (``seq``, ``epoch``) and its time (``sentAt``), which no answer has."""
+    return "sentAt" in frame and Position.of(frame) is not None
 
 
 def _frame(action: str, fields: Mapping[str, Any] | None) -> Frame:

@@ -92,9 +92,16 @@ class Broadcast(_BroadcastFrom):
 
 
 class Push(TypedDict):
+    """From the ``push`` function; one stored in a stream has its ``room`` (none: the personal
+    stream), ``seq`` and ``epoch``, and is ordered and recovered like a message."""
+
     type: Literal["push"]
     data: Any
     sentAt: str
+    room: NotRequired[str]
+    seq: NotRequired[int]
+    epoch: NotRequired[str]
+    replayed: NotRequired[bool]
 
 
 class Subscribed(TypedDict):

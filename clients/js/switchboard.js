@@ -12,8 +12,10 @@
 // full-jitter backoff, heartbeats, reconnects before API Gateway's 2-hour limit, matches answers
 // to requests by id, holds requests while reconnecting, re-joins rooms with `since`, resumes the
 // personal stream, and orders every message by seq (the Stream class, which runs the same cases
-// as the Python one: clients/spec/ordering.json). docs/clients.md describes it all; every
-// duration here is in milliseconds.
+// as the Python one: clients/spec/ordering.json). It obeys the server's decisions (subscribed,
+// unsubscribed, disconnect, token_expired, rate_limited), refreshes a token function's token
+// before it expires, and sends notices (no id, optionally coalesced). docs/clients.md describes
+// it all; switchboard.d.ts types it; every duration here is in milliseconds.
 
 export const DEFAULTS = Object.freeze({
   backoffBase: 500, // attempt n waits a random time in [0, min(cap, base * 2 ** (n - 1)))

@@ -186,7 +186,11 @@ def test_a_quick_reconnect_shows_no_leave_and_a_real_leave_shows_after_the_grace
     alice_page.wait_for_selector(f"#members li[data-user='{bob}']", state="detached")
     enter(bob_page, "#user", bob)
     bob_page.wait_for_selector("#status[data-state=open]")  # re-joins the remembered room
-    message(alice_page, f"{bob} joined", "system")
+    alice_page.wait_for_function(  # the second "joined": the first is already on the page
+        "(text) => [...document.querySelectorAll('#messages li.system .text')]"
+        ".filter((item) => item.textContent === text).length === 2",
+        arg=f"{bob} joined",
+    )
     assert texts(alice_page, notices=True) == [f"{bob} joined", f"{bob} left", f"{bob} joined"]
 
 

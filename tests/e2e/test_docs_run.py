@@ -32,7 +32,10 @@ from tests.clients.node import node, websocket_flags
 from tests.gateways import REPO
 from tests.switchboard_local.installed import Served
 
-from .readme import DEFAULT, address
+from .readme import address
+
+DEFAULT = "127.0.0.1:8000"
+"""``make run``'s address as the docs print it."""
 
 MARKER = "<!-- runnable -->"
 LANGUAGES = ("python", "js")

@@ -35,15 +35,14 @@ from switchboard_local.botocore_hook import (
     response,
 )
 from switchboard_local.events import ApiContext, ConnectionContext
+from switchboard_local.lambda_runtime import AppFunctions, LambdaContext
 from switchboard_local.stage import (
-    AppFunctions,
     ConnectionTable,
     Deliver,
     Drop,
     Fault,
     FaultPolicy,
     Faults,
-    LambdaContext,
 )
 
 __all__ = [
@@ -52,6 +51,8 @@ __all__ = [
 ]
 
 Frame = dict[str, Any]
+# One process, one thread per call: the in-process client runs every function in
+# the test's own process (no containers), which is what makes it quick to debug.
 
 
 @dataclass(eq=False)

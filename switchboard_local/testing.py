@@ -2,7 +2,8 @@
 
 Chalice's own test client has no WebSocket support. This one builds API
 Gateway events with the real field set, calls the Lambda handlers Chalice
-wrapped (middleware included) and emulates the management API behind the
+wrapped (middleware included) in the test's own process, one call at a time
+(the gateway's containers are not used here) and emulates the management API behind the
 app's *own* botocore client: requests are answered by a ``before-send`` hook
 on ``app.websocket_api.session``, so status codes and error types go through
 botocore's own parsing — a 410 becomes ``GoneException`` and Chalice raises
@@ -51,8 +52,6 @@ __all__ = [
 ]
 
 Frame = dict[str, Any]
-# One process, one thread per call: the in-process client runs every function in
-# the test's own process (no containers), which is what makes it quick to debug.
 
 
 @dataclass(eq=False)

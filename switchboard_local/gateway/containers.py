@@ -25,6 +25,8 @@ import itertools
 import logging
 import os
 import signal
+import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -35,7 +37,7 @@ from switchboard_local.gateway.channel import Decoder, encode
 from switchboard_local.gateway.concurrency import Concurrency
 from switchboard_local.gateway.invoker import Invocation, Invoker, outcome_of
 from switchboard_local.gateway.management import ManagementApi
-from switchboard_local.gateway.zygote import Zygote
+from switchboard_local.gateway.zygote import Zygote, ZygoteError
 from switchboard_local.lambda_runtime import (
     AppFunctions,
     FunctionSpec,
@@ -242,6 +244,7 @@ class ContainerInvoker(Invoker):
         self._management = management
         self._make_zygote = zygote
         self._zygote: Zygote | None = None
+        self._zygote_lock = threading.Lock()
         self._idle: dict[str, list[Container]] = {}
         self._lanes: dict[str, _Lane] = {}
         self._all: set[Container] = set()
@@ -335,9 +338,8 @@ class ContainerInvoker(Invoker):
             "management_url": self.settings.management_url(),
             "environment": self.settings.environment(spec.name),
         }
-        assert self._zygote is not None, "start() first"
         try:
-            container.pid, sock = await self.run(self._zygote.fork, request)
+            container.pid, sock = await self.run(self._fork, request)
         except Exception as error:
             return Raised.of(error)
         ready = container.ready()
@@ -360,6 +362,22 @@ class ContainerInvoker(Invoker):
                     spec.name, container.id, (time.monotonic() - container.started) * 1000,
                     init)
         return container
+
+    def _fork(self, request: dict[str, Any]) -> tuple[int, socket.socket]:
+        """A new container from the zygote; a zygote that died is replaced once."""
+        zygote = self._zygote
+        assert zygote is not None, "start() first"
+        try:
+            return zygote.fork(request)
+        except ZygoteError as error:
+            logger.warning("%s: starting a new zygote", error)
+            with self._zygote_lock:
+                if self._zygote is zygote:
+                    zygote.stop()
+                    self._zygote = self._make_zygote()
+                replacement = self._zygote
+            assert replacement is not None
+            return replacement.fork(request)
 
     def _discard(self, container: Container, kill: bool = False) -> None:
         self._all.discard(container)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 from functools import partial
 from pathlib import Path
@@ -239,3 +240,56 @@ def test_a_slow_invocation_delays_another_by_moments_only(in_containers: Any) ->
     finally:
         for client in clients:
             client.close()
+
+
+def test_an_app_that_fails_its_init_fails_the_invocation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An import error in the container (here only websocket_message's: it depends on the
+    function's environment) is Lambda's Runtime.ImportModuleError; the client gets the
+    error frame, other functions go on."""
+    thread, running = start_tiny(tmp_path, containers=True)
+    try:
+        app = tmp_path / "app.py"
+        app.write_text(
+            'import os\nif os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "").endswith('
+            '"websocket_message"):\n    import a_module_only_this_function_lacks\n'
+            + app.read_text()
+        )
+        thread.call(running.gateway.reload())
+        with running.connect() as client:
+            assert ask(client, "count")["message"] == "Internal server error"
+    finally:
+        stop(thread)
+    assert "websocket_message failed: Runtime.ImportModuleError" in caplog.text
+
+
+def test_a_zygote_that_died_is_replaced(tmp_path: Path) -> None:
+    thread, running = start_tiny(tmp_path, containers=True)
+    try:
+        with running.connect() as client:
+            before = ask(client, "count")
+            for zygote in children_running("switchboard_local.gateway.zygote"):
+                os.kill(zygote, signal.SIGKILL)
+            thread.call(running.gateway.reload())  # the next event needs a new container
+            after = ask(client, "count")
+    finally:
+        stop(thread)
+    assert after["pid"] != before["pid"] and after["count"] == 1
+
+
+def children_running(module: str) -> list[int]:
+    """This process's children whose command line names ``module``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if parent == os.getpid() and module in command:
+            found.append(int(entry.name))
+    assert found, f"no child process runs {module}"
+    return found

@@ -85,6 +85,15 @@ def test_fields_given_with_the_invocation_replace_the_events(scheduled: Running)
     assert status == 400 and "JSON object" in answer["message"]
 
 
+def test_a_function_without_concurrency_is_throttled(scheduled: Running) -> None:
+    """Reserved concurrency 0 turns a function off: Invoke answers 429 (Lambda API
+    reference, Invoke: TooManyRequestsException with its Reason)."""
+    status, answer = invoke(scheduled, "misspelled")
+    assert status == 429
+    assert answer["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert not [run for run in runs(scheduled) if run["function"] == "misspelled"]
+
+
 def test_an_unknown_name_lists_what_can_be_invoked(scheduled: Running) -> None:
     status, answer = invoke(scheduled, "nope")
     assert status == 404

@@ -16,7 +16,10 @@ same clients run, one after the other, against:
 Every server runs in its own process; the clients share one asyncio loop in
 this one. A warm-up with every client first, so the measured load finds the
 imports done and, with containers, the containers started (cold starts are
-their own measure: the gateway logs each one).
+their own measure: the gateway logs each one). Both gateways serve at once
+and take turns, five loads each, and each row is the median of its runs: on a
+shared machine a single run of a few seconds says more about the machine's
+load at that moment than about the server.
 """
 
 from __future__ import annotations
@@ -27,9 +30,8 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import partial
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from subprocess import DEVNULL, PIPE, Popen
 from typing import Any
@@ -44,6 +46,7 @@ GATEWAY_COMMAND = [
 ]
 MODES = {"gateway": "--no-containers", "containers": "--containers"}
 TARGET_CONTAINERS_VS_THREADS = 2.0
+ROUNDS = 5
 
 
 @contextmanager
@@ -120,15 +123,22 @@ def run_load(url: str, clients: int, messages: int) -> dict[str, Any]:
     return asyncio.run(_load(url, clients, messages))
 
 
-def measure(clients: int, messages: int) -> dict[str, Any]:
-    rows = []
-    servers: list[tuple[str, Callable[[], Any]]] = [
-        (mode, partial(gateway_server, mode)) for mode in MODES
-    ]
-    for name, start in [*servers, ("bare", bare_server)]:
-        with start() as url:
+def measure(clients: int, messages: int, rounds: int = ROUNDS) -> dict[str, Any]:
+    """Every server warmed up; the two gateways then take turns, ``rounds`` loads each,
+    so the machine's load hits both alike; each row is its median run."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*MODES, "bare"]}
+    with ExitStack() as servers:
+        urls = {mode: servers.enter_context(gateway_server(mode)) for mode in MODES}
+        for url in urls.values():
             run_load(url, clients, 2)  # warm-up: imports, every client, pools, containers
-            rows.append({"server": name} | run_load(url, clients, messages))
+        for _ in range(rounds):
+            for mode, url in urls.items():
+                runs[mode].append(run_load(url, clients, messages))
+    with bare_server() as url:
+        run_load(url, clients, 2)
+        runs["bare"] = [run_load(url, clients, messages) for _ in range(rounds)]
+    rows = [{"server": name} | median_run(loads) | {"runs": len(loads)}
+            for name, loads in runs.items()]
     cell = {row["server"]: row for row in rows}
     threads, containers = cell["gateway"], cell["containers"]
     return {
@@ -150,6 +160,11 @@ def measure(clients: int, messages: int) -> dict[str, Any]:
         },
         "lower_is_better": ["containers_vs_threads_p99"],
         "checks": {"every_message_echoed": all(
-            row["echoed"] == row["messages"] for row in rows
+            load["echoed"] == load["messages"] for loads in runs.values() for load in loads
         )},
     }
+
+
+def median_run(loads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate (its latencies with it)."""
+    return sorted(loads, key=lambda load: float(load["messages_per_s"]))[len(loads) // 2]

@@ -222,13 +222,6 @@ class Connection:
         """Data went through, either way: the idle timer starts again."""
         self.last_active = self.clock()
 
-    def received_text(self, size: int) -> Close | None:
-        """A text message arrived: hand it to ``$default`` (None), or close."""
-        if size > self.limits.max_message_bytes:
-            return self.close(Close(MESSAGE_TOO_BIG, "Message too big"))
-        self.touch()
-        return None
-
     def received_binary(self) -> Close | None:
         """Chalice's integration converts to text: API Gateway refuses binary frames."""
         return self.close(Close(UNSUPPORTED_DATA, "Binary frames unsupported"))

@@ -35,7 +35,7 @@ from switchboard_local.botocore_hook import (
     request_data,
     response,
 )
-from switchboard_local.events import ApiContext, ConnectionContext
+from switchboard_local.events import ApiContext, ConnectionContext, connect_headers
 from switchboard_local.lambda_runtime import AppFunctions, LambdaContext
 from switchboard_local.stage import (
     ConnectionTable,
@@ -191,10 +191,13 @@ class WebsocketTestClient:
         user_agent: str | None = "switchboard-tests",
     ) -> TestConnection:
         context = ConnectionContext(self.api, user_agent=user_agent)
-        all_headers = {"Host": self.api.domain_name, **(headers or {})}
+        client = {**(headers or {})}
         if user_agent is not None:
-            all_headers.setdefault("User-Agent", user_agent)
-        answer = self.invoke("$connect", context.connect_event(all_headers, query))
+            client.setdefault("User-Agent", user_agent)
+        pairs = [(name, value) for name, values in client.items()
+                 for value in ([values] if isinstance(values, str) else values)]
+        forwarded = connect_headers(pairs, self.api.domain_name, context.source_ip, 443, "https")
+        answer = self.invoke("$connect", context.connect_event(forwarded, query))
         status = stage.connect_status(answer)
         if 200 <= status < 300:
             self._contexts[context.connection_id] = context

@@ -45,10 +45,6 @@ class SocketConnection(stage.Connection):
         if close is not None and self.socket is not None and not self.socket.closed:
             await self.socket.close(code=close.code, message=close.reason.encode())
 
-    async def shut(self, code: int, reason: str = "") -> None:
-        """Close from the server side (DeleteConnection, shutdown)."""
-        await self.carry_out(self.close(stage.Close(code, reason)))
-
 
 Table = stage.ConnectionTable[SocketConnection]
 

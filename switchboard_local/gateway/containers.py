@@ -11,7 +11,9 @@ function's environment. An invocation that runs past the function's
 after N s"; a container that dies mid-invocation ends it with
 ``Runtime.ExitError``. After a reload (:meth:`ContainerInvoker.retire`)
 idle containers stop at once and busy ones when their invocation ends, so
-the next event cold-starts on the new code.
+the next event cold-starts on the new code. Invocations of one function take
+turns beyond a few at once (:class:`ContainerSettings`): the machine has two
+cores, not a region.
 
 The app's management calls come back over each container's channel and are
 answered by :class:`~switchboard_local.gateway.management.ManagementApi`.
@@ -29,7 +31,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,8 +185,8 @@ class Container:
                                           "the container exited during its init"))
         if was_alive or self._pending is not None:
             self._settle(Raised("Runtime.ExitError",
-                                f"RequestId: the container of {self.function} exited "
-                                "before the invocation completed"))
+                                f"the container of {self.function} exited before the "
+                                "invocation completed"))
 
     def _write(self, header: dict[str, Any], body: bytes = b"") -> None:
         self._send(encode(header, body))
@@ -250,21 +252,12 @@ class ContainerInvoker(Invoker):
         self._all: set[Container] = set()
         self._ids = itertools.count(1)
         self.generation = 0
-        self.cold_starts = 0
         self._reaper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the zygote (it imports in the background) and the reaper."""
         self._zygote = self._make_zygote()
         self._reaper = asyncio.get_running_loop().create_task(self._reap())
-
-    @property
-    def containers(self) -> Mapping[str, int]:
-        """Live containers per function."""
-        counts: dict[str, int] = {}
-        for container in self._all:
-            counts[container.function] = counts.get(container.function, 0) + 1
-        return counts
 
     def _start(self, functions: AppFunctions, spec: FunctionSpec, event: Any) -> Invocation:
         lane = self._lanes.setdefault(spec.name, _Lane())
@@ -357,7 +350,6 @@ class ContainerInvoker(Invoker):
         if not isinstance(init, float):
             self._discard(container)
             return init
-        self.cold_starts += 1
         logger.info("%s: cold start, container %d ready in %.0f ms (init %.0f ms)",
                     spec.name, container.id, (time.monotonic() - container.started) * 1000,
                     init)

@@ -1,7 +1,7 @@
 """The environment the app runs with, as a deployed function's would be.
 
-In containers each function gets its own (:func:`function_environment`):
-the variables the gateway was started with, a region and dummy credentials
+In containers each function gets its own: the variables the gateway was
+started with, a region and dummy credentials
 when there are none, the store's endpoints, the function's variables as
 Chalice resolves them (top level, stage, its ``lambda_functions`` entry),
 what the merge template merges into it, and the variables Lambda defines
@@ -90,11 +90,3 @@ def lambda_variables(function_name: str, memory_mb: int, task_root: str) -> dict
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
         "LAMBDA_TASK_ROOT": task_root,
     }
-
-
-def function_environment(*layers: Mapping[str, str]) -> dict[str, str]:
-    """One function's whole environment: the layers in order, later ones winning."""
-    environment: dict[str, str] = {}
-    for layer in layers:
-        environment.update(layer)
-    return environment

@@ -44,7 +44,6 @@ from switchboard_local.gateway.containers import (
     ContainerSettings,
 )
 from switchboard_local.gateway.environment import (
-    function_environment,
     lambda_variables,
     local_aws_defaults,
     merge_functions,
@@ -270,15 +269,15 @@ class Gateway:
         """One function's environment in its containers, and nothing of another's."""
         overlays = self.template.function_environments() if self.template is not None else {}
         config = self.project.function(name)
-        return function_environment(
-            self._started_with,
-            self._container_defaults,
-            self.project.function_environment(name),
-            overlays.get(function_logical_id(name), {}),
-            lambda_variables(self._app().functions.function_name(name),
-                             int(config.lambda_memory_size or 128),
-                             str(self.project.project_dir)),
-        )
+        return {
+            **self._started_with,
+            **self._container_defaults,
+            **self.project.function_environment(name),
+            **overlays.get(function_logical_id(name), {}),
+            **lambda_variables(self._app().functions.function_name(name),
+                               int(config.lambda_memory_size or 128),
+                               str(self.project.project_dir)),
+        }
 
     def _reserved_concurrency(self) -> dict[str, int]:
         reserved = {}

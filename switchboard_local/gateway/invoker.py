@@ -116,7 +116,11 @@ class Invoker:
         """The code changed: what runs the old code stops once it is done (a reload)."""
 
     async def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        """Wait for the pool's work off the loop: a thread may be waiting for the loop
+        (a REST request's invocation), which must go on turning meanwhile."""
+        await asyncio.get_running_loop().run_in_executor(
+            None, partial(self._pool.shutdown, wait=True, cancel_futures=False)
+        )
 
 
 class ThreadInvoker(Invoker):

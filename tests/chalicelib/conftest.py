@@ -67,14 +67,16 @@ def described(items: list[dict[str, Any]]) -> set[tuple[str, ...]]:
 def registry_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The items that say someone is connected or in a room.
 
-    Left out: message streams (kept for their own TTL) and presence items
-    whose set of connections is empty (what a user's last leave leaves behind
-    until its TTL; nobody is present through it).
+    Left out: message streams (kept for their own TTL), presence items whose
+    set of connections is empty (what a user's last leave can leave behind
+    until its TTL; nobody is present through it) and room items counting
+    nobody (a room's count outlives its last member, until its TTL).
     """
     return [
         item for item in items
         if (kind := describe(item)) is not None
         and not (kind[0] == "presence" and "conns" not in item)
+        and not (kind[0] == "room" and {item["users"]["N"], item["connections"]["N"]} == {"0"})
     ]
 
 

@@ -597,7 +597,7 @@ def test_a_presence_event_that_cannot_be_sent_does_not_fail_the_leave(
     def broken(room: str) -> None:
         raise RuntimeError("DynamoDB is unavailable")
 
-    monkeypatch.setattr(services.registry, "room_members", broken)
+    monkeypatch.setattr(services.registry, "room_watchers", broken)
     with caplog.at_level(logging.ERROR):
         assert alice.request({"action": "leaveRoom", "room": "r"}) == {
             "type": "ack", "action": "leaveRoom",

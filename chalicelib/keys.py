@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from chalicelib import aws
 from chalicelib.identity import signing_keys
 
 logger = logging.getLogger("switchboard.handlers")
@@ -72,3 +73,13 @@ class SigningKeys:
                          type(error).__name__)
             if self._ttl > REFRESH_SECONDS:  # and try again soon, not a whole TTL later
                 self._read_at -= self._ttl - REFRESH_SECONDS
+
+
+def parameter(name: str) -> Callable[[], str]:
+    """A loader of the keys an SSM SecureString holds (``TOKEN_SECRET_PARAMETER``)."""
+
+    def load() -> str:
+        response = aws.ssm_client().get_parameter(Name=name, WithDecryption=True)
+        return str(response["Parameter"]["Value"])
+
+    return load

@@ -320,16 +320,14 @@ class Registry:
         exits = [(room, user_id, cid) for (room, cid), user_id in presence.items()]
         results = self._map(lambda args: self._exit(*args), exits)
         changes: dict[str, list[int]] = {}  # room -> [users, connections] that left it
-        for (room, _, _), (was_in, last) in zip(exits, results, strict=True):
+        for (room, _, _), (in_count, last) in zip(exits, results, strict=True):
             delta = changes.setdefault(room, [0, 0])
-            delta[0] -= last
-            delta[1] -= was_in
-        counted = self._map(
-            lambda room: self._count(room, *changes[room]),
-            [room for room, delta in changes.items() if delta[1]],
-        )
-        counts = dict(zip([room for room, delta in changes.items() if delta[1]], counted,
-                          strict=True))
+            delta[0] -= int(last and in_count)
+            delta[1] -= int(in_count)
+        left = [room for room, delta in changes.items() if delta[1]]
+        counted = self._map(lambda room: self._count(room, changes[room][0], changes[room][1]),
+                            left)
+        counts = dict(zip(left, counted, strict=True))
         return [
             Departure(room, user_id, counts.get(room))
             for (room, user_id, _), (_, last) in zip(exits, results, strict=True) if last
@@ -403,8 +401,8 @@ class Registry:
         self._client.delete_item(
             TableName=self._table, Key=membership_key(room, connection.connection_id)
         )
-        was_in, last = self._exit(room, connection.user_id, connection.connection_id)
-        count = self._count(room, -last, -1) if was_in else None
+        counted, last = self._exit(room, connection.user_id, connection.connection_id)
+        count = self._count(room, -last, -1) if counted else None
         self._update_rooms(connection.connection_id, "DELETE", room)
         return PresenceChange(last, count)
 
@@ -683,13 +681,15 @@ class Registry:
         return list(response.get("Attributes", {}).get("conns", {}).get("SS", []))
 
     def _exit(self, room: str, user_id: str, connection_id: str) -> tuple[bool, bool]:
-        """Take a connection out of the user's presence set: whether it was in it, and
-        whether it was the last (then the emptied item is deleted).
+        """Take a connection out of the user's presence set: whether the room's count
+        held it, and whether it was the last (then the emptied item is deleted).
 
         Conditional on the set holding it, so that removing twice (or a
         connection that never got in) changes nothing and creates no item.
         The delete is conditional on the set still being empty: a connection
-        that joined in between keeps its item.
+        that joined in between keeps its item. A presence item whose ``ttl``
+        had passed is not in the count: every connection in it expired, and
+        so did the room's count, which started over without them.
         """
         key = presence_key(room, user_id)
         try:
@@ -705,7 +705,8 @@ class Registry:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False, False
-        before = response.get("Attributes", {}).get("conns", {}).get("SS", [])
+        old = response.get("Attributes", {})
+        before = old.get("conns", {}).get("SS", [])
         last = set(before) == {connection_id}
         if last:
             with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
@@ -713,7 +714,7 @@ class Registry:
                     TableName=self._table, Key=key,
                     ConditionExpression="attribute_not_exists(conns)",
                 )
-        return True, last
+        return not self._expired(old), last
 
     def _count(
         self, room: str, users: int, connections: int, joined: bool = False

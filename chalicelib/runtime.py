@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from chalicelib import aws, endpoint
+from chalicelib import aws, endpoint, keys
 from chalicelib.actions import ActionDeps
 from chalicelib.cleanup import Cleanup
 from chalicelib.delivery import Delivery
@@ -167,11 +167,7 @@ def _signing_keys(settings: Settings) -> SigningKeys:
     else:
         name = settings.token_secret_parameter
         assert name is not None
-
-        def load() -> str:
-            response = aws.ssm_client().get_parameter(Name=name, WithDecryption=True)
-            return str(response["Parameter"]["Value"])
-
+        load = keys.parameter(name)
         source = f"the parameter TOKEN_SECRET_PARAMETER names ({name})"
         ttl = float(settings.token_secret_ttl_seconds)
     try:

@@ -7,17 +7,19 @@ registry calls over HTTP make example timing meaningless.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from chalicelib import runtime
 from chalicelib.registry import describe
-from chalicelib.runtime import Services
+from chalicelib.runtime import Services, build_services
 
 hypothesis_settings.register_profile(
     "switchboard",
@@ -69,14 +71,14 @@ def registry_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Left out: message streams (kept for their own TTL), presence items whose
     set of connections is empty (what a user's last leave can leave behind
-    until its TTL; nobody is present through it) and room items counting
-    nobody (a room's count outlives its last member, until its TTL).
+    until its TTL; nobody is present through it) and rooms' counts (numbers,
+    not members; a room's count outlives its last member, until its TTL).
     """
     return [
         item for item in items
         if (kind := describe(item)) is not None
         and not (kind[0] == "presence" and "conns" not in item)
-        and not (kind[0] == "room" and {item["users"]["N"], item["connections"]["N"]} == {"0"})
+        and kind[0] != "room"
     ]
 
 
@@ -87,6 +89,19 @@ def event_lines(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
         for record in records
         if record.name == "switchboard.events"
     ]
+
+
+@pytest.fixture
+def restage(services: Services, dynamodb: Any, app_module: Any) -> Callable[..., Services]:
+    """Rebuild the services with other settings (as a stage with other variables would)."""
+
+    def apply(**changes: Any) -> Services:
+        settings = dataclasses.replace(services.settings, **changes)
+        built = build_services(settings, app_module.app.websocket_api, dynamodb)
+        runtime.use(built)
+        return built
+
+    return apply
 
 
 @pytest.fixture

@@ -24,10 +24,11 @@ Announce = Callable[[Sequence[Departure], Deadline], None]
 """Tells each room's watchers who left it (:meth:`chalicelib.presence.Announcer.departures`)."""
 
 
-ATTEMPTS = 3
+ATTEMPTS = 5
 """Tries of one removal: every step is idempotent, so a removal that failed half-way
 (throttled, a timeout) is simply done again, while the deadline allows."""
-RETRY_DELAY_SECONDS = 0.1
+RETRY_DELAY_SECONDS = 0.05
+"""The first pause between tries; it doubles (0.75 s in all, at most)."""
 
 
 class Cleanup:
@@ -68,7 +69,7 @@ class Cleanup:
                     gone, rooms=() if room is None else (room,), owners=owners
                 )
             except Exception:
-                delay = RETRY_DELAY_SECONDS * attempt
+                delay = RETRY_DELAY_SECONDS * 2 ** (attempt - 1)
                 if attempt < ATTEMPTS and delay < deadline.remaining():
                     logger.warning("cleanup of %d gone connections failed; retrying", len(gone))
                     self._sleep(delay)

@@ -13,8 +13,9 @@ reading the room:
   and connections — at most once per ``OCCUPANCY_INTERVAL_SECONDS`` while the
   count changes. The first change after a quiet interval is sent at once; a
   change inside the interval is sent when it ends, by the one invocation that
-  noted it (after answering its own caller, see
-  :func:`chalicelib.invocation.later`), with the counts of that moment.
+  noted it, with the counts of that moment. Either is posted after the
+  invocation answered its own caller (:func:`chalicelib.invocation.later`),
+  so a joiner gets its ack first.
 
 Best effort, like every notice: the change itself is stored already, a
 failure is logged, and the ``presence`` action stays the authoritative answer.
@@ -112,8 +113,8 @@ class Announcer:
         now = self._clock()
         if now >= count.occupancy_at + self._interval:
             claimed = self._registry.claim_occupancy(room, now, self._interval)
-            if claimed is not None:
-                self._send_occupancy(room, claimed, deadline)
+            if claimed is not None:  # sent once the caller has its answer
+                invocation.later(lambda: self._send_occupancy(room, claimed, deadline))
                 return
         if count.occupancy_due > now - STALE_INTERVALS * self._interval:
             return  # another invocation sends it when the interval ends

@@ -32,7 +32,7 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("switchboard")
 
 ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami", "members", "history"})
-NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "typing"})
+NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "occupancy", "typing"})
 """Frames a connection gets because of others' actions, not as an answer to its own."""
 ACK_FIELDS = frozenset(
     {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored"}

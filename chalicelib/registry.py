@@ -412,15 +412,7 @@ class Registry:
         """The room's member connections holding ``presence``: one Query of its users' items."""
         watchers: list[str] = []
         for watching in readable.each(
-            self._query(
-                KeyConditionExpression="PK = :pk AND begins_with(SK, :user)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": _ROOM_PREFIX + room}, ":user": {"S": _USER_PREFIX},
-                },
-                ProjectionExpression="SK, watching, #ttl",
-                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
-                ConsistentRead=True,
-            ),
+            self._query(**self._room_request(room, _USER_PREFIX, "SK, watching, #ttl")),
             lambda item: [] if self._expired(item) else item.get("watching", {}).get("SS", []),
             f"the presence of room {room}",
         ):
@@ -435,14 +427,9 @@ class Registry:
         ``limit`` users with connections are found (items left empty by a
         race are skipped) or the room ends.
         """
-        request: dict[str, Any] = {
+        request = {
+            **self._room_request(room, _USER_PREFIX, "SK, conns, #ttl"),
             "TableName": self._table,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :user)",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": _ROOM_PREFIX + room}, ":user": {"S": _USER_PREFIX},
-            },
-            "ProjectionExpression": "SK, conns",
-            "ConsistentRead": True,
             "Limit": limit + 1,
         }
         if after is not None:
@@ -550,15 +537,7 @@ class Registry:
         live: list[Member] = []
         expired: list[str] = []
         for member, is_expired in readable.each(
-            self._query(
-                KeyConditionExpression="PK = :pk AND begins_with(SK, :conn)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": _ROOM_PREFIX + room}, ":conn": {"S": _CONN_PREFIX},
-                },
-                ProjectionExpression="SK, userId, presence, #ttl",
-                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
-                ConsistentRead=True,
-            ),
+            self._query(**self._room_request(room, _CONN_PREFIX, "SK, userId, presence, #ttl")),
             lambda item: (_member_from_item(item), self._expired(item)),
             f"the members of room {room}",
         ):
@@ -589,6 +568,20 @@ class Registry:
             request["ExclusiveStartKey"] = last_key
 
     # -- internals ----------------------------------------------------------
+
+    @staticmethod
+    def _room_request(room: str, prefix: str, projection: str) -> dict[str, Any]:
+        """A consistent Query of the room's items whose ``SK`` begins with ``prefix``
+        (memberships or presence items, never both)."""
+        return {
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _ROOM_PREFIX + room}, ":prefix": {"S": prefix},
+            },
+            "ProjectionExpression": projection,
+            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+            "ConsistentRead": True,
+        }
 
     def _expired(self, item: Item) -> bool:
         ttl = item.get(TTL_ATTRIBUTE)

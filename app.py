@@ -23,7 +23,7 @@ from chalicelib import entry
 from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
 from chalicelib.delivery import WORKERS
 from chalicelib.management import ManagementSession
-from chalicelib.settings import fanout_queue_name
+from chalicelib.settings import fanout_queue_name, fanout_worker_concurrency
 
 if TYPE_CHECKING:
     from chalicelib.runtime import Services
@@ -92,7 +92,8 @@ def push(event: Any, context: Any) -> dict[str, Any]:
     return entry.run("push", "-", context, handle)
 
 
-@app.on_sqs_message(queue=fanout_queue_name(), batch_size=FANOUT_BATCH_SIZE, name="fanout_worker")
+@app.on_sqs_message(queue=fanout_queue_name(), batch_size=FANOUT_BATCH_SIZE, name="fanout_worker",
+                    maximum_concurrency=fanout_worker_concurrency())
 def fanout_worker(event: SQSEvent) -> dict[str, Any]:
     return entry.run(
         "fanout_worker", "-", event.context,

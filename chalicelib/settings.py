@@ -31,8 +31,12 @@ DEFAULT_RECOVERY_MAX_MESSAGES = 100
 # The account's API Gateway throttle is 10,000 requests/s shared by every API in
 # the region; by default a stage takes half of it for PostToConnection.
 DEFAULT_MANAGEMENT_RPS = 5000
-# The fanout_worker's reserved concurrency (.chalice/config.json and the templates).
+# The most fanout_worker invocations that run at once: the maximum concurrency of
+# its SQS subscription (app.py passes fanout_worker_concurrency() to
+# on_sqs_message). Not reserved concurrency, which new accounts cannot grant
+# and which throttles an SQS event source into redrive. AWS accepts 2 to 1000.
 DEFAULT_FANOUT_WORKER_CONCURRENCY = 5
+FANOUT_WORKER_CONCURRENCY_RANGE = (2, 1000)
 MANAGEMENT_TRANSPORTS = ("lean", "botocore")
 # Presence: per-user join/leave events up to this many users in a room (Pusher caps
 # presence channels at 100); above it, occupancy frames at most every interval.
@@ -124,9 +128,7 @@ class Settings:
             management_rps=_bounded_int(
                 env, "MANAGEMENT_RPS", DEFAULT_MANAGEMENT_RPS, 1, 1_000_000
             ),
-            fanout_worker_concurrency=_bounded_int(
-                env, "FANOUT_WORKER_CONCURRENCY", DEFAULT_FANOUT_WORKER_CONCURRENCY, 1, 10_000
-            ),
+            fanout_worker_concurrency=fanout_worker_concurrency(env),
             management_transport=management_transport(env),
             presence_events_max_members=_bounded_int(
                 env, "PRESENCE_EVENTS_MAX_MEMBERS", DEFAULT_PRESENCE_EVENTS_MAX_MEMBERS,
@@ -204,6 +206,19 @@ def fanout_queue_name(environ: Mapping[str, str] | None = None) -> str:
     """
     env = os.environ if environ is None else environ
     return _optional(env, "FANOUT_QUEUE_NAME") or DEFAULT_FANOUT_QUEUE_NAME
+
+
+def fanout_worker_concurrency(environ: Mapping[str, str] | None = None) -> int:
+    """``FANOUT_WORKER_CONCURRENCY``: the worker subscription's maximum concurrency.
+
+    Read when Chalice loads ``app.py`` (like :func:`fanout_queue_name`), so each
+    stage's subscription gets the stage's value, and by :class:`Settings`,
+    whose pacing divides ``MANAGEMENT_RPS`` by it.
+    """
+    env = os.environ if environ is None else environ
+    low, high = FANOUT_WORKER_CONCURRENCY_RANGE
+    return _bounded_int(env, "FANOUT_WORKER_CONCURRENCY", DEFAULT_FANOUT_WORKER_CONCURRENCY,
+                        low, high)
 
 
 def management_transport(environ: Mapping[str, str] | None = None) -> str:

@@ -9,8 +9,10 @@ renderers write it in each deployment format:
 * all of ``deploy/terraform/switchboard_observability.tf.json`` (Terraform's
   JSON syntax, beside the ``chalice.tf.json`` that ``chalice package`` writes).
 
-After changing anything here, run ``python -m deploy.observability``; the tests
-fail while either file differs from what this module writes.
+Every function of the app is watched (its log group, error filter, errors
+and throttles), as :mod:`deploy.project` lists them. After changing anything
+here or adding a function, run ``python -m deploy.generate``; the tests fail
+while a file differs from what it writes.
 
 Alarms: the fan-out DLQ not empty; the share of refused handshakes; management
 API posts throttled (429) and failed; function errors and throttles; the age
@@ -21,21 +23,17 @@ shows those figures and the connection activity over time.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from chalicelib import metrics
 from chalicelib.metrics import COUNT, Metric
+from deploy import project
 
-ROOT = Path(__file__).resolve().parent
-CLOUDFORMATION = ROOT / "cloudformation.json"
-TERRAFORM = ROOT / "terraform" / "switchboard_observability.tf.json"
 NAMESPACE_PREFIX = "Switchboard/"
 """The stage's namespace is this plus the stage name (``POWERTOOLS_METRICS_NAMESPACE``)."""
 
@@ -48,14 +46,19 @@ LOG_METRICS: tuple[Metric, ...] = (LOGGED_ERRORS,)
 ERROR_LINES = '"[ERROR]"'
 """The filter pattern: Lambda's Python runtime starts every ERROR record with ``[ERROR]``."""
 
-FUNCTIONS = {
-    # Chalice's name for the function: (CloudFormation resource, Terraform resource)
-    "websocket_connect": "WebsocketConnect",
-    "websocket_message": "WebsocketMessage",
-    "websocket_disconnect": "WebsocketDisconnect",
-    "push": "Push",
-    "fanout_worker": "FanoutWorker",
-}
+MAX_ALARM_QUERIES = 10
+"""CloudWatch reads at most this many metrics in one alarm (the sum of every function's)."""
+
+
+@functools.cache
+def functions() -> dict[str, str]:
+    """The app's functions: Chalice's name (Terraform's) -> CloudFormation's logical id."""
+    return {f.name: f.logical_id for f in project.every_stage()[0].functions}
+
+
+def _log_group(name: str) -> str:
+    """A function's log group, by the name every path gives the function."""
+    return f"/aws/lambda/{project.every_stage()[0].app_name}-@@stage@@-{name}"
 
 # -- references, rendered per format -----------------------------------------------
 #
@@ -123,7 +126,7 @@ def _cfn_placeholder(token: str) -> str:
     kind, _, name = token.partition(":")
     match kind:
         case "function":
-            return f"${{{FUNCTIONS[name]}}}"
+            return f"${{{functions()[name]}}}"
         case "queue":
             return f"${{{_CFN_QUEUES[name]}.QueueName}}"
         case "api":
@@ -142,7 +145,7 @@ def _cfn_placeholder(token: str) -> str:
 def _cfn_value(token: str) -> Any:
     kind, _, name = token.partition(":")
     if kind == "function":
-        return {"Ref": FUNCTIONS[name]}
+        return {"Ref": functions()[name]}
     if kind == "queue":
         return {"Fn::GetAtt": [_CFN_QUEUES[name], "QueueName"]}
     if kind == "param":
@@ -254,64 +257,73 @@ def _ours(metric: Metric, stat: str = "Sum", period: int = 300) -> Query:
 
 
 def _each_function(metric: str) -> tuple[Query, ...]:
+    if len(functions()) >= MAX_ALARM_QUERIES:
+        raise ValueError(f"{len(functions())} functions: one alarm cannot sum their {metric} "
+                         f"(CloudWatch reads at most {MAX_ALARM_QUERIES} metrics per alarm)")
     return tuple(Query("AWS/Lambda", metric, "Sum", 60, {"FunctionName": f"@@function:{name}@@"})
-                 for name in FUNCTIONS)
+                 for name in functions())
 
 
-_SUM_OF_FUNCTIONS = " + ".join(f"FILL(m{n}, 0)" for n in range(1, len(FUNCTIONS) + 1))
+def _sum_of_functions() -> str:
+    return " + ".join(f"FILL(m{n}, 0)" for n in range(1, len(functions()) + 1))
 
-ALARMS: tuple[Alarm, ...] = (
-    Alarm(
-        "DeadLetterQueueAlarm", "fanout-dlq-not-empty",
-        "Fan-out messages reached the dead-letter queue: their targets never got the frame.",
-        (Query("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 60,
-               {"QueueName": "@@queue:dlq@@"}),),
-        0,
-    ),
-    Alarm(
-        "RefusedConnectsAlarm", "refused-connects",
-        "A large share of WebSocket handshakes is refused (bad or expired tokens, "
-        "registration failures); the Reason dimension of ConnectsRefused says which.",
-        (_ours(metrics.CONNECTS_ACCEPTED), _ours(metrics.CONNECTS_REFUSED)),
-        "param:RefusedConnectsPercent", 3, 2,
-        "IF(FILL(m1, 0) + FILL(m2, 0) >= 10, "
-        "100 * FILL(m2, 0) / (FILL(m1, 0) + FILL(m2, 0)), 0)",
-    ),
-    Alarm(
-        "ManagementThrottledAlarm", "management-throttled",
-        "API Gateway's management API answers 429 to many posts (the account's "
-        "@connections throttle, or clients' full buffers); they are retried.",
-        (_ours(metrics.POSTS_THROTTLED),), "param:ThrottledPostsPerFiveMinutes", 3, 2,
-    ),
-    Alarm(
-        "ManagementFailuresAlarm", "management-failures",
-        "Posts to connections failed for good (after retries, or at the deadline).",
-        (_ours(metrics.POSTS_FAILED),), "param:FailedPostsPerFiveMinutes",
-    ),
-    Alarm(
-        "FunctionErrorsAlarm", "function-errors",
-        "A Switchboard function ended in an error (Lambda's Errors, all functions).",
-        _each_function("Errors"), 0, expression=_SUM_OF_FUNCTIONS,
-    ),
-    Alarm(
-        "FunctionThrottlesAlarm", "function-throttles",
-        "Lambda throttled a Switchboard function (account or reserved concurrency).",
-        _each_function("Throttles"), 0, expression=_SUM_OF_FUNCTIONS,
-    ),
-    Alarm(
-        "WorkerMessageAgeAlarm", "worker-message-age",
-        "The fan-out worker falls behind: the oldest queued batch is waiting too long.",
-        (Query("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", 60,
-               {"QueueName": "@@queue:fanout@@"}),),
-        "param:WorkerMessageAgeSeconds", 3, 3,
-    ),
-    Alarm(
-        "LoggedErrorsAlarm", "logged-errors",
-        "A function logged an error it handled (a failed action answered 'internal', a "
-        "failed registration or cleanup): see the functions' logs.",
-        (Query(STAGE, LOGGED_ERRORS.name, "Sum", 300),), 0,
-    ),
-)
+
+@functools.cache
+def alarms() -> tuple[Alarm, ...]:
+    """Every alarm; those over the functions' metrics watch every function of the app."""
+    return (
+        Alarm(
+            "DeadLetterQueueAlarm", "fanout-dlq-not-empty",
+            "Fan-out messages reached the dead-letter queue: their targets never got the frame.",
+            (Query("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", 60,
+                   {"QueueName": "@@queue:dlq@@"}),),
+            0,
+        ),
+        Alarm(
+            "RefusedConnectsAlarm", "refused-connects",
+            "A large share of WebSocket handshakes is refused (bad or expired tokens, "
+            "registration failures); the Reason dimension of ConnectsRefused says which.",
+            (_ours(metrics.CONNECTS_ACCEPTED), _ours(metrics.CONNECTS_REFUSED)),
+            "param:RefusedConnectsPercent", 3, 2,
+            "IF(FILL(m1, 0) + FILL(m2, 0) >= 10, "
+            "100 * FILL(m2, 0) / (FILL(m1, 0) + FILL(m2, 0)), 0)",
+        ),
+        Alarm(
+            "ManagementThrottledAlarm", "management-throttled",
+            "API Gateway's management API answers 429 to many posts (the account's "
+            "@connections throttle, or clients' full buffers); they are retried.",
+            (_ours(metrics.POSTS_THROTTLED),), "param:ThrottledPostsPerFiveMinutes", 3, 2,
+        ),
+        Alarm(
+            "ManagementFailuresAlarm", "management-failures",
+            "Posts to connections failed for good (after retries, or at the deadline).",
+            (_ours(metrics.POSTS_FAILED),), "param:FailedPostsPerFiveMinutes",
+        ),
+        Alarm(
+            "FunctionErrorsAlarm", "function-errors",
+            "A Switchboard function ended in an error (Lambda's Errors, all functions).",
+            _each_function("Errors"), 0, expression=_sum_of_functions(),
+        ),
+        Alarm(
+            "FunctionThrottlesAlarm", "function-throttles",
+            "Lambda throttled a Switchboard function (the account's concurrency, or a "
+            "subscription's maximum concurrency).",
+            _each_function("Throttles"), 0, expression=_sum_of_functions(),
+        ),
+        Alarm(
+            "WorkerMessageAgeAlarm", "worker-message-age",
+            "The fan-out worker falls behind: the oldest queued batch is waiting too long.",
+            (Query("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", 60,
+                   {"QueueName": "@@queue:fanout@@"}),),
+            "param:WorkerMessageAgeSeconds", 3, 3,
+        ),
+        Alarm(
+            "LoggedErrorsAlarm", "logged-errors",
+            "A function logged an error it handled (a failed action answered 'internal', a "
+            "failed registration or cleanup): see the functions' logs.",
+            (Query(STAGE, LOGGED_ERRORS.name, "Sum", 300),), 0,
+        ),
+    )
 
 
 def _threshold(alarm: Alarm, dialect: Dialect) -> Any:
@@ -443,7 +455,7 @@ def _graph(title: str, lines: list[list[Any]], x: int, y: int, width: int = 12,
 
 def _per_function(metric: str, stat: str) -> list[list[Any]]:
     return [["AWS/Lambda", metric, "FunctionName", f"@@function:{name}@@",
-             {"stat": stat, "label": f"{name} {metric}"}] for name in FUNCTIONS]
+             {"stat": stat, "label": f"{name} {metric}"}] for name in functions()]
 
 
 def dashboard() -> dict[str, Any]:
@@ -485,7 +497,7 @@ def dashboard() -> dict[str, Any]:
         {
             "type": "alarm", "x": 0, "y": 30, "width": 24, "height": 4,
             "properties": {"title": "Alarms",
-                           "alarms": [f"@@alarm:{alarm.resource}@@" for alarm in ALARMS]},
+                           "alarms": [f"@@alarm:{alarm.resource}@@" for alarm in alarms()]},
         },
     ]}
 
@@ -499,11 +511,11 @@ def dashboard_text() -> str:
 
 def cloudformation_resources() -> dict[str, Any]:
     resources: dict[str, Any] = {}
-    for name, resource in FUNCTIONS.items():
+    for name, resource in functions().items():
         resources[f"{resource}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {
-                "LogGroupName": CFN.sub(f"/aws/lambda/@@function:{name}@@"),
+                "LogGroupName": CFN.sub(_log_group(name)),
                 "RetentionInDays": {"Ref": "LogRetentionDays"},
             },
         }
@@ -521,7 +533,7 @@ def cloudformation_resources() -> dict[str, Any]:
                 }],
             },
         }
-    for alarm in ALARMS:
+    for alarm in alarms():
         resources[alarm.resource] = _cfn_alarm(alarm)
     resources["Dashboard"] = {
         "Type": "AWS::CloudWatch::Dashboard",
@@ -572,7 +584,7 @@ def terraform() -> dict[str, Any]:
     log_groups = {
         name: {"name": TF.sub(f"/aws/lambda/@@function:{name}@@"),
                "retention_in_days": "${var.log_retention_days}"}
-        for name in FUNCTIONS
+        for name in functions()
     }
     filters = {
         f"{name}_errors": {
@@ -587,14 +599,14 @@ def terraform() -> dict[str, Any]:
                 "unit": LOGGED_ERRORS.unit,
             }],
         }
-        for name in FUNCTIONS
+        for name in functions()
     }
     return {
         "variable": variables,
         "resource": {
             "aws_cloudwatch_log_group": log_groups,
             "aws_cloudwatch_log_metric_filter": filters,
-            "aws_cloudwatch_metric_alarm": {a.terraform_name: _tf_alarm(a) for a in ALARMS},
+            "aws_cloudwatch_metric_alarm": {a.terraform_name: _tf_alarm(a) for a in alarms()},
             "aws_cloudwatch_dashboard": {
                 "switchboard": {
                     "dashboard_name": TF.sub("switchboard-@@stage@@"),
@@ -605,36 +617,3 @@ def terraform() -> dict[str, Any]:
         "output": {"dashboard_name": {
             "value": "${aws_cloudwatch_dashboard.switchboard.dashboard_name}"}},
     }
-
-
-def render(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.observability",
-        description="Write the alarms, dashboard and log groups into deploy/cloudformation.json "
-        "and deploy/terraform/switchboard_observability.tf.json.",
-    )
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if either file differs from the definition")
-    args = parser.parse_args(argv)
-    wanted = {
-        CLOUDFORMATION: render(merged_cloudformation(json.loads(CLOUDFORMATION.read_text()))),
-        TERRAFORM: render(terraform()),
-    }
-    stale = [path for path, text in wanted.items()
-             if not path.exists() or path.read_text() != text]
-    if args.check:
-        for path in stale:
-            print(f"{path.relative_to(ROOT.parent)} differs from deploy/observability.py")
-        return 1 if stale else 0
-    for path in stale:
-        path.write_text(wanted[path])
-        print(f"wrote {path.relative_to(ROOT.parent)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,8 +11,13 @@ and once after each ``chalice deploy`` to finish what Chalice leaves out::
 
     python -m deploy.provision --stage prod --after-deploy
 
+The CloudFormation and Terraform paths create the table and the queues
+themselves; they need only the signing key, which no template holds::
+
+    python -m deploy.provision --stage prod --only-signing-key
+
 Names come from the stage's variables in ``.chalice/config.json``, the same
-ones the functions read and the stage's policy file grants access to.
+ones the functions read and the stage's policy files grant access to.
 """
 
 from __future__ import annotations
@@ -27,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.registry import TTL_ATTRIBUTE, table_definition
-from deploy import session
-from switchboard_local.project import ProjectError, read_stage
+from deploy import project, session
 
 PROJECT = Path(__file__).resolve().parent.parent
 QUEUE_VISIBILITY_SECONDS = 360  # six times the worker's 60 s timeout, as AWS advises
@@ -50,6 +54,8 @@ class StageConfig:
     table: str
     queue: str | None
     secret_parameter: str | None
+    subscriptions: tuple[str, ...] = ()
+    """Chalice's names of the app's SQS subscriptions (``fanout_worker-sqs-event-source``)."""
 
     @property
     def dead_letter_queue(self) -> str | None:
@@ -58,11 +64,9 @@ class StageConfig:
     @classmethod
     def load(cls, stage: str, project_dir: Path = PROJECT) -> StageConfig:
         try:
-            chalice_stage = read_stage(project_dir, stage)
-        except ProjectError as error:
+            chalice_stage = project.load(stage, project_dir)
+        except project.StageError as error:
             raise SystemExit(str(error)) from None
-        if "stages" not in chalice_stage.config.config_from_disk:
-            raise SystemExit(f"stage {stage!r} is not in .chalice/config.json")
         env = chalice_stage.environment
         if "CONNECTIONS_TABLE" not in env:
             raise SystemExit(f"stage {stage!r} sets no CONNECTIONS_TABLE")
@@ -73,6 +77,8 @@ class StageConfig:
             table=env["CONNECTIONS_TABLE"],
             queue=env.get("FANOUT_QUEUE_NAME"),
             secret_parameter=env.get("TOKEN_SECRET_PARAMETER"),
+            subscriptions=tuple(f.subscription.resource_name for f in chalice_stage.functions
+                                if f.subscription is not None),
         )
 
 
@@ -89,13 +95,18 @@ class Report:
         self.lines.append(f"already there: {what}")
 
 
-def provision(stage: StageConfig, clients: Clients) -> Report:
+def provision(stage: StageConfig, clients: Clients, only_signing_key: bool = False) -> Report:
+    """The stage's table, queues and signing key; only the key for the template paths."""
     report = Report()
-    ensure_table(clients("dynamodb"), stage.table, report)
-    if stage.queue is not None and stage.dead_letter_queue is not None:
-        ensure_queues(clients("sqs"), stage.queue, stage.dead_letter_queue, report)
+    if not only_signing_key:
+        ensure_table(clients("dynamodb"), stage.table, report)
+        if stage.queue is not None and stage.dead_letter_queue is not None:
+            ensure_queues(clients("sqs"), stage.queue, stage.dead_letter_queue, report)
     if stage.secret_parameter is not None:
         ensure_signing_key(clients("ssm"), stage.secret_parameter, report)
+    elif only_signing_key:
+        raise session.ToolError(f"stage {stage.stage} sets no TOKEN_SECRET_PARAMETER: "
+                                "it has no signing key to create")
     return report
 
 
@@ -212,12 +223,15 @@ def after_deploy(
         },
     )
     report.created(f"stage throttling {rate_limit}/s, burst {burst_limit}")
-    mapping = resources.get("fanout_worker-sqs-event-source")
-    if mapping is not None:
+    for name in stage.subscriptions:
+        mapping = resources.get(name)
+        if mapping is None:
+            raise session.ToolError(f"the deployment record has no {name}: run `chalice "
+                                    f"deploy --stage {stage.stage}` again")
         clients("lambda").update_event_source_mapping(
             UUID=mapping["event_uuid"], FunctionResponseTypes=["ReportBatchItemFailures"]
         )
-        report.created("ReportBatchItemFailures on the fanout_worker queue subscription")
+        report.created(f"ReportBatchItemFailures on {name}")
     return report
 
 
@@ -230,10 +244,14 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", default=None,
                         help="the AWS region; default: AWS_REGION, AWS_DEFAULT_REGION, "
                         "then your AWS profile's region")
-    parser.add_argument("--after-deploy", action="store_true",
-                        help="instead, finish what `chalice deploy` left out (stage "
-                        "throttling, partial batch responses), from .chalice/deployed/"
-                        "STAGE.json; run it after every deploy")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--after-deploy", action="store_true",
+                      help="instead, finish what `chalice deploy` left out (stage "
+                      "throttling, partial batch responses), from .chalice/deployed/"
+                      "STAGE.json; run it after every deploy")
+    what.add_argument("--only-signing-key", action="store_true",
+                      help="create only the signing key parameter: the CloudFormation and "
+                      "Terraform paths create the table and the queues themselves")
     parser.add_argument("--rate-limit", type=float, default=DEFAULT_RATE_LIMIT,
                         help="with --after-deploy: messages per second the WebSocket stage "
                         f"accepts, all routes together (default: {DEFAULT_RATE_LIMIT:g})")
@@ -261,7 +279,7 @@ def _main(args: argparse.Namespace) -> int:
         deployed = json.loads(deployed_file.read_text())
         report = after_deploy(stage, _clients(aws), deployed, args.rate_limit, args.burst_limit)
     else:
-        report = provision(stage, _clients(aws))
+        report = provision(stage, _clients(aws), args.only_signing_key)
     print("\n".join(report.lines))
     return 0
 

@@ -37,14 +37,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from deploy import session
-from switchboard_local.project import ProjectError, read_stage
+from deploy import project, session
 
 PROJECT = Path(__file__).resolve().parent.parent
 TOKEN_SECONDS = 300
 SMOKE_TEXT = "smoke test"
 Frame = dict[str, Any]
 DEFAULT_TIMEOUT = 10.0
+CHECKS = 4
+FAILED = 1
+"""Exit status when a check failed."""
+UNREACHABLE = 2
+"""Exit status when the stage cannot be reached at all (as for a missing region or key)."""
 
 
 class Target(Protocol):
@@ -162,8 +166,8 @@ class AwsTarget:
 
     def _stage_environment(self) -> dict[str, str]:
         try:
-            return dict(read_stage(PROJECT, self.stage).environment)
-        except ProjectError as error:
+            return dict(project.load(self.stage, PROJECT).environment)
+        except project.StageError as error:
             raise session.ToolError(str(error)) from None
 
     def _deployed(self, name: str) -> dict[str, Any]:
@@ -193,12 +197,13 @@ class Check:
     name: str
     ok: bool
     detail: str
+    unreachable: bool = False
+    """The stage did not answer at all (no connection, no TLS, no HTTP answer)."""
 
 
-def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT,
-          out: Any = sys.stdout) -> list[Check]:
-    """Run the four checks against ``target``, printing each as it ends."""
-    from websockets.exceptions import InvalidStatus
+def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT, out: Any = None) -> list[Check]:
+    """Run the four checks against ``target``, printing each as it ends (to stdout)."""
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
     user = f"smoke-{uuid.uuid4().hex[:8]}"
@@ -207,8 +212,8 @@ def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT,
 
     def report(check: Check) -> None:
         checks.append(check)
-        print(f"{'ok' if check.ok else 'FAILED':<7}{check.name:<10}{check.detail}", file=out,
-              flush=True)
+        print(f"{'ok' if check.ok else 'FAILED':<7}{check.name:<10}{check.detail}",
+              file=out or sys.stdout, flush=True)
 
     token = target.token(user)
     separator = "&" if "?" in url else "?"
@@ -220,8 +225,8 @@ def smoke(target: Target, timeout: float = DEFAULT_TIMEOUT,
         report(Check("connect", False, f"{url} refused the handshake: "
                                        f"{error.response.status_code}"))
         return checks
-    except OSError as error:
-        report(Check("connect", False, f"{url}: {error}"))
+    except (OSError, InvalidHandshake) as error:
+        report(Check("connect", False, f"{url} cannot be reached: {error}", unreachable=True))
         return checks
     with socket:
         report(Check("connect", True, f"{url} as {user} ({_ms(started)})"))
@@ -322,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Smoke test of {target.describe()}", flush=True)
         checks = smoke(target, args.timeout)
         passed = sum(check.ok for check in checks)
-        print(f"{passed} of 4 checks passed", flush=True)
-        return 0 if passed == 4 else 1
+        print(f"{passed} of {CHECKS} checks passed", flush=True)
+        if any(check.unreachable for check in checks):
+            return UNREACHABLE
+        return 0 if passed == CHECKS else FAILED
 
     return session.run(run)
 

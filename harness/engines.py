@@ -33,15 +33,17 @@ class EngineError(RuntimeError):
 
 
 class EngineProcess:
-    """A running engine: its ``endpoint``, and its process to freeze, thaw or stop."""
+    """A running engine: its ``endpoint``, and its process to freeze, thaw, restart or stop."""
 
     def __init__(self, command: list[str], service: str, log: IO[bytes]) -> None:
         self.service = service
         self._log = log
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        self._command = command
+        self.process = self._spawn()
         self.endpoint = ""
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self._command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def wait_until_answering(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -74,6 +76,13 @@ class EngineProcess:
 
     def thaw(self) -> None:
         self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Stop the engine and start it again on the same port (an in-memory one comes back
+        empty); returns once it answers."""
+        self.stop()
+        self.process = self._spawn()
+        self.wait_until_answering(self.endpoint)
 
     def stop(self) -> None:
         if self.process.poll() is None:

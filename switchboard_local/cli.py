@@ -2,11 +2,12 @@
 
     switchboard-local [--stage dev] [--port 8000] [--merge-template FILE] ...
     switchboard-local invoke NAME '{"json": "event"}'
-    switchboard-local token USER_ID [--roles a,b]
+    switchboard-local token USER_ID [--roles a,b] [--lifetime SECONDS] [--websocket]
 
 Run it from a Chalice project's directory (or give ``--project-dir``). Every
 serving option has an environment variable, so ``make run`` and CI can set
-them without a command line.
+them without a command line. ``invoke`` and ``token`` find the running
+gateway as :mod:`switchboard_local.gateway.discovery` says.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from switchboard_local.gateway import discovery
 from switchboard_local.gateway.connections import Limits
+from switchboard_local.gateway.guard import ExposureRefused
 from switchboard_local.project import ProjectError
 
 PROG = "switchboard-local"
@@ -60,8 +63,16 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--stage", default=_env("LOCAL_GATEWAY_STAGE", "dev"),
         help="the Chalice stage to run; env LOCAL_GATEWAY_STAGE; default: dev")
     add("--host", default=_env("HOST", "127.0.0.1"),
-        help="address to listen on; env HOST; default: 127.0.0.1 (/_local/token is served "
-        "on loopback addresses only)")
+        help="address to listen on; env HOST; default: 127.0.0.1 (a non-loopback address "
+        "needs --expose)")
+    add("--expose", action="store_true",
+        default=(_env("LOCAL_GATEWAY_EXPOSE", "") or "").lower() in ("1", "true", "yes", "on"),
+        help="allow a --host beyond loopback, which other machines reach (/_local/token and "
+        "the store still answer loopback peers only); env LOCAL_GATEWAY_EXPOSE=1")
+    add("--allow-host", action="append", metavar="NAME",
+        default=[h for h in (_env("LOCAL_GATEWAY_ALLOW_HOSTS", "") or "").split(",") if h],
+        help="also answer requests whose Host is NAME (besides localhost, 127.0.0.1, [::1] "
+        "and the --host address); repeatable; env LOCAL_GATEWAY_ALLOW_HOSTS=a,b")
     add("--port", type=int, default=int(_env("PORT", "8000") or 8000),
         help="port (0 picks a free one); env PORT; default: 8000")
     add("--merge-template", type=Path, default=None,
@@ -92,11 +103,25 @@ def serve_parser() -> argparse.ArgumentParser:
 
 def _client_parser(command: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"{PROG} {command}", description=description)
-    host, port = _env("HOST", "127.0.0.1"), _env("PORT", "8000")
-    parser.add_argument("--url", default=f"http://{host}:{port}",
-                        help="the running gateway; default: http://$HOST:$PORT "
-                        f"(http://{host}:{port})")
+    parser.add_argument("--url", default=None,
+                        help="the running gateway; default: http://$HOST:$PORT when either is "
+                        "set, else the gateway recorded in .switchboard-local/gateway.json "
+                        "(here or above) while it runs, else http://127.0.0.1:8000")
     return parser
+
+
+def _locate(url: str | None) -> discovery.Located | None:
+    try:
+        return discovery.locate(url, os.environ, Path.cwd())
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def _unreachable(located: discovery.Located, error: OSError) -> int:
+    print(f"error: no gateway answers at {located.url} ({located.how}): {error}",
+          file=sys.stderr)
+    return 2
 
 
 def invoke_parser() -> argparse.ArgumentParser:
@@ -112,6 +137,11 @@ def token_parser() -> argparse.ArgumentParser:
     parser = _client_parser("token", "Print a token from a running gateway's /_local/token.")
     parser.add_argument("user_id")
     parser.add_argument("--roles", default="", help="comma-separated roles")
+    parser.add_argument("--lifetime", type=int, default=None, metavar="SECONDS",
+                        help="how long the token lasts; default: the project's signer's")
+    parser.add_argument("--websocket", action="store_true",
+                        help="print the stage's WebSocket URL with the token in its query "
+                        "string, ready for a terminal client")
     return parser
 
 
@@ -133,12 +163,14 @@ def invoke(argv: Sequence[str]) -> int:
     except ValueError as error:
         print(f"error: the event is not JSON: {error}", file=sys.stderr)
         return 2
-    url = f"{args.url.rstrip('/')}/_local/invoke/{urllib.parse.quote(args.name, safe='')}"
+    located = _locate(args.url)
+    if located is None:
+        return 2
+    url = f"{located.url}/_local/invoke/{urllib.parse.quote(args.name, safe='')}"
     try:
         status, body = _request(url, text.encode())
     except OSError as error:
-        print(f"error: no gateway answers at {args.url}: {error}", file=sys.stderr)
-        return 2
+        return _unreachable(located, error)
     if status == 200:
         print(body)
         return 0
@@ -148,16 +180,26 @@ def invoke(argv: Sequence[str]) -> int:
 
 def token(argv: Sequence[str]) -> int:
     args = token_parser().parse_args(argv)
-    query = urllib.parse.urlencode({"userId": args.user_id, "roles": args.roles})
-    try:
-        status, body = _request(f"{args.url.rstrip('/')}/_local/token?{query}")
-    except OSError as error:
-        print(f"error: no gateway answers at {args.url}: {error}", file=sys.stderr)
+    located = _locate(args.url)
+    if located is None:
         return 2
+    query = {"userId": args.user_id, "roles": args.roles}
+    if args.lifetime is not None:
+        query["lifetime"] = str(args.lifetime)
+    try:
+        status, body = _request(f"{located.url}/_local/token?{urllib.parse.urlencode(query)}")
+        if status == 200 and args.websocket:
+            config_status, config = _request(f"{located.url}/_local/config")
+            status, body = (status, body) if config_status == 200 else (config_status, config)
+    except OSError as error:
+        return _unreachable(located, error)
     if status != 200:
-        print(f"error: {status} {body}", file=sys.stderr)
+        print(f"error: the gateway at {located.url} answered {status}: {body}", file=sys.stderr)
         return 1
-    print(json.loads(body)["token"])
+    issued = json.loads(body)["token"]
+    if args.websocket:
+        issued = f"{json.loads(config)['websocketUrl']}?{urllib.parse.urlencode({'token': issued})}"
+    print(issued)
     return 0
 
 
@@ -182,6 +224,8 @@ async def serve(options: object) -> None:
     assert isinstance(options, GatewayOptions)
     gateway = Gateway(options)
     await gateway.start()
+    record = discovery.Record(gateway.local_url, options.stage, os.getpid())
+    discovery.write(gateway.project.project_dir, record)
     for label, value in gateway.banner(_as_typed(sys.argv[0], PROG), _as_typed(sys.executable)):
         print(f"{label:<10} {value}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
@@ -192,6 +236,7 @@ async def serve(options: object) -> None:
     try:
         await stop.wait()
     finally:
+        discovery.remove(gateway.project.project_dir, record.pid)
         print("Stopping: closing every connection...", flush=True)
         await gateway.stop()
         print("Stopped.", flush=True)
@@ -220,10 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         autoreload=args.autoreload,
         dynamodb_endpoint=args.dynamodb_endpoint,
         limits=Limits(idle_timeout=args.idle_timeout, max_duration=args.max_duration),
+        expose=args.expose,
+        allowed_hosts=tuple(args.allow_host),
     )
     try:
         asyncio.run(serve(options))
-    except ProjectError as error:
+    except (ProjectError, ExposureRefused) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

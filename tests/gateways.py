@@ -7,6 +7,7 @@ Tests use unique user ids, so they share a gateway.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.parse
@@ -71,6 +72,31 @@ def start(options: GatewayOptions, project_dir: Path) -> tuple[GatewayThread, Ru
 def stop(thread: GatewayThread) -> None:
     thread.stop()
     runtime.reset()
+
+
+def http_call(
+    address: str, path: str, method: str = "GET", headers: dict[str, str] | None = None,
+    body: bytes | None = None, source: str | None = None,
+) -> tuple[int | str, Any]:
+    """One request to ``HOST:PORT`` with exactly these headers (``Host`` too, when given),
+    from the ``source`` address when given: its status and JSON (or text) body, or
+    ``("refused", None)`` when nothing listens there."""
+    host, _, port = address.rpartition(":")
+    connection = http.client.HTTPConnection(
+        host, int(port), timeout=WAIT, source_address=(source, 0) if source else None
+    )
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        answer = connection.getresponse()
+        raw = answer.read()
+    except ConnectionRefusedError:
+        return "refused", None
+    finally:
+        connection.close()
+    try:
+        return answer.status, json.loads(raw)
+    except ValueError:
+        return answer.status, raw.decode(errors="replace")
 
 
 def unique(name: str) -> str:

@@ -24,6 +24,7 @@ FORBIDDEN = {
     "app.py": TOOLS,
     "switchboard_local": {"chalicelib", "app", "deploy", "bench", "harness", "tests"},
     "harness": {"chalicelib", "app", "switchboard_local", "deploy", "bench", "tests"},
+    "deploy": {"switchboard_local", "bench", "harness", "tests"},
     "bench": {"tests"},
 }
 

@@ -1,27 +1,10 @@
 # Switchboard's own resources, beside the chalice.tf.json that
 # `chalice package --pkg-format terraform` writes (copy this directory's files
 # into that directory). The names match .chalice/config.json and the stage's
-# policy file. switchboard_observability.tf.json (alarms, dashboard, log
-# groups) is written by `python -m deploy.observability`: edit that instead.
-
-# Chalice 1.34's chalice.tf.json requires Terraform >= 0.12.26, < 1.4.0 and the
-# AWS provider >= 3.61.0, < 5; these files need Terraform 1.x and AWS provider
-# 4.67 (the last 4.x). A Terraform or provider outside both ranges is refused
-# by `terraform init` with the constraint it broke.
-terraform {
-  required_version = ">= 1.0.0, < 1.4.0"
-
-  required_providers {
-    aws = {
-      source  = "hashicorp/aws"
-      version = ">= 4.67.0, < 5.0.0"
-    }
-    null = {
-      source  = "hashicorp/null"
-      version = ">= 2.0.0, < 4.0.0"
-    }
-  }
-}
+# policy files. switchboard_override.tf.json (version constraints, the roles'
+# policies, throttling, partial batch responses) and
+# switchboard_observability.tf.json (alarms, dashboard, log groups) are written
+# by `python -m deploy.generate`: do not edit them.
 
 variable "throttling_rate_limit" {
   description = "Steady-state messages per second the WebSocket stage accepts."

@@ -5,7 +5,9 @@ It serves the client URL ``ws://HOST:PORT/<stage>`` and the management API
 lambda functions and SQS consumers, on one port and an embedded store.
 Modules, one responsibility each:
 
-* :mod:`.environment` sets up the process environment; :mod:`.store` runs moto;
+* :mod:`.guard` decides which requests no handler sees (Host, Origin, peer, sizes);
+* :mod:`.environment` sets up the process environment; :mod:`.store` runs moto (loopback
+  peers only); :mod:`.engine_front` fronts an external DynamoDB and recreates what it lost;
 * :mod:`.resources` creates the merge template's resources and the signing key;
   :mod:`.state` keeps the store across restarts;
 * :mod:`.loader` imports (and reloads) the project's ``app.py``; :mod:`.reload` watches it;
@@ -15,5 +17,7 @@ Modules, one responsibility each:
   management client here;
 * :mod:`.rest` serves REST routes through Chalice's ``LocalGateway``; :mod:`.consumers`
   feeds SQS consumers; :mod:`.tokens` signs development tokens;
+* :mod:`.workdir` owns the project's ``.switchboard-local/``; :mod:`.discovery` the record
+  by which the client commands find a running gateway;
 * :mod:`.server` wires it all.
 """

@@ -16,11 +16,13 @@ import json
 import logging
 import os
 import secrets
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from switchboard_local.gateway.workdir import local_dir
 from switchboard_local.template import PARAMETER, QUEUE, TABLE, Resource, Template, Unresolvable
 
 logger = logging.getLogger("switchboard_local.gateway")
@@ -32,15 +34,17 @@ _QUEUE_ATTRIBUTES = (
     "RedrivePolicy", "RedriveAllowPolicy",
 )
 _DEFAULT_THROUGHPUT = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-LOCAL_DIR = ".switchboard-local"
 KEY_FILE = "signing-key"
 
 
-def create_declared(template: Template) -> list[str]:
-    """Create every table, queue and parameter the template declares; returns a line each."""
+def create_declared(template: Template, dynamodb_endpoint: str | None = None) -> list[str]:
+    """Create every table, queue and parameter the template declares; returns a line each.
+
+    ``dynamodb_endpoint`` overrides the environment's for the tables.
+    """
     created: list[str] = []
     for resource in template.resources(TABLE):
-        created.append(_attempt(template, resource, _table))
+        created.append(_attempt(template, resource, partial(_table, endpoint=dynamodb_endpoint)))
     for resource in template.resources(PARAMETER):
         created.append(_attempt(template, resource, _parameter))
     queues = template.resources(QUEUE)
@@ -59,10 +63,10 @@ def _attempt(template: Template, resource: Resource, create: Any) -> str:
     return ""
 
 
-def _table(template: Template, resource: Resource) -> str:
+def _table(template: Template, resource: Resource, endpoint: str | None = None) -> str:
     properties = template.resolve(resource.properties)
     name = template.attributes[resource.logical_id]["Ref"]
-    client = boto3.client("dynamodb")
+    client = boto3.client("dynamodb", endpoint_url=endpoint)
     provisioned = properties.get("BillingMode", "PROVISIONED") != "PAY_PER_REQUEST"
     arguments: dict[str, Any] = {
         "TableName": name,
@@ -160,16 +164,6 @@ def _parameter(template: Template, resource: Resource) -> str:
 
 
 # -- the local signing key ---------------------------------------------------------------
-
-
-def local_dir(project_dir: Path) -> Path:
-    """``.switchboard-local/`` in the project: ignored by git whatever its .gitignore says."""
-    directory = project_dir / LOCAL_DIR
-    directory.mkdir(exist_ok=True)
-    ignore = directory / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# Local state of switchboard-local: never commit it.\n*\n")
-    return directory
 
 
 def ensure_signing_key(parameter: str, project_dir: Path) -> str:

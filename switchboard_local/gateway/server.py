@@ -4,8 +4,9 @@ On one port: the WebSocket stage (``/<stage>``, with or without a trailing
 slash) and its ``@connections`` API, the app's REST routes where ``chalice
 local`` serves them, ``POST /_local/invoke/NAME`` for its
 ``@app.lambda_function`` functions, the project's page (or the generic frame
-console) and, on loopback addresses only, ``/_local/token``. Its SQS consumers
-poll the store's queues; its code reloads on save.
+console) and, to loopback peers only, ``/_local/token``; every request passes
+:mod:`.guard` first. Its SQS consumers poll the store's queues; its code
+reloads on save.
 
 :class:`Gateway` runs on the caller's event loop (the CLI's);
 :class:`GatewayThread` runs one on a loop of its own, for tests and embedding.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import ipaddress
 import json
 import logging
 import os
@@ -36,10 +36,19 @@ from switchboard_local.events import ApiContext
 from switchboard_local.gateway import state
 from switchboard_local.gateway.connections import GOING_AWAY, Lifecycle, Limits, Table
 from switchboard_local.gateway.consumers import Consumer, Consumers, queue_name
+from switchboard_local.gateway.discovery import DEFAULT_ADDRESS, client_address
 from switchboard_local.gateway.environment import (
     local_aws_defaults,
     merge_functions,
     process_environment,
+)
+from switchboard_local.gateway.guard import (
+    PARSER_HEADERS,
+    PARSER_LINE_BYTES,
+    Guard,
+    check_exposure,
+    exposure,
+    is_loopback,
 )
 from switchboard_local.gateway.invoker import Invoker
 from switchboard_local.gateway.loader import ProjectApp, project_on_path
@@ -53,7 +62,7 @@ from switchboard_local.gateway.tokens import (
     TokenIssuer,
     TokensUnavailable,
     parse_roles,
-    parse_rooms,
+    token_options,
 )
 from switchboard_local.gateway.websocket import WebsocketEndpoint
 from switchboard_local.project import LocalSettings, ProjectError, read_stage
@@ -62,8 +71,6 @@ from switchboard_local.template import Template
 logger = logging.getLogger("switchboard_local.gateway")
 
 API_ID = "local00001"
-DEFAULT_ADDRESS = "127.0.0.1:8000"
-"""Where ``switchboard-local token`` looks for a gateway when given no --url."""
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 SHUTDOWN_GRACE_SECONDS = 30.0
 # Management POSTs up to this size reach the handler, which answers 413 above 128 KiB.
@@ -85,22 +92,19 @@ class GatewayOptions:
     autoreload: bool = True
     dynamodb_endpoint: str | None = None
     limits: Limits = field(default_factory=Limits)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    expose: bool = False
+    """Listen on a non-loopback ``host`` (refused without it)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` names answered beyond loopback names and the address listened on."""
 
 
 class Gateway:
     """Loads the app, starts its store, serves everything; :meth:`stop` undoes it all."""
 
     def __init__(self, options: GatewayOptions) -> None:
+        check_exposure(options.host, options.expose)
         self.options = options
+        self.guard = Guard(options.host, options.allowed_hosts)
         self.project = read_stage(options.project_dir, options.stage)
         self.settings = LocalSettings.read(self.project.project_dir)
         self.api = ApiContext(api_id=API_ID, stage=self.project.api_gateway_stage)
@@ -133,6 +137,12 @@ class Gateway:
         return self.api.domain_name
 
     @property
+    def local_url(self) -> str:
+        """``http://HOST:PORT`` as this machine reaches it (loopback for a wildcard bind)."""
+        host, _, port = self.base.rpartition(":")
+        return client_address(host, int(port))
+
+    @property
     def websocket_url(self) -> str:
         return f"ws://{self.base}/{self.api.stage}"
 
@@ -151,9 +161,8 @@ class Gateway:
 
     @property
     def serves_tokens(self) -> bool:
-        return self.tokens is not None and self.tokens.available and is_loopback(
-            self.options.host
-        )
+        """Tokens are served (to loopback peers: see :mod:`.guard`)."""
+        return self.tokens is not None and self.tokens.available
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -167,7 +176,11 @@ class Gateway:
         try:
             self._prepare()
             # No access log: the query string of a handshake carries the user's token.
-            self._runner = web.AppRunner(self._web_app(), handle_signals=False, access_log=None)
+            self._runner = web.AppRunner(
+                self._web_app(), handle_signals=False, access_log=None,
+                max_line_size=PARSER_LINE_BYTES, max_field_size=PARSER_LINE_BYTES,
+                max_headers=PARSER_HEADERS,
+            )
             await self._runner.setup()
             await web.SockSite(self._runner, sock).start()
             assert self._invoker is not None
@@ -202,6 +215,7 @@ class Gateway:
         parameter = self._environment.get(self.settings.token_key_parameter or "")
         if parameter:
             self.created.append(ensure_signing_key(parameter, self.project.project_dir))
+        self.store.recover_with(self._recreate)
         self.tokens = TokenIssuer(
             self.settings.token_signer, self.settings.token_key_parameter, self._environment
         )
@@ -214,6 +228,20 @@ class Gateway:
         self.app = ProjectApp(self.project, self._prepare_app)
         self.app.load()
         self._lifecycle = Lifecycle(self._invoker, self.table, self.options.limits)
+
+    def _recreate(self) -> list[str]:
+        """Create what the store lost (the template's resources, the signing key); a line
+        for each created."""
+        assert self.store is not None
+        lines = []
+        if self.template is not None:
+            lines = create_declared(self.template, dynamodb_endpoint=self.store.endpoint)
+        created = [line for line in lines if line.endswith("(created)")]
+        parameter = self._environment.get(self.settings.token_key_parameter or "")
+        if parameter:
+            key = ensure_signing_key(parameter, self.project.project_dir)
+            created += [] if key.endswith("(kept)") else [key]
+        return created
 
     def _app(self) -> ProjectApp:
         assert self.app is not None
@@ -295,7 +323,9 @@ class Gateway:
             self.api, self._lifecycle, self._stage_http, lambda: bool(self._app().functions.routes)
         )
         management = ManagementApi(self.table, self.faults)
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(
+            client_max_size=MAX_REQUEST_BYTES, middlewares=[self.guard.middleware]
+        )
         stage = self.api.stage
         connection = f"/{stage}/@connections/{{connection_id:.+}}"
         routes = [
@@ -388,16 +418,20 @@ class Gateway:
             lines.append(("Chat page", page))
         elif functions.routes:
             lines.append(("Console", page))
+        lines += [("Exposed", line) for line in exposure(
+            self.options.host, self.options.allowed_hosts
+        )]
+        local, url = self.local_url, self._url_option()
         if self.serves_tokens:
-            lines.append(("Tokens", f"http://{self.base}/_local/token?userId=NAME&roles=a,b"))
+            lines.append(("Tokens", f"{local}/_local/token?userId=NAME&roles=a,b"))
+            lines.append(("Tokens", "expire (a handshake with an expired one is refused, "
+                                    f"often 401 or 403): `{command} token NAME{url}` gives a "
+                                    "fresh one, `--lifetime SECONDS` a longer one"))
             if functions.routes:
                 lines += [("Try", line) for line in self.try_lines(command, python)]
-        elif self.tokens is not None and self.tokens.available:
-            lines.append(("Tokens", "not served: the gateway does not listen on a loopback "
-                                    "address"))
         for spec in functions.of_kind("lambda"):
-            lines.append(("Invoke", f"switchboard-local invoke {spec.name} '{{...}}'  (POST "
-                                    f"http://{self.base}/_local/invoke/{spec.name})"))
+            lines.append(("Invoke", f"{command} invoke {spec.name} '{{...}}'{url}  (POST "
+                                    f"{local}/_local/invoke/{spec.name})"))
         for line in self.consumers_started:
             lines.append(("SQS", line))
         assert self.store is not None
@@ -414,14 +448,16 @@ class Gateway:
         return lines
 
     def try_lines(self, command: str, python: str) -> list[str]:
-        """A token for a user, then a terminal client on the stage with it: lines to paste."""
-        url = "" if self.base == DEFAULT_ADDRESS else f" --url http://{self.base}"
-        socket = f'"{self.websocket_url}?token=$TOKEN"'
-        lines = [f"TOKEN=$({command} token alice{url})"]
+        """The stage's URL with a token for a user, then terminal clients: lines to paste."""
+        lines = [f"URL=$({command} token alice --websocket{self._url_option()})"]
         if importlib.util.find_spec("websockets") is not None:
-            lines.append(f"{python} -m websockets {socket}")
-        lines.append(f"npx wscat -c {socket}")
+            lines.append(f'{python} -m websockets "$URL"')
+        lines.append('npx wscat -c "$URL"')
         return lines
+
+    def _url_option(self) -> str:
+        """``--url`` for the client commands, unless they find the gateway at the default."""
+        return "" if self.local_url == f"http://{DEFAULT_ADDRESS}" else f" --url {self.local_url}"
 
     def _rest_serves_root(self) -> bool:
         return self.rest is not None and self.rest.serves("/")
@@ -449,29 +485,25 @@ class Gateway:
         return web.FileResponse(CONSOLE_DIR / "index.html")
 
     async def _config(self, request: web.Request) -> web.Response:
+        """The URLs under the name the page was loaded with (the guard allowed its Host)."""
+        host = request.headers.get("Host", self.base)
         return web.json_response(
             {
                 "stage": self.api.stage,
-                "websocketUrl": self.websocket_url,
-                "managementUrl": self.management_url,
-                "tokens": self.serves_tokens,
+                "websocketUrl": f"ws://{host}/{self.api.stage}",
+                "managementUrl": f"http://{host}/{self.api.stage}",
+                "tokens": self.serves_tokens and is_loopback(request.remote or ""),
             }
         )
 
     async def _token(self, request: web.Request) -> web.Response:
+        """A token from the project's signer (loopback peers only: see :mod:`.guard`)."""
         assert self.tokens is not None and self._invoker is not None
-        if not is_loopback(self.options.host):
-            return web.json_response(
-                {"message": "tokens are served only when the gateway listens on a loopback "
-                            f"address, not {self.options.host}"},
-                status=403,
-            )
         user_id = request.query.get("userId", "")
         roles = parse_roles(request.query.getall("roles", []))
         try:
-            rooms = parse_rooms(request.query.get("rooms"))
-            issue = self.tokens.issue if rooms is None else partial(self.tokens.issue, rooms=rooms)
-            token = await self._invoker.run(issue, user_id, roles)
+            claims = token_options(request.query)
+            token = await self._invoker.run(partial(self.tokens.issue, **claims), user_id, roles)
         except ValueError as error:
             return web.json_response({"message": str(error)}, status=400)
         except TokensUnavailable as error:

@@ -6,14 +6,16 @@ parameter holding its signing keys (``token-key-parameter``). The gateway reads
 the parameter from its store on every request, so a token from the gateway is
 exactly what the app verifies, and a rotation made locally takes effect at
 once. How the keys are written in the parameter is the signer's business.
-Served at ``GET /_local/token?userId=alice&roles=admin`` on loopback only;
-``&rooms=<URL-encoded JSON>`` passes a ``rooms`` claim to the signer as
-``rooms=<claim>`` (as is: the app judges it).
+Served at ``GET /_local/token?userId=alice&roles=admin`` to loopback peers
+only; ``&rooms=<URL-encoded JSON>`` passes a ``rooms`` claim to the signer as
+``rooms=<claim>`` (as is: the app judges it), ``&lifetime=SECONDS`` passes
+``lifetime_seconds=SECONDS`` (a signer that takes neither is not given them).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -52,7 +54,16 @@ class TokenIssuer:
                 f"the stage sets no {self.variable or 'token-key-parameter variable'}: "
                 "there is no key to sign with"
             )
-        return self._signer()(read_signing_keys(self.parameter), user_id, roles, **claims)
+        signer = self._signer()
+        keys = read_signing_keys(self.parameter)
+        try:
+            inspect.signature(signer).bind(keys, user_id, roles, **claims)
+        except TypeError:
+            raise ValueError(
+                f"the project's token signer {self.signer} takes no "
+                f"{', '.join(sorted(claims))} argument"
+            ) from None
+        return signer(keys, user_id, roles, **claims)
 
     def _signer(self) -> Signer:
         assert self.signer is not None
@@ -67,6 +78,20 @@ class TokenIssuer:
 def parse_roles(values: list[str]) -> tuple[str, ...]:
     """Roles given repeated (``roles=a&roles=b``) or comma-separated (``roles=a,b``)."""
     return tuple(role.strip() for value in values for role in value.split(",") if role.strip())
+
+
+def token_options(query: Mapping[str, str]) -> dict[str, Any]:
+    """What a token request asks of the signer beyond user and roles (``rooms``, ``lifetime``)."""
+    options: dict[str, Any] = {}
+    rooms = parse_rooms(query.get("rooms"))
+    if rooms is not None:
+        options["rooms"] = rooms
+    lifetime = query.get("lifetime")
+    if lifetime is not None:
+        if not (lifetime.isascii() and lifetime.isdigit()) or int(lifetime) == 0:
+            raise ValueError(f"lifetime must be a number of seconds above 0, not {lifetime!r}")
+        options["lifetime_seconds"] = int(lifetime)
+    return options
 
 
 def parse_rooms(value: str | None) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.settings import Settings, SettingsError
+from chalicelib.settings import Settings, SettingsError, fanout_worker_concurrency
 from switchboard_local.project import read_stage
 
 BASE = {"CONNECTIONS_TABLE": "t", "TOKEN_SECRET": "s"}
@@ -86,9 +86,18 @@ def test_permissions_and_history_settings_parse() -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_each_stage_reserves_the_worker_concurrency_its_pacing_assumes(stage: str) -> None:
-    worker = read_stage(PROJECT, stage).function("fanout_worker")
+def test_each_stage_paces_its_workers_within_the_stage_budget(stage: str) -> None:
+    """tests/deploy/test_project.py checks the subscription caps the workers at this."""
     settings = Settings.from_environ(stage_environment(stage))
-    assert worker.reserved_concurrency == settings.fanout_worker_concurrency
     assert settings.invocation_rps * settings.fanout_worker_concurrency == settings.management_rps
     assert settings.management_transport == "lean"
+
+
+@pytest.mark.parametrize("value", ["1", "1001", "five"])
+def test_the_worker_concurrency_is_what_an_sqs_subscription_accepts(value: str) -> None:
+    """An SQS subscription's maximum concurrency is 2 to 1000 (AWS Lambda's
+    ScalingConfig); a stage asking for another fails on import, naming the variable."""
+    with pytest.raises(SettingsError, match="FANOUT_WORKER_CONCURRENCY"):
+        Settings.from_environ({**BASE, "FANOUT_WORKER_CONCURRENCY": value})
+    with pytest.raises(SettingsError, match="FANOUT_WORKER_CONCURRENCY"):
+        fanout_worker_concurrency({"FANOUT_WORKER_CONCURRENCY": value})

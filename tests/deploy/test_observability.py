@@ -1,11 +1,13 @@
 """Alarms, dashboard and log groups: written from one definition, watching metrics the code emits.
 
-``deploy/observability.py`` defines them once and writes both formats; here the
-committed files are checked to be what it writes, every alarm and dashboard
-line of the stage's namespace to name a metric :mod:`chalicelib.metrics`
-declares (with one of its dimension sets), and the Terraform files to declare
-the tool versions the deployment guide states. ``tests/deploy/test_package.py``
-runs cfn-lint on the packaged template and checks the Terraform references.
+``deploy/observability.py`` defines them once, for every function of the app
+(``deploy/project.py``), and ``python -m deploy.generate`` writes both formats
+(``test_policy.py`` checks the committed files are what it writes); here every
+alarm and dashboard line of the stage's namespace is checked to name a metric
+:mod:`chalicelib.metrics` declares (with one of its dimension sets), and the
+Terraform files to declare the tool versions the deployment guide states.
+``tests/deploy/test_package.py`` runs cfn-lint on the packaged template and
+Terraform itself on the Terraform files.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from chalicelib import metrics
-from deploy import observability
+from deploy import observability, project, templates
 from deploy.observability import LOG_METRICS, NAMESPACE_PREFIX
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -29,8 +31,7 @@ TERRAFORM = json.loads((PROJECT / "deploy/terraform/switchboard_observability.tf
 DECLARED = {metric.name: metric for metric in (*metrics.METRICS, *LOG_METRICS)}
 STAGE_NAMESPACE = {"Fn::Sub": NAMESPACE_PREFIX + "${StageName}"}
 TF_NAMESPACE = NAMESPACE_PREFIX + "${local.switchboard_stage}"
-FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Push",
-             "FanoutWorker")
+FUNCTIONS = [f.logical_id for f in project.every_stage()[0].functions]
 # The versions docs/deploy.md tells users to install for the Terraform path.
 TERRAFORM_VERSION = "1.3.10"
 AWS_PROVIDER_VERSION = "4.67.0"
@@ -58,10 +59,6 @@ def check_declared(name: str, dimension_names: set[str]) -> None:
     else:
         allowed = [{metrics.SERVICE_DIMENSION, *group} for group in metric.dimensions]
         assert dimension_names in allowed, (name, dimension_names)
-
-
-def test_the_committed_templates_are_what_the_definition_writes() -> None:
-    assert observability.main(["--check"]) == 0, "run `python -m deploy.observability`"
 
 
 def test_every_alarm_of_the_stage_namespace_reads_a_metric_the_code_emits() -> None:
@@ -100,7 +97,7 @@ def test_the_alarms_operators_ask_for_are_there() -> None:
 def test_every_alarm_notifies_the_optional_topic() -> None:
     topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     assert TEMPLATE["Parameters"]["AlarmTopicArn"]["Default"] == ""
-    assert len(alarms()) == len(observability.ALARMS)
+    assert len(alarms()) == len(observability.alarms())
     for alarm in alarms().values():
         assert alarm["AlarmActions"] == topic and alarm["OKActions"] == topic
 
@@ -139,9 +136,14 @@ def test_the_dashboard_shows_declared_metrics_and_every_alarm() -> None:
 
 def test_log_groups_and_error_filters_for_every_function() -> None:
     resources = TEMPLATE["Resources"]
-    for function in FUNCTIONS:
+    for each in project.every_stage()[0].functions:
+        function = each.logical_id
         group = resources[f"{function}LogGroup"]["Properties"]
-        assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+        # The name every path gives the function (the merge template sets it).
+        assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/switchboard-${{StageName}}-"
+                                                    f"{each.name}"}
+        assert resources[function]["Properties"]["FunctionName"] == {
+            "Fn::Sub": f"switchboard-${{StageName}}-{each.name}"}
         assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
         errors = resources[f"{function}ErrorsFilter"]["Properties"]
         assert errors["LogGroupName"] == {"Ref": f"{function}LogGroup"}
@@ -196,17 +198,18 @@ def unquoted(value: str) -> str:
 
 
 def terraform_block() -> dict[str, Any]:
+    """The version constraints: in the override file (one ``required_providers`` a module)."""
+    override = json.loads((PROJECT / "deploy/terraform/switchboard_override.tf.json").read_text())
     with (PROJECT / "deploy/terraform/switchboard.tf").open() as source:
-        parsed = hcl2.load(source)
-    [block] = parsed["terraform"]
-    return dict(block)
+        assert "terraform" not in hcl2.load(source), "a second terraform block cannot load"
+    return dict(override["terraform"])
 
 
 def test_terraform_files_declare_the_versions_the_guide_states() -> None:
     block = terraform_block()
+    assert block["required_providers"] == templates.TERRAFORM_PROVIDERS
     required = constraint(unquoted(block["required_version"]))
-    [providers] = block["required_providers"]
-    aws = providers["aws"]
+    aws = block["required_providers"]["aws"]
     assert unquoted(aws["source"]) == "hashicorp/aws"
     assert TERRAFORM_VERSION in required
     assert "1.4.0" not in required and "0.12.31" not in required
@@ -232,5 +235,5 @@ def test_the_operations_guide_lists_every_metric_and_alarm() -> None:
     guide = (PROJECT / "docs/operations.md").read_text()
     for name in DECLARED:
         assert f"| `{name}` |" in guide, name
-    for alarm in observability.ALARMS:
+    for alarm in observability.alarms():
         assert f"| `{alarm.slug}` |" in guide, alarm.slug

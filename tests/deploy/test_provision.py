@@ -151,8 +151,50 @@ def test_after_deploy_sets_throttling_and_partial_batch_responses():
         lambda_stub.assert_no_pending_responses()
     assert report.lines == [
         "created: stage throttling 50.0/s, burst 80",
-        "created: ReportBatchItemFailures on the fanout_worker queue subscription",
+        "created: ReportBatchItemFailures on fanout_worker-sqs-event-source",
     ]
+
+
+def test_after_deploy_without_the_subscription_in_the_record_says_to_deploy_again():
+    stage = StageConfig.load("prod", PROJECT)
+    apigw = boto3.client("apigatewayv2")
+    deployed = {"resources": [{"name": "websocket_api", "websocket_api_id": "abc123"}]}
+    with Stubber(apigw) as stub:
+        stub.add_response("update_stage", {})
+        with pytest.raises(session.ToolError, match="has no fanout_worker-sqs-event-source"):
+            after_deploy(stage, {"apigatewayv2": apigw}.__getitem__, deployed)
+
+
+def test_only_the_signing_key_for_the_template_paths(stage: StageConfig):
+    """CloudFormation and Terraform create the table and queues: provisioning them first
+    made the stack fail with 'already exists' (and a rollback keeps the table)."""
+    report = provision(stage, clients, only_signing_key=True)
+
+    assert report.lines == [f"created: signing key parameter {stage.secret_parameter}"
+                            " (SecureString, random 48-byte key)"]
+    tables = clients("dynamodb").list_tables()["TableNames"]
+    assert stage.table not in tables
+    assert clients("sqs").list_queues(QueueNamePrefix=stage.queue or "").get("QueueUrls") is None
+    again = provision(stage, clients, only_signing_key=True)
+    assert again.lines == [f"already there: signing key parameter {stage.secret_parameter}"]
+
+
+def test_only_the_signing_key_of_a_stage_without_one_is_an_error(stage: StageConfig):
+    keyless = StageConfig(**{**stage.__dict__, "secret_parameter": None})
+    with pytest.raises(session.ToolError, match="sets no TOKEN_SECRET_PARAMETER"):
+        provision(keyless, clients, only_signing_key=True)
+
+
+def test_command_line_creates_only_the_key_when_asked(
+    stage: StageConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setattr(StageConfig, "load", classmethod(lambda cls, name: stage))
+
+    assert main(["--stage", "prod", "--region", "us-east-1", "--only-signing-key"]) == 0
+
+    assert capsys.readouterr().out.splitlines() == [
+        f"created: signing key parameter {stage.secret_parameter} (SecureString, random "
+        "48-byte key)"]
 
 
 # -- what an operator sees when something is missing ---------------------------------

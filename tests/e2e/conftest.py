@@ -8,18 +8,27 @@ from typing import Any
 
 import pytest
 
+from harness.engines import free_port
+from switchboard_local.gateway.discovery import DEFAULT_ADDRESS
 from tests.gateways import REPO
 from tests.switchboard_local.installed import Served, serve_command
+
+DEFAULT_PORT = int(DEFAULT_ADDRESS.rpartition(":")[2])
 
 
 @pytest.fixture(scope="module")
 def make_run() -> Iterator[Served]:
-    """``make run`` on a free port, as a new user runs it; stopped with Ctrl-C."""
+    """``PORT=N make run`` on a free port other than the default, as a user picks another
+    port; stopped with Ctrl-C."""
+    port = free_port()
+    while port == DEFAULT_PORT:
+        port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "HOST", "PORT")
            and not k.startswith(("AWS_ENDPOINT_URL", "POWERTOOLS_"))}
-    argv = ["make", "--no-print-directory", "run", "PORT=0", "HOST=127.0.0.1"]
-    with serve_command(argv, REPO, env) as served:
+    with serve_command(["make", "--no-print-directory", "run"], REPO,
+                       {**env, "PORT": str(port)}) as served:
+        assert served.base == f"http://127.0.0.1:{port}"
         yield served
 
 

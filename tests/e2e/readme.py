@@ -2,11 +2,12 @@
 
 The fenced blocks after its ``<!-- talk-to-it: ... -->`` markers are the
 commands, the frames to type and the answers to expect. Commands run in
-``bash`` from the repository root. Two things differ from a user's terminal,
-both forced on a test: the gateway listens on a free port, so
-``127.0.0.1:8000`` in a URL becomes that address, and the shell has ``PORT`` set
-to it (the ``switchboard-local`` commands read it, as they do when a user runs
-``PORT=9000 make run``). In the answers ``"..."`` stands for a value that
+``bash`` from the repository root against ``PORT=N make run`` on a free port
+other than the default, with ``PORT=N`` in the shell too, as the README says for
+another port (the record a gateway leaves in its project, the other way the
+commands find it, could name another test's gateway of this checkout: see
+``tests/switchboard_local/test_discovery.py``). The commands run exactly as
+written: none names a port. In the answers ``"..."`` stands for a value that
 differs each run.
 """
 
@@ -26,7 +27,7 @@ from tests.gateways import REPO, WAIT
 from tests.switchboard_local.installed import Served
 
 README = REPO / "README.md"
-DEFAULT = "127.0.0.1:8000"
+READY = "ready"
 
 
 def block(marker: str) -> list[str]:
@@ -52,13 +53,11 @@ def address(served: Served) -> str:
 
 
 def shell_env(served: Served) -> dict[str, str]:
-    host, port = address(served).split(":")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    return {**env, "HOST": host, "PORT": port}
-
-
-def as_running(line: str, served: Served) -> str:
-    return line.replace(DEFAULT, address(served))
+    """A second terminal's environment, with the gateway's ``PORT``."""
+    port = address(served).split(":")[1]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_ENDPOINT_URL") and k != "HOST"}
+    return {**env, "PORT": port}
 
 
 @dataclass
@@ -69,6 +68,8 @@ class Client:
     frames: list[dict[str, Any]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
+    connected: bool = False
+    """A ``ready`` ping was answered (those answers are not kept in ``frames``)."""
 
     @classmethod
     def start(cls, script: str, env: dict[str, str]) -> Client:
@@ -89,7 +90,11 @@ class Client:
                 start, end = text.find("{"), text.rfind("}")
                 if start >= 0 and end > start:
                     with contextlib.suppress(ValueError):
-                        self.frames.append(json.loads(text[start:end + 1]))
+                        frame = json.loads(text[start:end + 1])
+                        if frame.get("id") == READY:
+                            self.connected = True
+                        else:
+                            self.frames.append(frame)
                 self.changed.notify_all()
 
     def send(self, line: str) -> None:
@@ -107,14 +112,14 @@ class Client:
             return self.frames[:count]
 
     def ready(self) -> None:
-        """Ping until answered: a client may drop what is typed before it has connected."""
+        """Ping until answered: a client may drop what is typed before it has connected.
+        Under load several pings may be answered, late: none of their answers is a frame."""
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            self.send('{"action": "ping", "id": "ready"}')
+            self.send(json.dumps({"action": "ping", "id": READY}))
             time.sleep(0.3)
             with self.changed:
-                if any(f.get("id") == "ready" for f in self.frames):
-                    self.frames.clear()
+                if self.connected:
                     return
         raise AssertionError("the client never connected:\n" + "".join(self.lines))
 

@@ -23,12 +23,12 @@ from tests.aws_stub import aws_stub
 from tests.gateways import REPO, WAIT
 from tests.switchboard_local.installed import Served
 
-from .readme import README, Client, as_running, block, matches, shell_env, talk
+from .readme import README, Client, block, matches, shell_env, talk
 
 
 def test_talk_to_it_runs_as_written(make_run: Served, client_factory: Any) -> None:
-    commands = [as_running(line, make_run) for line in block("commands")]
-    client = client_factory("\n".join(commands))
+    assert not any(":8000" in line for line in block("commands") + block("push"))
+    client = client_factory("\n".join(block("commands")))
     talk(client)
 
     [push] = block("push")
@@ -43,21 +43,36 @@ def test_talk_to_it_runs_as_written(make_run: Served, client_factory: Any) -> No
     assert matches(json.loads(shown.group(1)), pushed), pushed
 
 
-def test_the_banner_prints_the_token_url_and_lines_to_paste(
+def test_the_banner_prints_the_token_url_and_lines_that_run_as_printed(
     make_run: Served, client_factory: Any
 ) -> None:
+    """On a port other than the default, the lines name it; they run from a terminal
+    without PORT, with the venv's commands (not on its PATH) written as paths."""
     base = make_run.base
-    assert make_run.first("Tokens") == f"{base}/_local/token?userId=NAME&roles=a,b"
-    token, python, wscat = make_run.banner["Try"]
-    assert token == f"TOKEN=$(.venv/bin/switchboard-local token alice --url {base})"
-    websocket = make_run.first("WebSocket")
-    assert python == f'.venv/bin/python -m websockets "{websocket}?token=$TOKEN"'
-    assert wscat == f'npx wscat -c "{websocket}?token=$TOKEN"'
+    tokens, expiry = make_run.banner["Tokens"]
+    assert tokens == f"{base}/_local/token?userId=NAME&roles=a,b"
+    assert expiry == ("expire (a handshake with an expired one is refused, often 401 or 403): "
+                      f"`.venv/bin/switchboard-local token NAME --url {base}` gives a fresh "
+                      "one, `--lifetime SECONDS` a longer one")
+    url, python, wscat = make_run.banner["Try"]
+    assert url == f"URL=$(.venv/bin/switchboard-local token alice --websocket --url {base})"
+    assert python == '.venv/bin/python -m websockets "$URL"'
+    assert wscat == 'npx wscat -c "$URL"'
     env_free = {k: v for k, v in shell_env(make_run).items() if k not in ("HOST", "PORT")}
-    client = Client.start(f"{token}\n{python}", env_free)
+    client = Client.start(f"{url}\n{python}", env_free)
     try:
         client.send('{"action": "ping", "id": "banner"}')
         assert client.wait_for(1) == [{"type": "pong", "id": "banner"}]
+        [invoke] = make_run.banner["Invoke"]
+        command, _, post = invoke.partition("  (POST ")
+        assert command == f".venv/bin/switchboard-local invoke push '{{...}}' --url {base}"
+        assert post == f"{base}/_local/invoke/push)"
+        event = json.dumps({"userId": "alice", "data": {"from": "banner"}})
+        result = subprocess.run(["bash", "-c", command.replace("{...}", event)], cwd=REPO,
+                                env=env_free, capture_output=True, text=True, timeout=WAIT)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["delivered"] == 1
+        assert client.wait_for(2)[1]["data"] == {"from": "banner"}
     finally:
         client.stop()
 
@@ -89,7 +104,8 @@ def forwarding_lambda(base: str) -> Any:
         invoked.append(name)
         if name == "broken":
             return 200, {"X-Amz-Function-Error": "Unhandled"}, b'{"errorMessage": "boom"}'
-        request = urllib.request.Request(f"{base}/_local/invoke/push", data=body)
+        request = urllib.request.Request(f"{base}/_local/invoke/push", data=body,
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=WAIT) as answer:
             return 200, {"X-Amz-Executed-Version": "$LATEST"}, answer.read()
 
@@ -181,7 +197,8 @@ with connect(gateway.websocket_url + "?token=" + token) as socket:
         socket.send(json.dumps(frame))
         socket.recv(timeout=15)
     request = urllib.request.Request(base + "/_local/invoke/push",
-                                     data=b'{"all": true, "data": {"n": 1}}')
+                                     data=b'{"all": true, "data": {"n": 1}}',
+                                     headers={"Content-Type": "application/json"})
     urllib.request.urlopen(request).read()
 thread.stop()
 owners = metadata.packages_distributions()
@@ -193,7 +210,7 @@ print(json.dumps(sorted({dist for name in list(sys.modules)
 def test_make_run_needs_nothing_beyond_its_requirements() -> None:
     """A gateway session (tokens, rooms, history, push) imports only distributions that
     requirements.txt and requirements-local.txt bring, so `make run` may install only those."""
-    from tests.deploy.test_package import requirement_closure
+    from tests.deploy.offline import requirement_closure
 
     result = subprocess.run([sys.executable, "-c", GATEWAY_SESSION], cwd=REPO,
                             capture_output=True, text=True, timeout=120,

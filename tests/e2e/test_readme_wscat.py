@@ -13,16 +13,16 @@ import pytest
 from tests.gateways import REPO
 from tests.switchboard_local.installed import Served
 
-from .readme import README, as_running, block, talk
+from .readme import README, block, talk
 
 WSCAT = REPO / "node_modules" / ".bin" / "wscat"
 
 
 @pytest.mark.skipif(not WSCAT.exists(), reason="wscat comes with `npm ci` (make test)")
 def test_wscat_takes_the_same_url(make_run: Served, client_factory: Any) -> None:
-    token, client_line = (as_running(line, make_run) for line in block("commands"))
+    url, client_line = block("commands")
     assert "npx wscat -c` takes the same URL" in README.read_text()
     wscat = client_line.replace(".venv/bin/python -m websockets", "npx wscat -c")
-    client = client_factory(f"{token}\n{wscat}")
+    client = client_factory(f"{url}\n{wscat}")
     client.ready()
     talk(client)

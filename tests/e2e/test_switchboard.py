@@ -214,18 +214,6 @@ def test_page_and_config_are_served(switchboard_gateway: Running) -> None:
         assert b"chat.js" in page.read()
 
 
-def test_tokens_are_served_on_loopback_addresses_only(
-    switchboard_gateway: Running, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import urllib.error
-
-    monkeypatch.setattr(switchboard_gateway.gateway.options, "host", "0.0.0.0")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        switchboard_gateway.get_json("/_local/token?userId=mallory")
-    assert refused.value.code == 403
-    assert "loopback" in json.loads(refused.value.read())["message"]
-
-
 def test_the_signing_key_comes_from_the_stores_parameter_and_rotates(
     switchboard_gateway: Running,
 ) -> None:

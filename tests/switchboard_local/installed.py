@@ -13,6 +13,7 @@ checkout — ``chalicelib`` is not importable there.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECTS = Path(__file__).resolve().parent / "projects"
 BANNER_LABELS = {
     "WebSocket", "Management", "REST API", "Chat page", "Console", "Tokens", "Invoke", "SQS",
-    "Store", "Created", "State", "Reload", "Warning", "Try",
+    "Store", "Created", "State", "Reload", "Warning", "Try", "Exposed",
 }
 
 
@@ -70,6 +71,22 @@ def install(root: Path, source: Path = REPO, wheel: str = "switchboard_local-*.w
     ).stdout.strip()
     Path(purelib, "test-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     return Installed(venv / "bin")
+
+
+def switchboard_copy(into: Path, threshold: int | None = None) -> Path:
+    """This project, copied; with a fan-out threshold of its own when one is given."""
+    project = into / "switchboard"
+    project.mkdir()
+    for name in ("app.py", "pyproject.toml"):
+        shutil.copy(REPO / name, project / name)
+    for name in ("chalicelib", "deploy", ".chalice", "web"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    if threshold is not None:
+        config_path = project / ".chalice" / "config.json"
+        config = json.loads(config_path.read_text())
+        config["environment_variables"]["FANOUT_QUEUE_THRESHOLD"] = str(threshold)
+        config_path.write_text(json.dumps(config))
+    return project
 
 
 def copy_project(name: str, into: Path) -> Path:

@@ -34,7 +34,7 @@ def test_help_lists_the_options() -> None:
     assert result.returncode == 0
     for option in ("--host", "--port", "--project-dir", "--stage", "--dynamodb-endpoint",
                    "--merge-template", "--parameter", "--state-dir", "--no-autoreload",
-                   "--idle-timeout", "--max-duration"):
+                   "--idle-timeout", "--max-duration", "--expose", "--allow-host"):
         assert option in result.stdout
 
 
@@ -46,6 +46,17 @@ def test_unknown_stage_is_a_clear_error() -> None:
 def test_a_directory_without_app_py_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("--port", "0", cwd=tmp_path)
     assert result.returncode == 2 and "is not a Chalice project" in result.stderr
+
+
+def test_listening_beyond_loopback_needs_expose(tmp_path: Path) -> None:
+    """Refused before anything listens, with what --expose would open."""
+    make_tiny_project(tmp_path)
+    result = run_cli("--host", "0.0.0.0", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: 0.0.0.0 is not a loopback address: other machines could send to and close any "
+        "connection, invoke any function and reach the REST routes. Pass --expose to listen "
+        "there anyway (/_local/token and the store stay loopback-only)\n")
 
 
 def test_a_bad_parameter_is_refused_by_the_parser() -> None:

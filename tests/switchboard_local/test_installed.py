@@ -8,7 +8,6 @@ environment (see :mod:`.installed`), then driven with real sockets and HTTP.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -22,7 +21,14 @@ from websockets.sync.client import connect
 
 from tests.gateways import WAIT, eventually
 
-from .installed import REPO, Installed, clean_env, copy_project, install, serve
+from .installed import (
+    Installed,
+    clean_env,
+    copy_project,
+    install,
+    serve,
+    switchboard_copy,
+)
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +152,8 @@ def test_lambda_functions_and_an_sqs_consumer(installed: Installed, tmp_path: Pa
         assert http(f"{base}/_local/invoke/nope", {})[0] == 404
         assert http(f"{base}/_local/invoke/work", {})[0] == 404  # a consumer, not invocable
         request = urllib.request.Request(f"{base}/_local/invoke/enqueue", data=b"{not json",
-                                         method="POST")
+                                         method="POST",
+                                         headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(request, timeout=WAIT)
         assert bad.value.code == 400
@@ -213,21 +220,6 @@ def test_the_state_dir_keeps_the_store_across_restarts(
                    for line in served.banner["Created"])
         assert "table worker-dev-done (kept)" in served.banner["Created"]
         assert results(served.base) == ["kept"]
-
-
-def switchboard_copy(into: Path, threshold: int) -> Path:
-    """This project, copied, with a fan-out threshold small enough to reach with four sockets."""
-    project = into / "switchboard"
-    project.mkdir()
-    for name in ("app.py", "pyproject.toml"):
-        shutil.copy(REPO / name, project / name)
-    for name in ("chalicelib", "deploy", ".chalice", "web"):
-        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    config_path = project / ".chalice" / "config.json"
-    config = json.loads(config_path.read_text())
-    config["environment_variables"]["FANOUT_QUEUE_THRESHOLD"] = str(threshold)
-    config_path.write_text(json.dumps(config))
-    return project
 
 
 def test_a_large_room_send_goes_through_the_queue_and_fanout_worker(

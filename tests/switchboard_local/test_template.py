@@ -43,13 +43,23 @@ def test_this_repositorys_template_names_its_resources_for_the_stage() -> None:
                                     "FANOUT_QUEUE_NAME": "switchboard-dev-fanout"}
     assert loaded.reports_batch_item_failures("fanout_worker")
     assert not loaded.reports_batch_item_failures("push")
-    assert loaded.warnings == [
-        "cloudformation.json: WebsocketAPIStage: Properties.DefaultRouteSettings not emulated "
-        "(merged into a resource Chalice generates)",
+    # Deploy-only overrides (each function's name, its role's policy, the stack's queue for
+    # the subscription) are merged into Chalice's resources and have no local meaning.
+    deploy_only = {"Properties.FunctionName", "Properties.Policies",
+                   "Properties.Events.FanoutWorkerSqsEventSource.Properties.Queue"}
+    overrides = [w for w in loaded.warnings if w.endswith(
+        "not emulated (merged into a resource Chalice generates)")]
+    for warning in overrides:
+        resource, ignored = warning.removeprefix("cloudformation.json: ").split(": ", 1)
+        keys = set(ignored.removesuffix(
+            " not emulated (merged into a resource Chalice generates)").split(", "))
+        assert keys <= deploy_only or (resource, keys) == (
+            "WebsocketAPIStage", {"Properties.DefaultRouteSettings"}), warning
+    assert set(loaded.warnings) - set(overrides) == {
         "cloudformation.json: 19 monitoring resources (AWS::CloudWatch::Alarm, "
         "AWS::CloudWatch::Dashboard, AWS::Logs::LogGroup, AWS::Logs::MetricFilter) watch AWS "
         "only: not created locally",
-    ]
+    }
 
 
 def test_function_logical_ids_are_chalices() -> None:

@@ -21,19 +21,18 @@ the occupancy variant shows that wait; the p50 does not.
 
 from __future__ import annotations
 
-import logging
 import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import boto3
 
 from bench.report import Figure
+from bench.scale import quiet
 from chalicelib import runtime
 from chalicelib.identity import issue_token
 from chalicelib.registry import table_definition
@@ -51,7 +50,8 @@ def measure(
     users: int, max_members: int = 100, progress: Callable[[str], Any] = lambda _: None
 ) -> Figure:
     """``max_members`` is the occupancy variant's ``PRESENCE_EVENTS_MAX_MEMBERS``."""
-    with dynalite_process() as engine, _quiet():
+    # The app's event lines (one per join) stay out of the report on standard output.
+    with dynalite_process() as engine, quiet("switchboard.events"):
         rows = [
             _run("per-user events", users, users + 1, engine.endpoint, progress),
             _run("occupancy", users, max_members, engine.endpoint, progress),
@@ -79,18 +79,6 @@ def measure(
         "note": "posts and requests are exact; seconds and join times depend on the machine "
                 "and its load (every variant ran in this process, one after the other).",
     }
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """The app's event lines (one per join) stay out of the report on standard output."""
-    events = logging.getLogger("switchboard.events")
-    level = events.level
-    events.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        events.setLevel(level)
 
 
 def _run(

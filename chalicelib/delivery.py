@@ -16,7 +16,7 @@ Outcomes per target:
 * delivered — API Gateway accepted the post;
 * gone — 410: the socket is closed; the caller removes it from the registry;
 * failed — anything else after retries; logged and counted, never fatal to the
-  rest of the fan-out.
+  rest of the fan-out (a 413 is a failure the caller can tell: ``TOO_LARGE``).
 
 ``LimitExceededException`` (429: the account's throttle, or the client's
 buffer is full) and throttling errors are retried with full-jitter exponential
@@ -53,14 +53,16 @@ the lean transport tops out near half that on one vCPU (bench: fanout), botocore
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "Throttling"}
 )
-MAX_POST_BYTES = 128 * 1024
-"""API Gateway's largest message; a bigger post is refused with 413."""
+TOO_LARGE_CODE = "PayloadTooLargeException"
+"""413: a post over API Gateway's largest message (:data:`chalicelib.protocol.MAX_FRAME_BYTES`)."""
 
 
 class Outcome(Enum):
     DELIVERED = "delivered"
     GONE = "gone"
     FAILED = "failed"
+    TOO_LARGE = "too_large"
+    """Refused with 413: failed, and the sender may answer with a smaller frame instead."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,9 @@ class Delivery:
                 return Outcome.GONE
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
+                if code == TOO_LARGE_CODE:
+                    _failed(connection_id, f"{code} ({len(text)} characters)")
+                    return Outcome.TOO_LARGE
                 if code not in RETRYABLE_CODES:
                     return _failed(connection_id, code)
                 metrics.record(metrics.POSTS_THROTTLED)
@@ -215,6 +220,7 @@ _OUTCOME_METRICS = {
     Outcome.DELIVERED: metrics.POSTS_DELIVERED,
     Outcome.GONE: metrics.POSTS_GONE,
     Outcome.FAILED: metrics.POSTS_FAILED,
+    Outcome.TOO_LARGE: metrics.POSTS_FAILED,
 }
 
 
@@ -233,5 +239,7 @@ def _report(connection_ids: Sequence[str], outcomes: Sequence[Outcome]) -> Deliv
     return DeliveryReport(
         delivered=sum(1 for _, outcome in pairs if outcome is Outcome.DELIVERED),
         gone=tuple(cid for cid, outcome in pairs if outcome is Outcome.GONE),
-        failed=tuple(cid for cid, outcome in pairs if outcome is Outcome.FAILED),
+        failed=tuple(
+            cid for cid, outcome in pairs if outcome in (Outcome.FAILED, Outcome.TOO_LARGE)
+        ),
     )

@@ -38,6 +38,12 @@ DEFAULT_MANAGEMENT_RPS = 5000
 DEFAULT_FANOUT_WORKER_CONCURRENCY = 5
 FANOUT_WORKER_CONCURRENCY_RANGE = (2, 1000)
 MANAGEMENT_TRANSPORTS = ("lean", "botocore")
+# Presence: per-user join/leave events up to this many users in a room (Pusher caps
+# presence channels at 100); above it, occupancy frames at most every interval.
+DEFAULT_PRESENCE_EVENTS_MAX_MEMBERS = 100
+DEFAULT_OCCUPANCY_INTERVAL_SECONDS = 2
+# Signing keys from SSM are re-read after this long, so a rotation reaches warm containers.
+DEFAULT_TOKEN_SECRET_TTL_SECONDS = 300
 
 
 class SettingsError(ValueError):
@@ -68,6 +74,11 @@ class Settings:
     management_rps: int = DEFAULT_MANAGEMENT_RPS
     fanout_worker_concurrency: int = DEFAULT_FANOUT_WORKER_CONCURRENCY
     management_transport: str = MANAGEMENT_TRANSPORTS[0]
+    presence_events_max_members: int = DEFAULT_PRESENCE_EVENTS_MAX_MEMBERS
+    """Users a room may have for per-user presence events; above, occupancy frames."""
+    occupancy_interval_seconds: int = DEFAULT_OCCUPANCY_INTERVAL_SECONDS
+    token_secret_ttl_seconds: int = DEFAULT_TOKEN_SECRET_TTL_SECONDS
+    """How long keys read from TOKEN_SECRET_PARAMETER are used before being read again."""
 
     @property
     def invocation_rps(self) -> float:
@@ -119,6 +130,16 @@ class Settings:
             ),
             fanout_worker_concurrency=fanout_worker_concurrency(env),
             management_transport=management_transport(env),
+            presence_events_max_members=_bounded_int(
+                env, "PRESENCE_EVENTS_MAX_MEMBERS", DEFAULT_PRESENCE_EVENTS_MAX_MEMBERS,
+                0, 1_000_000,
+            ),
+            occupancy_interval_seconds=_bounded_int(
+                env, "OCCUPANCY_INTERVAL_SECONDS", DEFAULT_OCCUPANCY_INTERVAL_SECONDS, 0, 60
+            ),
+            token_secret_ttl_seconds=_bounded_int(
+                env, "TOKEN_SECRET_TTL_SECONDS", DEFAULT_TOKEN_SECRET_TTL_SECONDS, 1, 86_400
+            ),
         )
 
 

@@ -7,17 +7,19 @@ registry calls over HTTP make example timing meaningless.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from chalicelib import runtime
 from chalicelib.registry import describe
-from chalicelib.runtime import Services
+from chalicelib.runtime import Services, build_services
 
 hypothesis_settings.register_profile(
     "switchboard",
@@ -30,7 +32,7 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("switchboard")
 
 ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami", "members", "history"})
-NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "typing"})
+NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "occupancy", "typing"})
 """Frames a connection gets because of others' actions, not as an answer to its own."""
 ACK_FIELDS = frozenset(
     {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored"}
@@ -67,14 +69,16 @@ def described(items: list[dict[str, Any]]) -> set[tuple[str, ...]]:
 def registry_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The items that say someone is connected or in a room.
 
-    Left out: message streams (kept for their own TTL) and presence items
-    whose set of connections is empty (what a user's last leave leaves behind
-    until its TTL; nobody is present through it).
+    Left out: message streams (kept for their own TTL), presence items whose
+    set of connections is empty (what a user's last leave can leave behind
+    until its TTL; nobody is present through it) and rooms' counts (numbers,
+    not members; a room's count outlives its last member, until its TTL).
     """
     return [
         item for item in items
         if (kind := describe(item)) is not None
         and not (kind[0] == "presence" and "conns" not in item)
+        and kind[0] != "room"
     ]
 
 
@@ -85,6 +89,19 @@ def event_lines(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
         for record in records
         if record.name == "switchboard.events"
     ]
+
+
+@pytest.fixture
+def restage(services: Services, dynamodb: Any, app_module: Any) -> Callable[..., Services]:
+    """Rebuild the services with other settings (as a stage with other variables would)."""
+
+    def apply(**changes: Any) -> Services:
+        settings = dataclasses.replace(services.settings, **changes)
+        built = build_services(settings, app_module.app.websocket_api, dynamodb)
+        runtime.use(built)
+        return built
+
+    return apply
 
 
 @pytest.fixture

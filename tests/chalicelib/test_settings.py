@@ -28,6 +28,9 @@ def test_defaults() -> None:
     assert settings.history_ttl_seconds == 86400
     assert settings.history_max_messages == 1000
     assert settings.recovery_max_messages == 100
+    assert settings.presence_events_max_members == 100
+    assert settings.occupancy_interval_seconds == 2
+    assert settings.token_secret_ttl_seconds == 300
 
 
 @pytest.mark.parametrize(
@@ -45,6 +48,9 @@ def test_defaults() -> None:
         ({**BASE, "HISTORY_MAX_MESSAGES": "many"}, "HISTORY_MAX_MESSAGES"),
         ({**BASE, "RECOVERY_MAX_MESSAGES": "0"}, "RECOVERY_MAX_MESSAGES"),
         ({**BASE, "RECOVERY_MAX_MESSAGES": "1001"}, "RECOVERY_MAX_MESSAGES"),
+        ({**BASE, "PRESENCE_EVENTS_MAX_MEMBERS": "-1"}, "PRESENCE_EVENTS_MAX_MEMBERS"),
+        ({**BASE, "OCCUPANCY_INTERVAL_SECONDS": "61"}, "OCCUPANCY_INTERVAL_SECONDS"),
+        ({**BASE, "TOKEN_SECRET_TTL_SECONDS": "0"}, "TOKEN_SECRET_TTL_SECONDS"),
     ],
 )
 def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str) -> None:

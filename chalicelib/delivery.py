@@ -18,7 +18,7 @@ Outcomes per target:
 * delivered — API Gateway accepted the post;
 * gone — 410: the socket is closed; the caller removes it from the registry;
 * failed — anything else after retries; logged and counted, never fatal to the
-  rest of the fan-out.
+  rest of the fan-out (a 413 is a failure the caller can tell: ``TOO_LARGE``).
 
 ``LimitExceededException`` (429: the account's throttle, or the client's
 buffer is full) and throttling errors are retried with full-jitter exponential
@@ -55,14 +55,16 @@ the lean transport tops out near half that on one vCPU (bench: fanout), botocore
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "Throttling"}
 )
-MAX_POST_BYTES = 128 * 1024
-"""API Gateway's largest message; a bigger post is refused with 413."""
+TOO_LARGE_CODE = "PayloadTooLargeException"
+"""413: a post over API Gateway's largest message (:data:`chalicelib.protocol.MAX_FRAME_BYTES`)."""
 
 
 class Outcome(Enum):
     DELIVERED = "delivered"
     GONE = "gone"
     FAILED = "failed"
+    TOO_LARGE = "too_large"
+    """Refused with 413: failed, and the sender may answer with a smaller frame instead."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class Delivery:
     def send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         """Post one frame, retrying throttling until attempts or time run out; counted."""
         return _counted(self._send(connection_id, lambda: self._api.send(connection_id, text),
-                                   deadline))
+                                   deadline, f"{len(text)} characters"))
 
     def drop(self, connection_id: str, deadline: Deadline) -> Outcome:
         """Close one connection (``DELETE``): API Gateway then runs its ``$disconnect``.
@@ -160,8 +162,10 @@ class Delivery:
         return _report(connection_ids, self._each(connection_ids, self.drop, deadline))
 
     def _send(
-        self, connection_id: str, request: Callable[[], None], deadline: Deadline
+        self, connection_id: str, request: Callable[[], None], deadline: Deadline,
+        what: str = "",
     ) -> Outcome:
+        """One management request, paced and retried; ``what`` describes it in logs."""
         for attempt in range(self._retry.max_attempts):
             if not self._pacer.wait(deadline):
                 return _failed(connection_id, "no pacing slot before the deadline")
@@ -172,6 +176,9 @@ class Delivery:
                 return Outcome.GONE
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
+                if code == TOO_LARGE_CODE:
+                    _failed(connection_id, f"{code} ({what})")
+                    return Outcome.TOO_LARGE
                 if code not in RETRYABLE_CODES:
                     return _failed(connection_id, code)
                 metrics.record(metrics.POSTS_THROTTLED)
@@ -243,6 +250,7 @@ _OUTCOME_METRICS = {
     Outcome.DELIVERED: metrics.POSTS_DELIVERED,
     Outcome.GONE: metrics.POSTS_GONE,
     Outcome.FAILED: metrics.POSTS_FAILED,
+    Outcome.TOO_LARGE: metrics.POSTS_FAILED,
 }
 
 
@@ -261,5 +269,7 @@ def _report(connection_ids: Sequence[str], outcomes: Sequence[Outcome]) -> Deliv
     return DeliveryReport(
         delivered=sum(1 for _, outcome in pairs if outcome is Outcome.DELIVERED),
         gone=tuple(cid for cid, outcome in pairs if outcome is Outcome.GONE),
-        failed=tuple(cid for cid, outcome in pairs if outcome is Outcome.FAILED),
+        failed=tuple(
+            cid for cid, outcome in pairs if outcome in (Outcome.FAILED, Outcome.TOO_LARGE)
+        ),
     )

@@ -19,7 +19,7 @@ from chalicelib import endpoint, metrics, protocol
 from chalicelib.actions import PARSERS, ActionContext, ActionDeps, perform
 from chalicelib.cleanup import Cleanup
 from chalicelib.closing import Closer
-from chalicelib.delivery import Delivery
+from chalicelib.delivery import Delivery, Outcome
 from chalicelib.entry import Call
 from chalicelib.identity import AuthenticationError, TokenVerifier
 from chalicelib.lifetime import EXPIRED_MESSAGE
@@ -86,7 +86,7 @@ def on_message(
     """Answer the frame with exactly one frame, whatever it holds; close an expired connection."""
     delivery.ensure_endpoint(lambda: endpoint.of_event(deps.settings.management_endpoint, event))
     outbox = deps.outbox(call.deadline)
-    answer = _answer(event, deps, outbox, call.log)
+    answer, request_id = _answer(event, deps, outbox, call.log)
     metrics.record(
         metrics.FRAMES,
         Action=call.log.fields.get("action", metrics.UNPARSED_ACTION),
@@ -94,12 +94,23 @@ def on_message(
     )
     # The answer uses the reserve kept back for answering: a caller whose work ran
     # out of time still hears back. A caller already gone is forgotten.
-    outbox.send(event.connection_id, answer, call.deadline.with_reserve())
+    answering = call.deadline.with_reserve()
+    if outbox.send(event.connection_id, answer, answering) is Outcome.TOO_LARGE:
+        # Sizes are judged before sending; should API Gateway still refuse one
+        # (413), the caller hears that instead of nothing.
+        call.log.set(outcome="error", code=protocol.TOO_LARGE)
+        refused = protocol.error(
+            protocol.TOO_LARGE, "the answer was too large for one frame", request_id
+        )
+        outbox.send(event.connection_id, refused, answering)
     if closer is not None and call.log.fields.get("code") == protocol.TOKEN_EXPIRED:
-        closer.end([event.connection_id], None, call.deadline.with_reserve())
+        closer.end([event.connection_id], None, answering)
 
 
-def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog) -> str:
+def _answer(
+    event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog
+) -> tuple[str, str | None]:
+    """The frame answering the caller (never over a frame's size), and the request's id."""
     request_id = None
     try:
         request = parse_request(event.body, deps.settings.max_text_bytes, PARSERS)
@@ -112,25 +123,28 @@ def _answer(event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventL
             raise ProtocolError(protocol.TOKEN_EXPIRED, EXPIRED_MESSAGE)
         ctx = ActionContext(deps, connection, request, outbox)
         try:
-            return perform(ctx)
+            answer = perform(ctx)
         finally:
             log.set(
                 delivered=ctx.report.delivered,
                 gone=len(ctx.report.gone),
                 failed=len(ctx.report.failed),
             )
+        # An answer over a frame would be refused (413): the caller hears why instead.
+        return protocol.fitting(answer, "the answer"), request_id
     except ProtocolError as error:
         log.set(outcome="error", code=error.code)
-        return protocol.error(error.code, error.message, error.request_id or request_id)
+        request_id = error.request_id or request_id
+        return protocol.error(error.code, error.message, request_id), request_id
     except NotConnected:
         log.set(outcome="error", code=protocol.FORBIDDEN)
-        return protocol.error(protocol.FORBIDDEN, _NOT_REGISTERED, request_id)
+        return protocol.error(protocol.FORBIDDEN, _NOT_REGISTERED, request_id), request_id
     except Exception:
         logger.exception("action failed on %s", event.connection_id)
         log.set(outcome="error", code=protocol.INTERNAL)
         return protocol.error(
             protocol.INTERNAL, "the server could not handle this frame; try again", request_id
-        )
+        ), request_id
 
 
 def _repeated_connect(

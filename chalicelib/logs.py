@@ -27,6 +27,7 @@ OPERATIONAL_LOGGERS = (
     "switchboard.fanout",
     "switchboard.cleanup",
     "switchboard.presence",
+    "switchboard.reads",
 )
 for _name in OPERATIONAL_LOGGERS:
     logging.getLogger(_name).setLevel(logging.INFO)

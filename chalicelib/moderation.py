@@ -26,7 +26,7 @@ from chalicelib.delivery import Delivery
 from chalicelib.outbox import Outbox
 from chalicelib.permissions import PRESENCE
 from chalicelib.presence import Announcer
-from chalicelib.registry import Connection, NotConnected, Registry
+from chalicelib.registry import Connection, NotConnected, Registry, TooManyRooms
 from chalicelib.revocations import Revocations, refuses
 from chalicelib.settings import Settings
 from chalicelib.streams import Stream, Streams
@@ -64,8 +64,9 @@ class Moderation:
         """Join every live connection of the user to the room; returns how many joined.
 
         A connection already in ``MAX_ROOMS_PER_CONNECTION`` other rooms is left
-        out. Memberships are written before the stream's position is read, so
-        the position each ``subscribed`` frame carries misses nothing.
+        out (the cap is held by DynamoDB, as for ``joinRoom``). Memberships are
+        written before the stream's position is read, so the position each
+        ``subscribed`` frame carries misses nothing.
         """
         connections = self._live(user_id)
         if not connections:
@@ -73,18 +74,16 @@ class Moderation:
         joined: list[str] = []
         limit = self._settings.max_rooms_per_connection
         for connection in connections:
-            if room not in connection.rooms and len(connection.rooms) >= limit:
-                continue
             presence = connection_may(connection, self._settings, PRESENCE, room)
             try:
-                first = self._registry.join_room(connection, room, presence)
-            except NotConnected:
+                change = self._registry.join_room(connection, room, presence, max_rooms=limit)
+            except (NotConnected, TooManyRooms):
                 continue
             joined.append(connection.connection_id)
-            if first:
+            if change.changed:
                 self._announcer.announce(
                     room, [(user_id, protocol.PRESENCE_JOIN)], outbox.deadline,
-                    actor=connection.connection_id,
+                    actor=connection.connection_id, count=change.count,
                 )
         if joined:
             position = (None if self._streams is None
@@ -96,15 +95,17 @@ class Moderation:
         """Take every live connection of the user out of the room; returns how many left."""
         members = [c for c in self._live(user_id) if room in c.rooms]
         left: list[str] = []
-        last = False
         for connection in members:
             try:
-                last = self._registry.leave_room(connection, room) or last
+                change = self._registry.leave_room(connection, room)
             except NotConnected:
                 continue
             left.append(connection.connection_id)
-        if last:
-            self._announcer.announce(room, [(user_id, protocol.PRESENCE_LEAVE)], outbox.deadline)
+            if change.changed:
+                self._announcer.announce(
+                    room, [(user_id, protocol.PRESENCE_LEAVE)], outbox.deadline,
+                    count=change.count,
+                )
         outbox.deliver(left, protocol.unsubscribed(room, reason), room)
         return len(left)
 

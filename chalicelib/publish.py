@@ -29,18 +29,11 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import MAX_POST_BYTES, Delivery, DeliveryReport
+from chalicelib.delivery import Delivery, DeliveryReport
 from chalicelib.idempotency import Idempotency, Pending, Recorded
 from chalicelib.invocation import DEADLINE_RESERVE_SECONDS
 from chalicelib.outbox import Outbox
-from chalicelib.protocol import (
-    MAX_EPOCH_LENGTH,
-    MAX_SEQ,
-    ROOM_PATTERN,
-    SERVER_FRAME_TYPES,
-    Message,
-    Position,
-)
+from chalicelib.protocol import ROOM_PATTERN, SERVER_FRAME_TYPES, Message, ProtocolError
 from chalicelib.registry import Registry
 from chalicelib.streams import Stream, Streams
 
@@ -48,8 +41,6 @@ logger = logging.getLogger("switchboard.publish")
 
 DEFAULT_TYPE = "push"
 """The frame type of a publication that names none (and of the ``push`` function's frames)."""
-_LARGEST_POSITION = Position("e" * MAX_EPOCH_LENGTH, MAX_SEQ)
-"""A stored frame's size is checked with the longest ``seq``/``epoch`` it could get."""
 
 
 class PublishError(ValueError):
@@ -108,14 +99,6 @@ def check_type(frame_type: str) -> str:
     return frame_type
 
 
-def check_size(frame: str) -> str:
-    """A rendered frame API Gateway will carry (128 KiB)."""
-    size = len(frame.encode("utf-8"))
-    if size > MAX_POST_BYTES:
-        raise PublishError(f"the frame is {size} bytes; API Gateway's limit is {MAX_POST_BYTES}")
-    return frame
-
-
 class Publisher:
     def __init__(
         self,
@@ -168,20 +151,24 @@ class Publisher:
 
     def checked_entry(self, publication: Publication) -> Message:
         """The publication's stream entry, checked; :class:`PublishError` when it can never
-        succeed (a bad type, a frame over the limit, ``store`` where nothing is kept)."""
+        succeed (a bad type, data that is not valid Unicode, a frame over the limit, ``store``
+        where nothing is kept). Sizes are the protocol's rules for any frame, and for a stored
+        entry (:func:`chalicelib.protocol.storable`: it must fit a ``history`` page too)."""
         audience = publication.audience
-        entry = Message(
-            None, None, iso8601(), audience.room, type=check_type(publication.type),
-            data=publication.data,
-        )
-        if not publication.store:
-            check_size(protocol.message(entry))
-            return entry
-        if audience.stream is None:
+        if publication.store and audience.stream is None:
             raise PublishError("'store' needs a 'room' or a 'userId': everyone has no stream")
-        if self._streams is None:
+        if publication.store and self._streams is None:
             raise PublishError("this stage keeps no history (HISTORY_MAX_MESSAGES is 0)")
-        check_size(protocol.message(entry.at(audience.room, _LARGEST_POSITION)))
+        try:
+            entry = Message(
+                None, None, iso8601(), audience.room, type=check_type(publication.type),
+                data=protocol.check_data(publication.data),
+            )
+            if publication.store:
+                return protocol.storable(entry)
+            protocol.fitting(protocol.message(entry), "the frame")
+        except ProtocolError as error:
+            raise PublishError(error.message) from None
         return entry
 
     def reach_audience(self, audience: Audience, frame: str, outbox: Outbox) -> DeliveryReport:

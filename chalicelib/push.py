@@ -29,8 +29,8 @@ from chalicelib import protocol
 from chalicelib.clock import iso8601
 from chalicelib.entry import Call
 from chalicelib.outbox import Outbox
-from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
-from chalicelib.publish import Audience, Publisher, PublishError, check_size
+from chalicelib.protocol import ProtocolError
+from chalicelib.publish import Audience, Publisher
 
 AUDIENCES = ("userId", "room", "all")
 
@@ -54,22 +54,25 @@ def parse(event: Any) -> PushRequest:
         raise PushError("name exactly one audience: 'userId', 'room' or 'all'")
     audience = named[0]
     value = event[audience]
-    _check_audience(audience, value)
     data = event.get("data")
     if not isinstance(data, dict):
         raise PushError("'data' must be a JSON object")
+    try:
+        _check_audience(audience, value)
+        protocol.check_data(data)
+    except ProtocolError as error:
+        raise PushError(error.message) from None
     return PushRequest(audience, value, data)
 
 
 def _check_audience(audience: str, value: Any) -> None:
+    """The same rules as a client frame's (:mod:`chalicelib.protocol`'s validators)."""
     if audience == "all" and value is not True:
         raise PushError("'all' must be true")
-    if audience == "room" and not (isinstance(value, str) and ROOM_PATTERN.fullmatch(value)):
-        raise PushError("'room' must be 1-64 characters of letters, digits and _ . : -")
-    if audience == "userId" and not (
-        isinstance(value, str) and 1 <= len(value) <= MAX_USER_ID_LENGTH
-    ):
-        raise PushError("'userId' must be a string of 1-128 characters")
+    if audience == "room":
+        protocol.check_room(value)
+    if audience == "userId":
+        protocol.check_user_id(value)
 
 
 def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict[str, Any]:
@@ -77,8 +80,8 @@ def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict
     log = call.log
     try:
         request = parse(event)
-        frame = check_size(protocol.push(request.data, iso8601()))
-    except (PushError, PublishError) as error:
+        frame = _frame(request.data)
+    except PushError as error:
         log.set(outcome="refused", reason=str(error))
         return {"ok": False, "error": str(error)}
     log.set(audience=request.audience)
@@ -93,6 +96,13 @@ def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict
         "gone": len(report.gone),
         "failed": len(report.failed),
     }
+
+
+def _frame(data: dict[str, Any]) -> str:
+    try:
+        return protocol.fitting(protocol.push(data, iso8601()), "the push frame")
+    except ProtocolError as error:
+        raise PushError(error.message) from None
 
 
 def _audience(request: PushRequest) -> Audience:

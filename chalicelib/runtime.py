@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import aws, endpoint
+from chalicelib import aws, endpoint, keys
 from chalicelib.actions import ActionDeps
 from chalicelib.cleanup import Cleanup
 from chalicelib.closing import Closer
 from chalicelib.delivery import Delivery
 from chalicelib.fanout_queue import FanoutQueue
-from chalicelib.identity import TokenVerifier, signing_keys
+from chalicelib.identity import TokenVerifier
 from chalicelib.invocation import Deadline
+from chalicelib.keys import SigningKeys
 from chalicelib.lifetime import TokenLifetime
 from chalicelib.outbox import Outbox
 from chalicelib.pacing import Pacer
@@ -68,7 +69,10 @@ class Services:
 
     @cached_property
     def announcer(self) -> Announcer:
-        return Announcer(self.registry, self.outbox)
+        return Announcer(
+            self.registry, self.outbox,
+            self.settings.presence_events_max_members, self.settings.occupancy_interval_seconds,
+        )
 
     def outbox(self, deadline: Deadline) -> Outbox:
         """A request's outbox: inline posts, the queue for large audiences."""
@@ -189,9 +193,9 @@ def build_services(
         registry=Registry(data, settings.connections_table, settings.connection_ttl_seconds),
         delivery=Delivery(websocket_api, pacer=Pacer(settings.invocation_rps)),
         verifier=TokenVerifier(
-            secret=_token_secret(settings),
             issuer=settings.token_issuer,
             audience=settings.token_audience,
+            source=_signing_keys(settings),
         ),
         fanout_queue=_fanout_queue(settings, sqs),
         streams=_streams(settings, data),
@@ -222,19 +226,22 @@ def _fanout_queue(settings: Settings, sqs: Any | None) -> FanoutQueue | None:
     )
 
 
-def _token_secret(settings: Settings) -> str:
-    """The signing keys' value, checked to hold at least one key."""
+def _signing_keys(settings: Settings) -> SigningKeys:
+    """The stage's signing keys, checked to hold at least one key.
+
+    From SSM they are read again every ``TOKEN_SECRET_TTL_SECONDS`` (and when a
+    token's signature matches none of them), so a rotation reaches warm containers.
+    """
     if settings.token_secret is not None:
-        value, source = settings.token_secret, "TOKEN_SECRET"
+        load, source = (lambda: str(settings.token_secret)), "TOKEN_SECRET"
+        ttl = float("inf")
     else:
-        assert settings.token_secret_parameter is not None
-        response = aws.ssm_client().get_parameter(
-            Name=settings.token_secret_parameter, WithDecryption=True
-        )
-        value = str(response["Parameter"]["Value"])
-        source = f"the parameter TOKEN_SECRET_PARAMETER names ({settings.token_secret_parameter})"
+        name = settings.token_secret_parameter
+        assert name is not None
+        load = keys.parameter(name)
+        source = f"the parameter TOKEN_SECRET_PARAMETER names ({name})"
+        ttl = float(settings.token_secret_ttl_seconds)
     try:
-        signing_keys(value)
+        return SigningKeys(load, ttl)
     except ValueError:
         raise SettingsError(f"{source} holds no signing key") from None
-    return value

@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Any
 
 from chalicelib import protocol
+from chalicelib.actions import present
 from chalicelib.cleanup import Cleanup
 from chalicelib.entry import Call
 from chalicelib.invocation import Deadline
@@ -43,6 +44,7 @@ from chalicelib.protocol import (
     MAX_SEQ,
     ROOM_PATTERN,
     Fields,
+    Presence,
     ProtocolError,
 )
 from chalicelib.publish import (
@@ -334,19 +336,22 @@ class Room:
         return Room(params.room())
 
 
-def presence(ctx: Context, command: Room) -> dict[str, Any]:
-    """The room's members, as the ``presence`` action answers (expired members forgotten)."""
-    members = ctx.deps.registry.room_members(command.room)
-    ctx.deps.cleanup.forget(members.expired, ctx.deadline, command.room)
-    counts = Counter(member.user_id for member in members.live)
-    return {"room": command.room, "members": [
-        {"userId": user_id, "connections": n} for user_id, n in sorted(counts.items())
+def presence(ctx: Context, command: Presence) -> dict[str, Any]:
+    """A page of the room's members, as the ``presence`` action answers (connections found
+    gone are forgotten); ``next`` is the ``after`` of the following page."""
+    counts, next_after = present(ctx.deps.registry, ctx.deps.cleanup, command, ctx.deadline)
+    answer: dict[str, Any] = {"room": command.room, "members": [
+        {"userId": user_id, "connections": n} for user_id, n in counts
     ]}
+    if next_after is not None:
+        answer["next"] = next_after
+    return answer
 
 
 def presence_stats(ctx: Context, command: Room) -> dict[str, Any]:
-    live = ctx.deps.registry.room_members(command.room).live
-    return {"connections": len(live), "users": len({member.user_id for member in live})}
+    """The room's counts, as its count item keeps them (one read, whatever the room's size)."""
+    count = ctx.deps.registry.room_count(command.room)
+    return {"connections": count.connections, "users": count.users}
 
 
 @dataclass(frozen=True)
@@ -467,7 +472,7 @@ METHODS: tuple[Method, ...] = (
     Method("unsubscribe", UserRoom.parse_with_reason, unsubscribe),
     Method("disconnect", Disconnect.parse, disconnect),
     Method("revoke", Revoke.parse, revoke),
-    Method("presence", Room.parse, presence),
+    Method("presence", Presence.parse, presence),
     Method("presenceStats", Room.parse, presence_stats),
     Method("history", History.parse, history),
     Method("historyRemove", Room.parse, history_remove),

@@ -22,7 +22,8 @@ update. A ``seq`` whose message could not be stored stays a gap.
 Messages live ``HISTORY_TTL_SECONDS``; at most ``HISTORY_MAX_MESSAGES`` per
 stream are *read*: older ones are outside every key range asked for (the
 trim is logical, so appending never pays for a delete) and go with their TTL.
-Every read treats an item whose ``ttl`` has passed as gone.
+Every read treats an item whose ``ttl`` has passed as gone, and leaves out an
+item it cannot decode (:mod:`chalicelib.readable`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import metrics
+from chalicelib import metrics, readable
 from chalicelib.protocol import MESSAGE, Message, Position
 
 _ROOM_PREFIX = "HIST#"
@@ -187,9 +188,9 @@ class Streams:
         ).get("Item")
         if item is None or self._expired(item):
             return None
-        if epoch is not None and item["epoch"]["S"] != epoch:
+        if epoch is not None and item.get("epoch", {}).get("S") != epoch:
             return None
-        return _message_from_item(stream, item)
+        return readable.one(item, lambda it: _message_from_item(stream, it), stream.key)
 
     def restart(self, stream: Stream) -> Position:
         """Start the stream over: a new epoch at ``seq`` 0, one unconditional ``PutItem``.
@@ -313,8 +314,13 @@ class Streams:
                     if newest_first:
                         return found
                     continue
-                if item["epoch"]["S"] == position.epoch:
-                    found.append(_message_from_item(stream, item))
+                if item.get("epoch", {}).get("S") == position.epoch:
+                    message = readable.one(
+                        item, lambda it: _message_from_item(stream, it), stream.key
+                    )
+                    if message is None:
+                        continue  # skipped (logged, counted): the others are still read
+                    found.append(message)
                     if limit is not None and len(found) >= limit:
                         return found
             last_key = response.get("LastEvaluatedKey")

@@ -20,7 +20,8 @@ from hypothesis import settings as hypothesis_settings
 
 from chalicelib import runtime
 from chalicelib.registry import describe
-from chalicelib.runtime import Services
+from chalicelib.runtime import Services, build_services
+from switchboard_local import events
 from switchboard_local.stage import State
 from switchboard_local.testing import TestConnection, WebsocketTestClient
 
@@ -35,7 +36,7 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("switchboard")
 
 ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami", "members", "history"})
-NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "typing"})
+NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "occupancy", "typing"})
 """Frames a connection gets because of others' actions, not as an answer to its own."""
 ACK_FIELDS = frozenset(
     {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored",
@@ -74,14 +75,16 @@ def described(items: list[dict[str, Any]]) -> set[tuple[str, ...]]:
 def registry_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The items that say someone is connected or in a room.
 
-    Left out: message streams (kept for their own TTL) and presence items
-    whose set of connections is empty (what a user's last leave leaves behind
-    until its TTL; nobody is present through it).
+    Left out: message streams (kept for their own TTL), presence items whose
+    set of connections is empty (what a user's last leave can leave behind
+    until its TTL; nobody is present through it) and rooms' counts (numbers,
+    not members; a room's count outlives its last member, until its TTL).
     """
     return [
         item for item in items
         if (kind := describe(item)) is not None
         and not (kind[0] == "presence" and "conns" not in item)
+        and kind[0] != "room"
     ]
 
 
@@ -92,6 +95,19 @@ def event_lines(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
         for record in records
         if record.name == "switchboard.events"
     ]
+
+
+@pytest.fixture
+def restage(services: Services, dynamodb: Any, app_module: Any) -> Callable[..., Services]:
+    """Rebuild the services with other settings (as a stage with other variables would)."""
+
+    def apply(**changes: Any) -> Services:
+        settings = dataclasses.replace(services.settings, **changes)
+        built = build_services(settings, app_module.app.websocket_api, dynamodb)
+        runtime.use(built)
+        return built
+
+    return apply
 
 
 @pytest.fixture
@@ -144,11 +160,5 @@ def later(services: Services) -> Callable[[float], Services]:
 
 
 def scheduled_event() -> dict[str, Any]:
-    """What EventBridge sends a rate(1 minute) rule's target."""
-    return {
-        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/expire_connections"],
-        "detail": {},
-    }
+    """What EventBridge sends the ``expire_connections`` rule's target."""
+    return events.scheduled_event("expire_connections", "us-east-1", "123456789012")

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from chalicelib import protocol
-from chalicelib.delivery import MAX_POST_BYTES
 from chalicelib.publish import (
     Audience,
     Publication,
@@ -54,15 +53,23 @@ def test_audiences_their_streams_and_scopes() -> None:
     assert len(scopes) == 3
 
 
-def test_the_size_of_a_stored_frame_counts_the_position_it_will_get() -> None:
-    """A frame that fits unnumbered but not with a seq and epoch is refused before storing."""
+def test_a_stored_frame_must_fit_every_frame_it_will_be_in() -> None:
+    """A frame that fits live but not with a seq, an epoch and a history page around it is
+    refused before storing (the protocol's own rule for stored entries)."""
     entry = publisher().checked_entry(Publication(Audience(room="lobby"), data=""))
-    overhead = len(protocol.message(entry).encode())
-    data = "x" * (MAX_POST_BYTES - overhead - 10)
+    overhead = protocol.frame_bytes(protocol.message(entry))
+    data = "x" * (protocol.MAX_FRAME_BYTES - overhead - 10)
     live = Publication(Audience(room="lobby"), data=data)
     assert publisher().checked_entry(live).data == data
-    with pytest.raises(PublishError, match=str(MAX_POST_BYTES)):
+    with pytest.raises(PublishError, match=f"the limit is {protocol.STORED_ENTRY_BYTES}"):
         publisher().checked_entry(Publication(Audience(room="lobby"), data=data, store=True))
+    with pytest.raises(PublishError, match=f"the limit is {protocol.MAX_FRAME_BYTES}"):
+        publisher().checked_entry(Publication(Audience(room="lobby"), data=data + "x" * 20))
+
+
+def test_data_must_be_valid_unicode() -> None:
+    with pytest.raises(PublishError, match="not valid Unicode"):
+        publisher().checked_entry(Publication(Audience(), data={"k": "\ud800"}))
 
 
 def test_storing_needs_a_stream_and_history() -> None:

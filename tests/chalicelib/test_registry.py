@@ -15,8 +15,11 @@ from chalicelib.registry import (
     ConnectionSummary,
     Departure,
     NotConnected,
+    PresenceChange,
+    PresencePage,
     Registry,
     RegistryError,
+    RoomCount,
     describe,
 )
 from tests.chalicelib.conftest import registry_items
@@ -127,8 +130,11 @@ def test_remove_many_in_batches(
     dynamodb_calls.clear()
     departures = registry.remove_connections(ids)
     # 60 keys fit one BatchGetItem; 120 deletes need ceil(120 / 25) = 5 BatchWriteItem;
-    # each membership leaves its user's presence set: one UpdateItem each.
-    assert dynamodb_calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 5, "UpdateItem": 60})
+    # each membership leaves its user's presence set: one UpdateItem each; the room's
+    # count drops once (one UpdateItem); the emptied presence item is deleted (DeleteItem).
+    assert dynamodb_calls == Counter(
+        {"BatchGetItem": 1, "BatchWriteItem": 5, "UpdateItem": 61, "DeleteItem": 1}
+    )
     assert departures == [Departure("lobby", "u")]
     assert registry_items(all_items(dynamodb, table_name)) == []
 
@@ -144,8 +150,8 @@ def test_broadcast_pages_read_only_connection_items(
     assert every_connection(registry) == ids
     response = dynamodb.scan(TableName=table_name, IndexName="GSI1", Select="COUNT")
     assert response["ScannedCount"] == len(ids)
-    # A connection, two memberships and two presence items per user.
-    assert len(all_items(dynamodb, table_name)) == 5 * len(ids)
+    # A connection, two memberships and two presence items per user; each room's count.
+    assert len(all_items(dynamodb, table_name)) == 5 * len(ids) + 2
 
 
 def test_broadcast_follows_pagination(registry: Registry, dynamodb: Any) -> None:
@@ -229,15 +235,22 @@ def test_items_left_unprocessed_after_every_retry_raise(
 def test_presence_is_per_user_first_in_and_last_out(registry: Registry) -> None:
     phone = registry.add_connection("phone", "alice", [], ENDPOINT)
     laptop = registry.add_connection("laptop", "alice", [], ENDPOINT)
-    assert registry.join_room(phone, "r", presence=True) is True
-    assert registry.join_room(phone, "r", presence=True) is False  # again: nothing new
-    assert registry.join_room(laptop, "r", presence=False) is False
+    assert registry.join_room(phone, "r", presence=True) == PresenceChange(True, RoomCount(1, 1))
+    # Again: nothing new, nothing counted.
+    assert registry.join_room(phone, "r", presence=True) == PresenceChange(False, None)
+    assert registry.join_room(laptop, "r", presence=False) == PresenceChange(
+        False, RoomCount(1, 2)
+    )
     assert [(m.connection_id, m.presence) for m in registry.room_members("r").live] == [
         ("laptop", False), ("phone", True),
     ]
-    assert registry.leave_room(phone, "r") is False
-    assert registry.leave_room(phone, "r") is False  # not in it any more
-    assert registry.leave_room(laptop, "r") is True
+    assert registry.room_watchers("r") == ["phone"]
+    assert registry.leave_room(phone, "r") == PresenceChange(False, RoomCount(1, 1))
+    assert registry.room_watchers("r") == []
+    assert registry.leave_room(phone, "r") == PresenceChange(False, None)  # not in it any more
+    assert registry.leave_room(laptop, "r") == PresenceChange(True, RoomCount(0, 0))
+    assert registry.room_count("r") == RoomCount(0, 0)
+    assert registry.presence_page("r", None, 10) == PresencePage((), None)
 
 
 def test_a_presence_item_left_expired_starts_over(
@@ -249,12 +262,15 @@ def test_a_presence_item_left_expired_starts_over(
     clock[0] += 7501
     fresh = registry.add_connection("fresh", "alice", [], ENDPOINT)
     dynamodb_calls.clear()
-    assert registry.join_room(fresh, "r", presence=True) is True
-    # rooms ADD, membership, the presence ADD refused on the expired item, its restart.
-    assert dynamodb_calls == Counter({"UpdateItem": 2, "PutItem": 2})
+    # The stale connection leaves the count as the fresh one enters it (the room's
+    # count itself expired too, and starts over).
+    assert registry.join_room(fresh, "r", presence=True) == PresenceChange(True, RoomCount(1, 1))
+    # rooms ADD, membership, the presence ADD refused on the expired item, its restart;
+    # the count's ADD refused on its expired item, its restart.
+    assert dynamodb_calls == Counter({"UpdateItem": 3, "PutItem": 3})
     assert [m.connection_id for m in registry.room_members("r").live] == ["fresh"]
     assert registry.room_members("r").expired == ("stale",)
-    assert registry.leave_room(fresh, "r") is True
+    assert registry.leave_room(fresh, "r").changed
 
 
 def test_removing_connections_reports_who_left_which_room(registry: Registry) -> None:

@@ -18,8 +18,9 @@ from switchboard_local.testing import LambdaContext
 from tests.chalicelib.conftest import scheduled_event
 
 AUDIENCES = [1, 10, 40]
-JOIN = {"GetItem": 2, "UpdateItem": 2, "PutItem": 1}
-"""joinRoom: connection, rooms ADD, membership, presence ADD, the stream's position."""
+JOIN = {"GetItem": 2, "UpdateItem": 3, "PutItem": 1}
+"""joinRoom: connection, rooms ADD, membership, presence ADD, the room's count, the stream's
+position."""
 
 
 @pytest.fixture
@@ -95,21 +96,33 @@ def test_a_malformed_rooms_claim_makes_no_request(client: Any, token: Any, count
 def test_disconnect_is_one_read_batched_deletes_and_a_presence_update_per_room(
     connect: Any, counted: Any, rooms: int
 ) -> None:
-    """Alone in each room, the user leaves each: its watchers are read once per room."""
+    """Alone in each room, the user leaves each: its presence set and count change, its
+    emptied presence item goes, and nobody is left to tell (no watchers read)."""
     alice = connect("alice")
     for index in range(rooms):
         alice.request({"action": "joinRoom", "room": f"r{index}"})
     calls = counted(alice.disconnect)
     batches = -(-(rooms + 1) // 25)
     expected = Counter({"BatchGetItem": 1, "BatchWriteItem": batches})
-    expected.update({"UpdateItem": rooms, "Query": rooms})
+    expected.update({"UpdateItem": 2 * rooms, "DeleteItem": rooms})
     assert calls == expected
+
+
+def test_disconnect_with_others_in_the_room_reads_its_watchers(
+    in_room: Any, counted: Any
+) -> None:
+    in_room("bob")
+    alice = in_room("alice")
+    calls = counted(alice.disconnect)
+    assert calls == Counter({
+        "BatchGetItem": 1, "BatchWriteItem": 1, "UpdateItem": 2, "DeleteItem": 1, "Query": 1,
+    })
 
 
 def test_disconnect_of_one_of_two_devices_announces_nothing(in_room: Any, counted: Any) -> None:
     phone, _ = in_room("alice"), in_room("alice")
     calls = counted(phone.disconnect)
-    assert calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 1, "UpdateItem": 1})
+    assert calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 1, "UpdateItem": 2})
 
 
 # -- direct messages ---------------------------------------------------------------------
@@ -154,12 +167,12 @@ def test_resume_of_a_new_user_starts_the_stream(connect: Any, counted: Any) -> N
 def test_the_first_join_of_a_room_starts_its_stream(connect: Any, counted: Any) -> None:
     alice = connect("alice")
     calls = counted(lambda: alice.request({"action": "joinRoom", "room": "lobby"}))
-    # The presence ADD finds alice first: one Query reads the watchers to announce her.
-    assert calls == Counter({**JOIN, "PutItem": 2, "Query": 1})
+    # alice is first, but the room's count says she is alone: nobody to tell, no Query.
+    assert calls == Counter({**JOIN, "PutItem": 2})
 
 
 @pytest.mark.parametrize("members", AUDIENCES)
-def test_a_first_device_join_reads_the_watchers_once(
+def test_a_first_device_join_reads_the_watchers_once_whatever_the_rooms_size(
     connect: Any, in_room: Any, counted: Any, members: int
 ) -> None:
     for index in range(members):
@@ -197,8 +210,9 @@ def test_leave_is_a_delete_and_two_updates_plus_the_watchers_when_last(
     not_last = counted(lambda: phone.request({"action": "leaveRoom", "room": "lobby"}))
     last = counted(lambda: laptop.request({"action": "leaveRoom", "room": "lobby"}))
     # No TransactWriteItems: dynalite (and other DynamoDB stand-ins) refuse it.
-    assert not_last == Counter({"GetItem": 1, "DeleteItem": 1, "UpdateItem": 2})
-    assert last == Counter({"GetItem": 1, "DeleteItem": 1, "UpdateItem": 2, "Query": 1})
+    assert not_last == Counter({"GetItem": 1, "DeleteItem": 1, "UpdateItem": 3})
+    # The last one also deletes the emptied presence item; alone, nobody is told.
+    assert last == Counter({"GetItem": 1, "DeleteItem": 2, "UpdateItem": 3})
 
 
 @pytest.mark.parametrize("members", AUDIENCES)
@@ -219,7 +233,8 @@ def test_presence_is_one_query(connect: Any, in_room: Any, counted: Any, members
         in_room(f"u{index}")
     asker = connect("asker")
     calls = counted(lambda: asker.request({"action": "presence", "room": "lobby"}))
-    assert calls == Counter({"GetItem": 1, "Query": 1})
+    # The page of users, then one batched read of their connections (are they live?).
+    assert calls == Counter({"GetItem": 1, "Query": 1, "BatchGetItem": 1})
 
 
 def test_presence_reads_only_the_rooms_members(
@@ -315,8 +330,8 @@ def test_gone_room_members_leave_with_one_announcement_read(
     frame = {"action": "sendToRoom", "room": "lobby", "text": "x"}
     calls = counted(lambda: alice.send(frame))
     assert calls == Counter({
-        "GetItem": 1, "UpdateItem": 1 + gone, "PutItem": 1, "Query": 2,
-        "BatchGetItem": 1, "BatchWriteItem": 1,
+        "GetItem": 1, "UpdateItem": 1 + gone + 1, "PutItem": 1, "Query": 2,
+        "BatchGetItem": 1, "BatchWriteItem": 1, "DeleteItem": gone,
     })
 
 
@@ -403,7 +418,7 @@ def test_subscribe_is_a_join_per_device_and_one_position_read(
     for _ in range(devices):
         connect("alice")
     calls = server_api("subscribe", userId="alice", room="lobby")
-    per_device = Counter({"UpdateItem": 2, "PutItem": 1})
+    per_device = Counter({"UpdateItem": 3, "PutItem": 1})  # joinRoom's writes
     expected = Counter({"Query": 1 + 1, "BatchGetItem": 1, "GetItem": 1})  # devices; watchers
     for _ in range(devices):
         expected += per_device
@@ -414,12 +429,14 @@ def test_subscribe_is_a_join_per_device_and_one_position_read(
 def test_unsubscribe_is_a_leave_per_device(
     in_room: Any, server_api: Any, devices: int
 ) -> None:
+    in_room("watcher")
     for _ in range(devices):
         in_room("alice")
     calls = server_api("unsubscribe", userId="alice", room="lobby")
-    expected = Counter({"Query": 1 + 1, "BatchGetItem": 1})  # devices; watchers when last
+    # The devices; when the last left: its emptied presence item, the watchers.
+    expected = Counter({"Query": 1 + 1, "BatchGetItem": 1, "DeleteItem": 1})
     for _ in range(devices):
-        expected += Counter({"DeleteItem": 1, "UpdateItem": 2})
+        expected += Counter({"DeleteItem": 1, "UpdateItem": 3})  # leaveRoom's writes
     assert calls == expected
 
 
@@ -449,11 +466,13 @@ def test_revoke_is_one_write_and_the_users_connections(
 
 
 @pytest.mark.parametrize("members", AUDIENCES)
-def test_presence_reads_are_one_query(in_room: Any, server_api: Any, members: int) -> None:
+def test_presence_is_the_actions_reads_and_stats_one_read(
+    in_room: Any, server_api: Any, members: int
+) -> None:
     for index in range(members):
         in_room(f"u{index}")
-    assert server_api("presence", room="lobby") == Counter({"Query": 1})
-    assert server_api("presenceStats", room="lobby") == Counter({"Query": 1})
+    assert server_api("presence", room="lobby") == Counter({"Query": 1, "BatchGetItem": 1})
+    assert server_api("presenceStats", room="lobby") == Counter({"GetItem": 1})
 
 
 def test_history_reads_and_history_remove_writes_once(in_room: Any, server_api: Any) -> None:

@@ -30,6 +30,9 @@ def test_defaults() -> None:
     assert settings.recovery_max_messages == 100
     assert settings.idempotency_window_seconds == 600
     assert settings.token_expiry_grace_seconds == 0
+    assert settings.presence_events_max_members == 100
+    assert settings.occupancy_interval_seconds == 2
+    assert settings.token_secret_ttl_seconds == 300
 
 
 @pytest.mark.parametrize(
@@ -52,6 +55,9 @@ def test_defaults() -> None:
         ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "-1"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
         ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "61"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
         ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "soon"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
+        ({**BASE, "PRESENCE_EVENTS_MAX_MEMBERS": "-1"}, "PRESENCE_EVENTS_MAX_MEMBERS"),
+        ({**BASE, "OCCUPANCY_INTERVAL_SECONDS": "61"}, "OCCUPANCY_INTERVAL_SECONDS"),
+        ({**BASE, "TOKEN_SECRET_TTL_SECONDS": "0"}, "TOKEN_SECRET_TTL_SECONDS"),
     ],
 )
 def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str) -> None:

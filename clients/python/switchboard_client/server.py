@@ -112,8 +112,9 @@ class ServerAPI:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def presence(self, room: str) -> Result:
-        return self.call("presence", room=room)
+    def presence(self, room: str, *, limit: int | None = None, after: str | None = None) -> Result:
+        """A page of the room's members; ``next`` is the ``after`` of the following page."""
+        return self.call("presence", room=room, limit=limit, after=after)
 
     def presence_stats(self, room: str) -> Result:
         return self.call("presenceStats", room=room)

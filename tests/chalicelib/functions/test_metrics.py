@@ -17,6 +17,8 @@ import pytest
 
 from chalicelib import metrics
 from chalicelib.identity import issue_token
+from chalicelib.protocol import Message
+from chalicelib.streams import Stream, message_key
 from switchboard_local.testing import LambdaContext, WebsocketTestClient
 from tests.chalicelib.functions.test_worker import drain, sqs_event
 from tests.emf import Point, points, total
@@ -145,7 +147,7 @@ def test_disconnects_push_queue_and_worker(
 @pytest.mark.engines("moto")
 def test_every_declared_metric_is_emitted_with_its_unit_and_dimensions(
     client: WebsocketTestClient, services: Any, connect: Any, token: Any, app_module: Any,
-    sqs: Any, fanout_queue: str, capsys: pytest.CaptureFixture[str],
+    sqs: Any, fanout_queue: str, capsys: pytest.CaptureFixture[str], dynamodb: Any,
 ) -> None:
     """One session that makes every function emit every metric the table declares."""
     capsys.readouterr()
@@ -160,6 +162,14 @@ def test_every_declared_metric_is_emitted_with_its_unit_and_dimensions(
     alice.send({"action": "sendMessage", "targetUserId": "carol", "text": "hi"})
     app_module.push({"all": True, "data": {}}, LambdaContext("push"))
     drain(sqs, fanout_queue, app_module)
+    # A stream entry that cannot be decoded (its sentAt gone): history skips it.
+    stored = services.streams.append(Stream.of_user("alice"), Message("x", "y", "2025-01-01"))
+    dynamodb.update_item(  # the raw item, as a faulty tool might leave it
+        TableName=services.settings.connections_table,
+        Key=message_key(Stream.of_user("alice"), stored.position.seq),
+        UpdateExpression="REMOVE sentAt",
+    )
+    alice.send({"action": "history"})
     alice.disconnect()
     found = emitted(capsys)
 

@@ -32,8 +32,9 @@ class Closed:
     """What closing some connections did."""
 
     closed: int = 0
+    """Connections that are closed: by the ``DELETE``, or by the client itself once told why."""
     gone: int = 0
-    """Connections that had gone already (now forgotten)."""
+    """Connections that had gone before they could be told (now forgotten)."""
     failed: int = 0
     """Connections the management API would not close (after retries)."""
 
@@ -53,8 +54,14 @@ class Closer:
             return Closed()
         told = (post_timed(self._delivery, targets, frame, deadline) if frame is not None
                 else DeliveryReport())
-        gone = set(told.gone)
-        closing = self._delivery.drop_all([t for t in targets if t not in gone], deadline)
-        forgotten = [*told.gone, *closing.gone]
-        self._cleanup.forget(forgotten, deadline)
-        return Closed(closing.delivered, len(forgotten), len(closing.failed))
+        gone_before = set(told.gone)
+        heard = set() if frame is None else set(targets) - gone_before - set(told.failed)
+        closing = self._delivery.drop_all([t for t in targets if t not in gone_before], deadline)
+        # A client told to go may close first: its DELETE then finds it gone, as asked.
+        left_by_itself = heard & set(closing.gone)
+        self._cleanup.forget([*told.gone, *closing.gone], deadline)
+        return Closed(
+            closing.delivered + len(left_by_itself),
+            len(gone_before) + len(closing.gone) - len(left_by_itself),
+            len(closing.failed),
+        )

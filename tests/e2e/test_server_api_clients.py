@@ -22,7 +22,6 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,8 +30,10 @@ import pytest
 from switchboard_client import Client, Options
 
 from tests.clients.node import node, websocket_flags
+from tests.clients.test_python_gateway import Inbox
 from tests.e2e.test_recovery_e2e import Gateway
-from tests.gateways import WAIT
+from tests.e2e.test_server_api_e2e import server_api
+from tests.gateways import WAIT, unique
 from tests.switchboard_local.installed import Served
 
 NODE_SCENARIOS = Path(__file__).with_name("server_api_clients.mjs")
@@ -45,30 +46,8 @@ FAST = Options(backoff_base=0.05, backoff_cap=0.3, request_timeout=WAIT)
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def gateway(make_run: Served) -> Gateway:
-    management = make_run.first("Management").split("/@connections/")[0]
-    return Gateway(make_run.first("WebSocket"), management, make_run.base)
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
-
-
 def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(asyncio.wait_for(scenario(), QUIET_SECONDS + 6 * WAIT))
-
-
-def server_api(gateway: Gateway, method: str, **params: Any) -> dict[str, Any]:
-    body = json.dumps({"method": method, "params": params}).encode()
-    invoke = urllib.request.Request(
-        f"{gateway.base}/_local/invoke/server_api", data=body,
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    with urllib.request.urlopen(invoke, timeout=WAIT) as answer:
-        result: dict[str, Any] = json.load(answer)
-    assert "result" in result, result
-    return dict(result["result"])
 
 
 def tokens(
@@ -99,19 +78,9 @@ async def until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
         await asyncio.sleep(0.02)
 
 
-class Events:
-    """A client's events, collected in the background."""
-
-    def __init__(self, client: Client) -> None:
-        self.seen: list[dict[str, Any]] = []
-        self.task = asyncio.create_task(self._collect(client))
-
-    async def _collect(self, client: Client) -> None:
-        async for event in client:
-            self.seen.append(dict(event))
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.seen if event["type"] == kind]
+@pytest.fixture(scope="module")
+def gateway(make_run: Served) -> Gateway:
+    return Gateway.of(make_run)
 
 
 # -- Python ------------------------------------------------------------------------------------
@@ -125,7 +94,7 @@ def test_python_after_unsubscribe_the_room_is_gone_across_a_forced_drop(
     async def scenario() -> None:
         async with Client(gateway.websocket_url, token=tokens(gateway, user),
                           options=FAST) as bob:
-            events = Events(bob)
+            events = Inbox(bob)
             await bob.join_room(room)
             await asyncio.to_thread(server_api, gateway, "unsubscribe", userId=user, room=room,
                                     reason="kicked")
@@ -150,7 +119,7 @@ def test_python_after_disconnect_without_reconnect_no_connection_is_opened(
     async def scenario() -> None:
         carol = Client(gateway.websocket_url, token=tokens(gateway, user), options=FAST)
         await carol.connect()
-        events = Events(carol)
+        events = Inbox(carol)
         answer = await asyncio.to_thread(server_api, gateway, "disconnect", userId=user,
                                          reason="banned", reconnect=False)
         assert answer == {"connections": 1}
@@ -174,7 +143,7 @@ def test_python_short_lived_tokens_are_refreshed_with_no_message_lost(gateway: G
         async with Client(gateway.websocket_url, token=tokens(gateway, unique("sender")),
                           options=FAST) as sender, \
                 Client(gateway.websocket_url, token=token, options=FAST) as dave:
-            events = Events(dave)
+            events = Inbox(dave)
             await dave.join_room(room)
             await sender.join_room(room)
             sent = 0

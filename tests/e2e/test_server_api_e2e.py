@@ -17,7 +17,6 @@ import json
 import subprocess
 import time
 import urllib.request
-import uuid
 from typing import Any
 
 import boto3
@@ -29,19 +28,13 @@ from chalicelib.identity import issue_token
 from switchboard_local.project import read_stage
 from tests.e2e.readme import shell_env
 from tests.e2e.test_recovery_e2e import Gateway, abort, request
-from tests.gateways import REPO, WAIT
+from tests.gateways import REPO, WAIT, unique
 from tests.switchboard_local.installed import Served
 
 LIFETIME = 6
 """Seconds a short-lived token lives (``exp`` is whole seconds: at least 5 of them)."""
 REFRESH_EVERY = LIFETIME / 2
 """Idle time between refreshes: well inside a token's life, even on a loaded machine."""
-
-
-@pytest.fixture(scope="module")
-def gateway(make_run: Served) -> Gateway:
-    management = make_run.first("Management").split("/@connections/")[0]
-    return Gateway(make_run.first("WebSocket"), management, make_run.base)
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +45,31 @@ def signing_keys(make_run: Served) -> str:
     return str(ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"])
 
 
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
+@pytest.fixture(scope="module")
+def gateway(make_run: Served) -> Gateway:
+    return Gateway.of(make_run)
+
+
+def invoke(gateway: Gateway, function: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``POST /_local/invoke/<function>``, as a backend's SDK call (or a rule) reaches it."""
+    request = urllib.request.Request(
+        f"{gateway.base}/_local/invoke/{function}", data=json.dumps(event).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as answer:
+        return dict(json.load(answer))
 
 
 def server_api(gateway: Gateway, method: str, **params: Any) -> dict[str, Any]:
-    """``POST /_local/invoke/server_api``, as a backend's SDK call would reach the function."""
-    body = json.dumps({"method": method, "params": params}).encode()
-    invoke = urllib.request.Request(
-        f"{gateway.base}/_local/invoke/server_api", data=body,
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    with urllib.request.urlopen(invoke, timeout=WAIT) as answer:
-        result: dict[str, Any] = json.load(answer)
-    assert "result" in result, result
-    return dict(result["result"])
+    """A server API call's result (it must succeed)."""
+    answer = invoke(gateway, "server_api", {"method": method, "params": params})
+    assert "result" in answer, answer
+    return dict(answer["result"])
+
+
+def connect_with(gateway: Gateway, token: str) -> ClientConnection:
+    return connect(f"{gateway.websocket_url}?token={token}", open_timeout=WAIT,
+                   close_timeout=WAIT, legacy=True)
 
 
 def receive(client: ClientConnection) -> dict[str, Any]:
@@ -141,8 +144,7 @@ def test_a_short_lived_token_refreshed_three_times_keeps_every_message(
     sender = gateway.connect(unique("sender"))
     request(sender, {"action": "joinRoom", "room": room})
     token = issue_token(signing_keys, user, lifetime_seconds=LIFETIME)
-    dave = connect(f"{gateway.websocket_url}?token={token}", open_timeout=WAIT,
-                   close_timeout=WAIT, legacy=True)
+    dave = connect_with(gateway, token)
     request(dave, {"action": "joinRoom", "room": room})
     started = time.time()
     seen: list[int] = []
@@ -167,8 +169,7 @@ def test_a_frame_after_exp_is_refused_and_the_connection_closed(
     gateway: Gateway, signing_keys: str
 ) -> None:
     token = issue_token(signing_keys, unique("erin"), lifetime_seconds=1)
-    erin = connect(f"{gateway.websocket_url}?token={token}", open_timeout=WAIT,
-                   close_timeout=WAIT, legacy=True)
+    erin = connect_with(gateway, token)
     time.sleep(2.1)
     erin.send(json.dumps({"action": "ping", "id": "late"}))
     answer = receive(erin)
@@ -181,15 +182,9 @@ def test_the_schedule_closes_a_silent_connection_whose_token_expired(
 ) -> None:
     """``POST /_local/invoke/expire_connections`` runs the schedule now, as EventBridge would."""
     token = issue_token(signing_keys, unique("frank"), lifetime_seconds=1)
-    frank = connect(f"{gateway.websocket_url}?token={token}", open_timeout=WAIT,
-                    close_timeout=WAIT, legacy=True)
+    frank = connect_with(gateway, token)
     time.sleep(2.1)  # silent past its exp
-    invoke = urllib.request.Request(
-        f"{gateway.base}/_local/invoke/expire_connections", data=b"{}",
-        headers={"Content-Type": "application/json"}, method="POST",
-    )
-    with urllib.request.urlopen(invoke, timeout=WAIT) as answer:
-        report = json.load(answer)
+    report = invoke(gateway, "expire_connections", {})
     assert report["due"] >= 1 and report["closed"] >= 1
     assert receive(frank)["code"] == "token_expired"
     assert closed_with(frank) == 1000

@@ -15,13 +15,15 @@ only for Chalice and boto3, which every Chalice WebSocket app needs.
 A team's own actions, REST routes and functions live in ``chalicelib/product/``:
 :func:`chalicelib.loader.load` imports those modules here and registers their
 blueprints, so they deploy with the app and no line of this file changes.
+* ``server_api``: invoked by a team's own services: publish, moderation, reads.
+* ``expire_connections``: every minute, closes connections whose token expired.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chalice.app import Chalice, Response, SQSEvent, WebsocketEvent
+from chalice.app import Chalice, CloudWatchEvent, Rate, Response, SQSEvent, WebsocketEvent
 
 from chalicelib import entry, loader
 from chalicelib import logs as _logs  # noqa: F401  (sets the operational log levels at init)
@@ -64,7 +66,7 @@ def connect(event: WebsocketEvent) -> Response:
     def handle(call: entry.Call) -> Response:
         s = _services()
         return handlers.on_connect(
-            event, call, s.verifier, s.registry, s.settings.management_endpoint
+            event, call, s.verifier, s.registry, s.settings.management_endpoint, s.revocations
         )
 
     return entry.run("$connect", event.connection_id, event.context, handle)
@@ -86,7 +88,7 @@ def message(event: WebsocketEvent) -> None:
 
     def handle(call: entry.Call) -> None:
         s = _services()
-        handlers.on_message(event, call, s.actions, s.delivery)
+        handlers.on_message(event, call, s.actions, s.delivery, s.closer)
 
     entry.run("$default", event.connection_id, event.context, handle)
 
@@ -97,10 +99,7 @@ def push(event: Any, context: Any) -> dict[str, Any]:
 
     def handle(call: entry.Call) -> dict[str, Any]:
         s = _services()
-        return push_module.handle(
-            event, call, s.registry, s.delivery, s.outbox(call.deadline),
-            s.settings.management_endpoint,
-        )
+        return push_module.handle(event, call, s.publisher, s.outbox(call.deadline))
 
     return entry.run("push", "-", context, handle)
 
@@ -111,4 +110,22 @@ def fanout_worker(event: SQSEvent) -> dict[str, Any]:
     return entry.run(
         "fanout_worker", "-", event.context,
         lambda call: _services().worker.handle_batch(list(event), call.deadline, call.log),
+    )
+
+
+@app.lambda_function(name="server_api")
+def server_api(event: Any, context: Any) -> dict[str, Any]:
+    from chalicelib import server_api as server_api_module
+
+    return entry.run(
+        "server_api", "-", context,
+        lambda call: server_api_module.handle(event, call, _services().server_api),
+    )
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="expire_connections")
+def expire_connections(event: CloudWatchEvent) -> dict[str, Any]:
+    return entry.run(
+        "expire_connections", "-", event.context,
+        lambda call: _services().expiry.run(call.deadline, call.log),
     )

@@ -9,12 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench import coldstart, fanout, gateway, metrics_library, reads, scale, throttle
+from bench import coldstart, fanout, gateway, metrics_library, presence, reads, scale, throttle
 from bench.report import Figure
 from harness.mgmt_server import ManagementServer
 from switchboard_local.gateway.environment import process_environment
 
-FIGURES = ("fanout", "reads", "coldstart", "metrics", "throttle", "gateway", "scale")
+FIGURES = (
+    "fanout", "reads", "coldstart", "metrics", "throttle", "gateway", "scale", "presence",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Size:
     gateway_clients: int
     gateway_messages: int
     scale: scale.Plan
+    presence_users: int
+    presence_max_members: int
     judge_timing: bool  # too small a run says nothing about speed: report, never judge
 
 
@@ -36,12 +40,12 @@ SIZES = {
     "full": Size(
         3000, 5, 0.010, 1000, 15, 1000, 100, 100, 20,
         scale.Plan(sizes=(10_000, 30_000, 100_000), rate=1000, workers=4, delay=0.010),
-        judge_timing=True,
+        1000, 100, judge_timing=True,
     ),
     "small": Size(
         50, 1, 0.001, 40, 1, 50, 5, 5, 3,
         scale.Plan(sizes=(100, 300), rate=200, workers=2, delay=0.001),
-        judge_timing=False,
+        30, 10, judge_timing=False,
     ),
 }
 
@@ -116,6 +120,11 @@ def run(size: Size, only: tuple[str, ...] = FIGURES,
     if "gateway" in only:
         progress("measuring gateway")
         figures.append(gateway.measure(size.gateway_clients, size.gateway_messages))
+    if "presence" in only:
+        progress("measuring presence")
+        figures.append(presence.measure(
+            size.presence_users, size.presence_max_members, progress
+        ))
     if not size.judge_timing:
         for figure in figures:
             figure.pop("targets", None)

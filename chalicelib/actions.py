@@ -22,7 +22,6 @@ of its connection, never from the frame.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from chalicelib.cleanup import Cleanup
 from chalicelib.clock import iso8601
 from chalicelib.delivery import DeliveryReport, Outcome
 from chalicelib.invocation import Deadline
+from chalicelib.lifetime import TokenLifetime
 from chalicelib.outbox import Outbox
 from chalicelib.permissions import (
     ADMIN_ROLE,
@@ -62,6 +62,7 @@ from chalicelib.protocol import (
     Position,
     Presence,
     ProtocolError,
+    Refresh,
     Request,
     Resume,
     SendMessage,
@@ -69,7 +70,7 @@ from chalicelib.protocol import (
     WhoAmI,
 )
 from chalicelib.ratelimit import Rate, RateLimiter
-from chalicelib.registry import Connection, Registry
+from chalicelib.registry import Connection, Registry, RoomCount, TooManyRooms
 from chalicelib.settings import Settings
 from chalicelib.streams import Stream, Streams
 
@@ -87,6 +88,8 @@ class ActionDeps:
     """A request's :class:`~chalicelib.outbox.Outbox`, made for its deadline."""
     limiter: RateLimiter | None = None
     """Judges every frame's rate; ``None``: no limits."""
+    lifetime: TokenLifetime | None = None
+    """Connections' token lifetime (expiry and ``refresh``); ``None``: tokens never end one."""
 
 
 @dataclass
@@ -108,10 +111,7 @@ class ActionContext:
 
     def may(self, permission: str, room: str) -> bool:
         """Whether the caller holds ``permission`` in ``room``: its token's, or the default."""
-        grants = self.connection.grants
-        if grants is None:
-            grants = RoomGrants.everywhere(self.deps.settings.default_room_permissions)
-        return may(self.connection.roles, grants, room, permission)
+        return connection_may(self.connection, self.deps.settings, permission, room)
 
     def deliver(
         self, connection_ids: list[str], frame: str, room: str | None = None
@@ -145,11 +145,23 @@ class ActionContext:
         position: Position | None = None,
         recovered: bool | None = None,
         stored: bool | None = None,
+        expires_at: int | None = None,
     ) -> str:
         return protocol.ack(
             self.request.action, self.request.request_id, delivered, self.report.queued,
             room=room, position=position, recovered=recovered, stored=stored,
+            expires_at=expires_at,
         )
+
+
+def connection_may(
+    connection: Connection, settings: Settings, permission: str, room: str
+) -> bool:
+    """Whether a connection holds ``permission`` in ``room``: its token's or the default."""
+    grants = connection.grants
+    if grants is None:
+        grants = RoomGrants.everywhere(settings.default_room_permissions)
+    return may(connection.roles, grants, room, permission)
 
 
 Handler = Callable[[ActionContext, Any], str]
@@ -194,7 +206,7 @@ class Action:
 
 def send_message(ctx: ActionContext, command: SendMessage) -> str:
     """Keep the message in the recipient's stream first, then deliver it to their devices."""
-    message = Message(ctx.connection.user_id, command.text, iso8601())
+    message = protocol.storable(Message(ctx.connection.user_id, command.text, iso8601()))
     streams = ctx.deps.streams
     if streams is not None:
         message = streams.append(Stream.of_user(command.target_user_id), message)
@@ -222,26 +234,34 @@ def join_room(ctx: ActionContext, command: JoinRoom) -> str:
     limit = ctx.deps.settings.max_rooms_per_connection
     if command.room not in rooms and len(rooms) >= limit:
         raise ProtocolError(BAD_REQUEST, f"a connection may be in at most {limit} rooms")
-    first = ctx.deps.registry.join_room(
-        ctx.connection, command.room, presence=ctx.may(PRESENCE, command.room)
-    )
-    if first:
-        _announce(ctx, command.room, protocol.PRESENCE_JOIN)
+    try:  # the cap again, held by DynamoDB against concurrent joins on this connection
+        change = ctx.deps.registry.join_room(
+            ctx.connection, command.room, presence=ctx.may(PRESENCE, command.room),
+            max_rooms=limit,
+        )
+    except TooManyRooms as refused:
+        raise ProtocolError(BAD_REQUEST, str(refused)) from None
+    if change.changed:
+        _announce(ctx, command.room, protocol.PRESENCE_JOIN, change.count)
     position, recovered = _catch_up(ctx, Stream.of_room(command.room), command.since)
     return ctx.ack(room=command.room, position=position, recovered=recovered)
 
 
 def leave_room(ctx: ActionContext, command: LeaveRoom) -> str:
-    if ctx.deps.registry.leave_room(ctx.connection, command.room):
-        _announce(ctx, command.room, protocol.PRESENCE_LEAVE)
+    change = ctx.deps.registry.leave_room(ctx.connection, command.room)
+    if change.changed:
+        _announce(ctx, command.room, protocol.PRESENCE_LEAVE, change.count)
     return ctx.ack()
 
 
 def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
     """Store the message (its ``seq``) before reading the members it goes to."""
     _require_member(ctx, command.room)
-    message = Message(
-        ctx.connection.user_id, command.text, iso8601(), command.room, reply_to=command.reply_to
+    message = protocol.storable(
+        Message(
+            ctx.connection.user_id, command.text, iso8601(), command.room,
+            reply_to=command.reply_to,
+        )
     )
     streams = ctx.deps.streams
     if streams is not None:
@@ -252,15 +272,31 @@ def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
 
 
 def presence(ctx: ActionContext, command: Presence) -> str:
-    """Who is in the room; members whose records expired are forgotten (their leave announced).
+    """A page of who is in the room; connections found gone are forgotten (leaves announced).
 
     The one room read that repairs what it finds: an answer about presence must
-    not list a user who is gone. Reads for delivery never write.
+    not list a user none of whose connections exists. Each connection the
+    page's users list is checked against its own item (one batched read); those
+    gone or expired leave through the cleanup. Reads for delivery never write.
     """
-    members = ctx.deps.registry.room_members(command.room)
-    ctx.deps.cleanup.forget(members.expired, ctx.deadline, command.room)
-    counts = Counter(member.user_id for member in members.live)
-    return protocol.members(ctx.request.request_id, command.room, sorted(counts.items()))
+    counts, next_after = present(ctx.deps.registry, ctx.deps.cleanup, command, ctx.deadline)
+    return protocol.members(ctx.request.request_id, command.room, counts, next_after)
+
+
+def present(
+    registry: Registry, cleanup: Cleanup, command: Presence, deadline: Deadline
+) -> tuple[list[tuple[str, int]], str | None]:
+    """A page of the room's users with their live connections, and the next page's ``after``;
+    connections found gone are forgotten (the ``presence`` action's and the server API's)."""
+    page = registry.presence_page(command.room, command.after, command.limit)
+    listed = {cid: user_id for user_id, conns in page.users for cid in conns}
+    live = registry.live_connections(listed)
+    gone = [cid for cid in listed if cid not in live]
+    cleanup.forget(gone, deadline, command.room, owners={cid: listed[cid] for cid in gone})
+    counts = [
+        (user_id, sum(cid in live for cid in conns)) for user_id, conns in page.users
+    ]
+    return [c for c in counts if c[1]], page.next_after
 
 
 def history(ctx: ActionContext, command: History) -> str:
@@ -284,7 +320,9 @@ def history(ctx: ActionContext, command: History) -> str:
 def broadcast_all(ctx: ActionContext, command: BroadcastAll) -> str:
     if ADMIN_ROLE not in ctx.connection.roles:
         raise ProtocolError(FORBIDDEN, "broadcastAll needs a token with the 'admin' role")
-    frame = protocol.broadcast(ctx.connection.user_id, command.text, iso8601())
+    frame = protocol.fitting(
+        protocol.broadcast(ctx.connection.user_id, command.text, iso8601()), "the broadcast"
+    )
     delivered = 0
     for page in ctx.deps.registry.all_connection_pages():
         delivered += ctx.deliver(page, frame).delivered
@@ -305,6 +343,14 @@ def ping(ctx: ActionContext, command: Ping) -> str:
     return protocol.pong(ctx.request.request_id)
 
 
+def refresh(ctx: ActionContext, command: Refresh) -> str:
+    """Replace the connection's token with a newer one of the same user; its ``exp`` counts."""
+    lifetime = ctx.deps.lifetime
+    if lifetime is None:
+        raise ProtocolError(BAD_REQUEST, "this stage does not refresh tokens")
+    return ctx.ack(expires_at=lifetime.refresh(ctx.connection, command.token))
+
+
 def _join_needs(command: JoinRoom) -> tuple[str, ...]:
     return (JOIN, HISTORY) if command.since is not None else (JOIN,)
 
@@ -320,6 +366,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("resume", Resume.parse, resume),
     Action("whoami", WhoAmI.parse, whoami),
     Action("ping", Ping.parse, ping),
+    Action("refresh", Refresh.parse, refresh),
 )
 
 
@@ -420,10 +467,10 @@ def _require_member(ctx: ActionContext, room: str) -> None:
         )
 
 
-def _announce(ctx: ActionContext, room: str, event: str) -> None:
+def _announce(ctx: ActionContext, room: str, event: str, count: RoomCount | None) -> None:
     ctx.deps.announcer.announce(
         room, [(ctx.connection.user_id, event)], ctx.deadline,
-        actor=ctx.connection.connection_id,
+        actor=ctx.connection.connection_id, count=count,
     )
 
 

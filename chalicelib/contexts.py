@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib import endpoint, protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import MAX_POST_BYTES, Delivery
+from chalicelib.delivery import Delivery
 from chalicelib.extend import (
     Answer,
     Backend,
@@ -41,9 +41,13 @@ from chalicelib.protocol import (
     ROOM_PATTERN,
     TOO_LARGE,
     Message,
+    ProtocolError,
 )
 from chalicelib.registry import Registry
+from chalicelib.revocations import Revocations
 from chalicelib.streams import Stream, Streams
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from chalicelib.actions import ActionContext as Request
@@ -184,6 +188,7 @@ class Backends:
     def __init__(
         self,
         verifier: TokenVerifier,
+        revocations: Revocations | None,
         registry: Registry,
         streams: Streams | None,
         delivery: Delivery,
@@ -192,6 +197,7 @@ class Backends:
         max_text_bytes: int,
     ) -> None:
         self._verifier = verifier
+        self._revocations = revocations
         self.registry = registry
         self.streams = streams
         self._delivery = delivery
@@ -204,6 +210,11 @@ class Backends:
             identity = self._verifier.verify(token)
         except AuthenticationError as error:
             raise Unauthorized(error.status, error.reason) from None
+        # A token the server API revoked opens no socket, and no REST route either: one read.
+        if self._revocations is not None and self._revocations.refuses(
+            identity.user_id, identity.issued_at
+        ):
+            raise Unauthorized(403, "the token was revoked")
         return RoomBackend(self, identity.user_id, identity.roles, self._outbox(deadline))
 
     def post(self, outbox: Outbox, targets: Sequence[str], text: str, room: str | None) -> int:
@@ -266,11 +277,7 @@ def rendered(frame: Mapping[str, Any]) -> str:
     _check_frame(frame)
     if "id" in frame:
         raise TypeError("a posted frame carries no 'id' (answers do)")
-    text = protocol.notice(frame)
-    size = len(text.encode("utf-8"))
-    if size > MAX_POST_BYTES:
-        raise Refused(TOO_LARGE, f"the frame is {size} bytes; the limit is {MAX_POST_BYTES}")
-    return text
+    return _refusing(lambda: protocol.fitting(protocol.notice(frame), "the frame"))
 
 
 def entry(sender: str, room: str, text: str | None, kind: str | None, data: Any,
@@ -288,7 +295,21 @@ def entry(sender: str, room: str, text: str | None, kind: str | None, data: Any,
         json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > max_text_bytes:
         raise Refused(TOO_LARGE, f"the message is {size} bytes; the limit is {max_text_bytes}")
-    return Message(sender, text, iso8601(), room, kind=kind, data=data, reply_to=reply_to)
+    if data is not None:
+        _refusing(lambda: protocol.check_data(data))
+    message = Message(sender, text, iso8601(), room, kind=kind, data=data, reply_to=reply_to)
+    # The one rendered-size rule: what is stored can be sent, replayed and listed.
+    return _refusing(lambda: protocol.storable(message))
+
+
+def _refusing(check: Callable[[], _T]) -> _T:
+    """``check()``, its refusal raised as :class:`Refused` (which REST routes answer too)."""
+    try:
+        return check()
+    except Refused:
+        raise
+    except ProtocolError as error:
+        raise Refused(error.code, error.message) from None
 
 
 def kept(streams: Streams | None, room: str, seq: int, epoch: str | None) -> Message | None:
@@ -314,7 +335,4 @@ def _check_annotation(name: str, value: str) -> None:
         raise Refused(BAD_REQUEST, "an annotation's name is 1-64 letters, digits and _ . : -")
     if not (isinstance(value, str) and 1 <= len(value) <= MAX_ANNOTATION_LENGTH):
         raise Refused(BAD_REQUEST, f"an annotation's value is 1-{MAX_ANNOTATION_LENGTH} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Refused(BAD_REQUEST, "an annotation's value contains unpaired surrogates") from None
+    _refusing(lambda: protocol.valid_unicode(value, "an annotation's value"))

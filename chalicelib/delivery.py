@@ -1,7 +1,9 @@
 """Delivery of frames to connections: the only code that talks to the management API.
 
-Every frame goes through Chalice's ``app.websocket_api.send``; the client
-beneath it is :mod:`chalicelib.management`'s, built once per container. A
+Every frame goes through Chalice's ``app.websocket_api.send``, and every
+connection the server ends through its ``close`` (the management API's
+``DELETE``); the client beneath both is :mod:`chalicelib.management`'s, built
+once per container. A
 fan-out runs on a bounded pool of threads (the client's connection pool is
 sized to match) and serialises nothing itself: the caller renders a frame once
 and it is posted as is to every target. Each post first takes a slot from the
@@ -16,7 +18,7 @@ Outcomes per target:
 * delivered — API Gateway accepted the post;
 * gone — 410: the socket is closed; the caller removes it from the registry;
 * failed — anything else after retries; logged and counted, never fatal to the
-  rest of the fan-out.
+  rest of the fan-out (a 413 is a failure the caller can tell: ``TOO_LARGE``).
 
 ``LimitExceededException`` (429: the account's throttle, or the client's
 buffer is full) and throttling errors are retried with full-jitter exponential
@@ -53,14 +55,16 @@ the lean transport tops out near half that on one vCPU (bench: fanout), botocore
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "Throttling"}
 )
-MAX_POST_BYTES = 128 * 1024
-"""API Gateway's largest message; a bigger post is refused with 413."""
+TOO_LARGE_CODE = "PayloadTooLargeException"
+"""413: a post over API Gateway's largest message (:data:`chalicelib.protocol.MAX_FRAME_BYTES`)."""
 
 
 class Outcome(Enum):
     DELIVERED = "delivered"
     GONE = "gone"
     FAILED = "failed"
+    TOO_LARGE = "too_large"
+    """Refused with 413: failed, and the sender may answer with a smaller frame instead."""
 
 
 @dataclass(frozen=True)
@@ -142,19 +146,39 @@ class Delivery:
 
     def send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         """Post one frame, retrying throttling until attempts or time run out; counted."""
-        return _counted(self._send(connection_id, text, deadline))
+        return _counted(self._send(connection_id, lambda: self._api.send(connection_id, text),
+                                   deadline, f"{len(text)} characters"))
 
-    def _send(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
+    def drop(self, connection_id: str, deadline: Deadline) -> Outcome:
+        """Close one connection (``DELETE``): API Gateway then runs its ``$disconnect``.
+
+        Paced and retried like a post; ``DELIVERED`` means closed, ``GONE`` that it
+        had gone already (the caller forgets it).
+        """
+        return self._send(connection_id, lambda: self._api.close(connection_id), deadline)
+
+    def drop_all(self, connection_ids: Sequence[str], deadline: Deadline) -> DeliveryReport:
+        """Close every connection now, on the pool; ``delivered`` counts those closed."""
+        return _report(connection_ids, self._each(connection_ids, self.drop, deadline))
+
+    def _send(
+        self, connection_id: str, request: Callable[[], None], deadline: Deadline,
+        what: str = "",
+    ) -> Outcome:
+        """One management request, paced and retried; ``what`` describes it in logs."""
         for attempt in range(self._retry.max_attempts):
             if not self._pacer.wait(deadline):
                 return _failed(connection_id, "no pacing slot before the deadline")
             try:
-                self._api.send(connection_id, text)
+                request()
                 return Outcome.DELIVERED
             except WebsocketDisconnectedError:
                 return Outcome.GONE
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
+                if code == TOO_LARGE_CODE:
+                    _failed(connection_id, f"{code} ({what})")
+                    return Outcome.TOO_LARGE
                 if code not in RETRYABLE_CODES:
                     return _failed(connection_id, code)
                 metrics.record(metrics.POSTS_THROTTLED)
@@ -177,6 +201,17 @@ class Delivery:
         if len(connection_ids) <= 1:
             outcomes = [self.send(cid, text, deadline) for cid in connection_ids]
             return _report(connection_ids, outcomes)
+        return _report(connection_ids, self._each(
+            connection_ids, lambda cid, late: self._send_before(cid, text, late), deadline
+        ))
+
+    def _each(
+        self,
+        connection_ids: Sequence[str],
+        call: Callable[[str, Deadline], Outcome],
+        deadline: Deadline,
+    ) -> list[Outcome]:
+        """``call`` for every target, on the pool; the outcomes in the targets' order."""
         found: list[Outcome] = [Outcome.FAILED] * len(connection_ids)
         pending = deque(range(len(connection_ids)))
 
@@ -188,13 +223,13 @@ class Delivery:
                     index = pending.popleft()  # deque pops are thread-safe
                 except IndexError:
                     return
-                found[index] = self._send_before(connection_ids[index], text, deadline)
+                found[index] = call(connection_ids[index], deadline)
 
         pool = self._pool()
         tasks = [pool.submit(drain) for _ in range(min(self._workers, len(connection_ids)))]
         for task in tasks:
             task.result()
-        return _report(connection_ids, found)
+        return found
 
     def _send_before(self, connection_id: str, text: str, deadline: Deadline) -> Outcome:
         if deadline.remaining() <= 0:
@@ -215,6 +250,7 @@ _OUTCOME_METRICS = {
     Outcome.DELIVERED: metrics.POSTS_DELIVERED,
     Outcome.GONE: metrics.POSTS_GONE,
     Outcome.FAILED: metrics.POSTS_FAILED,
+    Outcome.TOO_LARGE: metrics.POSTS_FAILED,
 }
 
 
@@ -233,5 +269,7 @@ def _report(connection_ids: Sequence[str], outcomes: Sequence[Outcome]) -> Deliv
     return DeliveryReport(
         delivered=sum(1 for _, outcome in pairs if outcome is Outcome.DELIVERED),
         gone=tuple(cid for cid, outcome in pairs if outcome is Outcome.GONE),
-        failed=tuple(cid for cid, outcome in pairs if outcome is Outcome.FAILED),
+        failed=tuple(
+            cid for cid, outcome in pairs if outcome in (Outcome.FAILED, Outcome.TOO_LARGE)
+        ),
     )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from chalice.app import WebsocketEvent
 
 from chalicelib.management import execute_api_url
-from chalicelib.registry import Registry
+from chalicelib.registry import Connection, Registry
 
 LOOKUPS = 10
 """Targets asked for their recorded endpoint before giving up (all may be gone)."""
@@ -57,3 +57,9 @@ def of_targets(
         return None
 
     return resolve
+
+
+def of_connection(configured: str | None, connection: Connection) -> Callable[[], str | None]:
+    """A resolver for a connection whose record was just read: the configured endpoint, or
+    the one recorded on it (no further read)."""
+    return lambda: configured if configured is not None else connection.endpoint

@@ -6,7 +6,8 @@ Each function in ``app.py`` is one call to :func:`run`, which
   call beneath is bounded by it, see :mod:`chalicelib.invocation`),
 * opens the event's structured log line (:mod:`chalicelib.logs`), written when
   the invocation ends however it ends,
-* calls the handler with both (a :class:`Call`), and
+* calls the handler with both (a :class:`Call`), then the work it held for
+  after its answer (:func:`chalicelib.invocation.later`), and
 * writes the invocation's metrics (:func:`chalicelib.metrics.flush`) last.
 
 Handlers take their event, the :class:`Call` and the few objects they use, never
@@ -39,6 +40,9 @@ def run(name: str, key: str, lambda_context: Any, handler: Callable[[Call], T]) 
     """Handle one invocation of the function ``name`` (``key``: its connection id, or ``-``)."""
     try:
         with invocation.bound(lambda_context) as deadline, logged_event(name, key) as log:
-            return handler(Call(deadline, log))
+            try:
+                return handler(Call(deadline, log))
+            finally:
+                invocation.run_later()
     finally:
         metrics.flush()

@@ -28,6 +28,7 @@ from chalicelib.protocol import (
     Fields,
     Position,
     ProtocolError,
+    check_data,
 )
 
 RESERVED = frozenset({"action", "id"})
@@ -154,11 +155,8 @@ class Json(Reader):
         value = fields.value(name)
         if not isinstance(value, dict):
             raise ProtocolError(BAD_REQUEST, f"'{name}' must be a JSON object")
-        try:
-            size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-                       .encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ProtocolError(BAD_REQUEST, f"'{name}' contains unpaired surrogates") from None
+        check_data(value, name)
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
         if size > self.max_bytes:
             raise ProtocolError(
                 TOO_LARGE, f"'{name}' is {size} bytes; the limit is {self.max_bytes} bytes"

@@ -7,6 +7,8 @@ unanswered, because an unanswered client cannot tell a lost frame from a slow on
 The one exception is a notice (an action of that kind, sent without an ``id``):
 it is answered only when refused, and a notice over its rate limit only the
 first time in a window.
+A frame on a connection whose token has expired is answered ``token_expired``,
+and the connection is closed.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from chalice.app import Response, WebsocketEvent
 from chalicelib import endpoint, metrics, protocol
 from chalicelib.actions import PARSERS, ActionContext, ActionDeps, perform
 from chalicelib.cleanup import Cleanup
-from chalicelib.delivery import Delivery
+from chalicelib.closing import Closer
+from chalicelib.delivery import Delivery, Outcome
 from chalicelib.entry import Call
 from chalicelib.identity import AuthenticationError, TokenVerifier
+from chalicelib.lifetime import EXPIRED_MESSAGE
 from chalicelib.logs import EventLog
 from chalicelib.outbox import Outbox
 from chalicelib.protocol import ProtocolError, parse_request
 from chalicelib.registry import ConnectionExists, NotConnected, Registry
+from chalicelib.revocations import Revocations
 
 logger = logging.getLogger("switchboard.handlers")
 
@@ -38,8 +43,10 @@ def on_connect(
     verifier: TokenVerifier,
     registry: Registry,
     configured_endpoint: str | None,
+    revocations: Revocations | None = None,
 ) -> Response:
-    """Authenticate, then register the connection with the endpoint it is reachable through."""
+    """Authenticate, check revocation, then register the connection with the endpoint it is
+    reachable through and its token's expiry."""
     log = call.log
     try:
         identity = verifier.verify(_query_parameter(event, "token"))
@@ -48,9 +55,13 @@ def on_connect(
         return _refused(error.status, error.code)
     log.set(userId=identity.user_id)
     try:
+        if revocations is not None and revocations.refuses(identity.user_id, identity.issued_at):
+            log.set(outcome="refused", status=403, reason="token revoked")
+            return _refused(403, "revoked")
         registry.add_connection(
             event.connection_id, identity.user_id, identity.roles,
             endpoint.of_event(configured_endpoint, event), identity.rooms,
+            expires_at=identity.expires_at, issued_at=identity.issued_at,
         )
     except ConnectionExists:
         return _repeated_connect(event, registry, identity.user_id, log)
@@ -72,12 +83,14 @@ def on_disconnect(event: WebsocketEvent, call: Call, cleanup: Cleanup) -> Respon
 
 
 def on_message(
-    event: WebsocketEvent, call: Call, deps: ActionDeps, delivery: Delivery
+    event: WebsocketEvent, call: Call, deps: ActionDeps, delivery: Delivery,
+    closer: Closer | None = None,
 ) -> None:
-    """Answer the frame with exactly one frame, whatever it holds (a notice: when refused)."""
+    """Answer the frame with exactly one frame, whatever it holds (a notice: when refused);
+    close an expired connection."""
     delivery.ensure_endpoint(lambda: endpoint.of_event(deps.settings.management_endpoint, event))
     outbox = deps.outbox(call.deadline)
-    answer = _answer(event, deps, outbox, call.log)
+    answer, request_id = _answer(event, deps, outbox, call.log)
     metrics.record(
         metrics.FRAMES,
         Action=call.log.fields.get("action", metrics.UNPARSED_ACTION),
@@ -85,13 +98,26 @@ def on_message(
     )
     # The answer uses the reserve kept back for answering: a caller whose work ran
     # out of time still hears back. A caller already gone is forgotten.
-    if answer is not None:
-        outbox.send(event.connection_id, answer, call.deadline.with_reserve())
+    answering = call.deadline.with_reserve()
+    if answer is not None and (
+        outbox.send(event.connection_id, answer, answering) is Outcome.TOO_LARGE
+    ):
+        # Sizes are judged before sending; should API Gateway still refuse one
+        # (413), the caller hears that instead of nothing.
+        call.log.set(outcome="error", code=protocol.TOO_LARGE)
+        refused = protocol.error(
+            protocol.TOO_LARGE, "the answer was too large for one frame", request_id
+        )
+        outbox.send(event.connection_id, refused, answering)
+    if closer is not None and call.log.fields.get("code") == protocol.TOKEN_EXPIRED:
+        closer.end([event.connection_id], None, answering)
 
 
 def _answer(
     event: WebsocketEvent, deps: ActionDeps, outbox: Outbox, log: EventLog
-) -> str | None:
+) -> tuple[str | None, str | None]:
+    """The frame answering the caller (never over a frame's size; None: a notice wants
+    none), and the request's id."""
     request_id = None
     try:
         request = parse_request(event.body, deps.settings.max_text_bytes, PARSERS)
@@ -100,31 +126,38 @@ def _answer(
         connection = deps.registry.get_connection(event.connection_id)
         if connection is None:
             raise ProtocolError(protocol.FORBIDDEN, _NOT_REGISTERED)
+        if deps.lifetime is not None and deps.lifetime.expired(connection):
+            raise ProtocolError(protocol.TOKEN_EXPIRED, EXPIRED_MESSAGE)
         ctx = ActionContext(deps, connection, request, outbox)
         try:
-            return perform(ctx)
+            answer = perform(ctx)
         finally:
             log.set(
                 delivered=ctx.report.delivered,
                 gone=len(ctx.report.gone),
                 failed=len(ctx.report.failed),
             )
+        # An answer over a frame would be refused (413): the caller hears why instead.
+        if answer is None:
+            return None, request_id
+        return protocol.fitting(answer, "the answer"), request_id
     except ProtocolError as error:
         log.set(outcome="error" if error.answered else "dropped", code=error.code)
+        request_id = error.request_id or request_id
         if not error.answered:
-            return None
+            return None, request_id
         return protocol.error(
-            error.code, error.message, error.request_id or request_id, **error.details
-        )
+            error.code, error.message, request_id, **error.details
+        ), request_id
     except NotConnected:
         log.set(outcome="error", code=protocol.FORBIDDEN)
-        return protocol.error(protocol.FORBIDDEN, _NOT_REGISTERED, request_id)
+        return protocol.error(protocol.FORBIDDEN, _NOT_REGISTERED, request_id), request_id
     except Exception:
         logger.exception("action failed on %s", event.connection_id)
         log.set(outcome="error", code=protocol.INTERNAL)
         return protocol.error(
             protocol.INTERNAL, "the server could not handle this frame; try again", request_id
-        )
+        ), request_id
 
 
 def _repeated_connect(

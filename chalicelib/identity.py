@@ -15,15 +15,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
 from chalicelib.permissions import PermissionsError, RoomGrants, parse_claim
+from chalicelib.protocol import ProtocolError, check_user_id, valid_unicode
 
 ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096
-MAX_USER_ID_LENGTH = 128
 
 
 class AuthenticationError(Exception):
@@ -47,6 +47,10 @@ class Identity:
     roles: tuple[str, ...]
     rooms: RoomGrants | None = None
     """The token's ``rooms`` claim; ``None`` when it has none (the stage's defaults apply)."""
+    expires_at: int | None = None
+    """The token's ``exp`` (epoch seconds): the connection must not outlive it."""
+    issued_at: int | None = None
+    """The token's ``iat`` (epoch seconds), when it has one: what a revocation compares."""
 
 
 def signing_keys(value: str) -> tuple[str, ...]:
@@ -57,35 +61,60 @@ def signing_keys(value: str) -> tuple[str, ...]:
     return keys
 
 
+class KeySource(Protocol):
+    """Keys that can change while a container lives (:class:`chalicelib.keys.SigningKeys`)."""
+
+    def current(self) -> tuple[str, ...]: ...
+
+    def refresh(self) -> bool:
+        """Read the keys again (rate-limited); True when they changed."""
+        ...
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
-    secret: str
-    """One key, or several comma-separated (see :func:`signing_keys`)."""
+    secret: str = ""
+    """One key, or several comma-separated (see :func:`signing_keys`); unused with ``source``."""
     issuer: str | None = None
     audience: str | None = None
+    source: KeySource | None = None
+    """Where the keys come from when they can change (a rotation)."""
 
     @cached_property
-    def keys(self) -> tuple[str, ...]:
+    def _fixed(self) -> tuple[str, ...]:
         return signing_keys(self.secret)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.source.current() if self.source is not None else self._fixed
 
     def verify(self, token: str | None) -> Identity:
         if not token:
             raise AuthenticationError(401, "no token", "missing_token")
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError(403, "token too long", "token_too_long")
-        claims = self._decode(token)
-        return Identity(user_id=_user_id(claims), roles=_roles(claims), rooms=_rooms(claims))
+        try:
+            claims = self._decode(token, self.keys)
+        except AuthenticationError as error:
+            # A signature none of the keys knows may be a key just added: read them again.
+            if error.code != "bad_signature" or self.source is None or not self.source.refresh():
+                raise
+            claims = self._decode(token, self.keys)
+        return Identity(
+            user_id=_user_id(claims), roles=_roles(claims), rooms=_rooms(claims),
+            expires_at=_seconds(claims, "exp"), issued_at=_seconds(claims, "iat"),
+        )
 
-    def _decode(self, token: str) -> dict[str, Any]:
+    def _decode(self, token: str, keys: tuple[str, ...]) -> dict[str, Any]:
         required = ["exp", "sub"]
         if self.issuer is not None:
             required.append("iss")
         if self.audience is not None:
             required.append("aud")
         failure: jwt.PyJWTError | None = None
-        for key in self.keys:
+        for key in keys:
             try:
-                return jwt.decode(
+                claims: dict[str, Any] = jwt.decode(
                     token,
                     key,
                     algorithms=[ALGORITHM],
@@ -93,6 +122,8 @@ class TokenVerifier:
                     audience=self.audience,
                     options={"require": required},
                 )
+                _check_dates(claims)
+                return claims
             except jwt.InvalidSignatureError as error:
                 failure = error  # perhaps signed with another of the keys
             except jwt.ExpiredSignatureError as error:
@@ -135,20 +166,41 @@ def issue_token(
     return jwt.encode(claims, signing_keys(secret)[0], algorithm=ALGORITHM)
 
 
+def _check_dates(claims: dict[str, Any]) -> None:
+    """``exp``, ``nbf`` and ``iat`` are JSON numbers (RFC 7519's NumericDate): PyJWT also
+    takes a numeric string, which no issuer means."""
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise AuthenticationError(
+                403, f"invalid token: {name} must be a number", "invalid_claims"
+            )
+
+
 def _user_id(claims: dict[str, Any]) -> str:
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_LENGTH:
+    try:
+        return check_user_id(claims.get("sub"), "sub")
+    except ProtocolError:
         raise AuthenticationError(
-            403, "sub must be a user id of 1-128 characters", "invalid_claims"
-        )
-    return sub
+            403, "sub must be a user id of 1-128 characters of valid Unicode", "invalid_claims"
+        ) from None
 
 
 def _roles(claims: dict[str, Any]) -> tuple[str, ...]:
     roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise AuthenticationError(403, "roles must be a list of strings", "invalid_claims")
+    if not isinstance(roles, list) or not all(
+        isinstance(r, str) and _valid(r) for r in roles
+    ):
+        raise AuthenticationError(
+            403, "roles must be a list of strings of valid Unicode", "invalid_claims"
+        )
     return tuple(roles)
+
+
+def _seconds(claims: dict[str, Any], name: str) -> int | None:
+    """A time claim PyJWT has checked to be a number, as whole epoch seconds."""
+    value = claims.get(name)
+    return None if value is None else int(value)
 
 
 def _rooms(claims: dict[str, Any]) -> RoomGrants | None:
@@ -160,3 +212,11 @@ def _rooms(claims: dict[str, Any]) -> RoomGrants | None:
         raise AuthenticationError(
             403, f"invalid rooms claim: {error}", "invalid_claims"
         ) from None
+
+
+def _valid(value: str) -> bool:
+    try:
+        valid_unicode(value, "roles")
+    except ProtocolError:
+        return False
+    return True

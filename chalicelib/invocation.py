@@ -10,12 +10,15 @@ bounded too without passing it through every signature.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger("switchboard.handlers")
 
 DEFAULT_BUDGET_SECONDS = 25.0
 """The budget when there is no Lambda context (tests, scripts)."""
@@ -59,6 +62,9 @@ class Deadline:
 
 
 _current: ContextVar[Deadline | None] = ContextVar("switchboard_deadline", default=None)
+_later: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "switchboard_later", default=None
+)
 
 
 def current() -> Deadline | None:
@@ -77,7 +83,37 @@ def bound(lambda_context: Any) -> Iterator[Deadline]:
     """
     deadline = Deadline.for_invocation(lambda_context)
     token = _current.set(deadline)
+    tasks = _later.set([])
     try:
         yield deadline
     finally:
+        _later.reset(tasks)
         _current.reset(token)
+
+
+def later(task: Callable[[], None]) -> None:
+    """Run ``task`` once the handler has returned (after its answer was posted), still
+    inside the invocation; with no invocation bound, now.
+
+    For work a caller should not wait for: a presence frame held back until
+    its interval ends. A task that raises is logged, never fatal.
+    """
+    tasks = _later.get()
+    if tasks is None:
+        _run(task)
+    else:
+        tasks.append(task)
+
+
+def run_later() -> None:
+    """Run the tasks :func:`later` held for this invocation, in order (``entry.run`` calls it)."""
+    tasks = _later.get() or []
+    while tasks:
+        _run(tasks.pop(0))
+
+
+def _run(task: Callable[[], None]) -> None:
+    try:
+        task()
+    except Exception:
+        logger.exception("work held for after the answer failed")

@@ -28,6 +28,7 @@ OPERATIONAL_LOGGERS = (
     "switchboard.cleanup",
     "switchboard.presence",
     "switchboard.ratelimit",
+    "switchboard.reads",
 )
 for _name in OPERATIONAL_LOGGERS:
     logging.getLogger(_name).setLevel(logging.INFO)

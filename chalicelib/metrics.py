@@ -66,7 +66,7 @@ CONNECTS_ACCEPTED = Metric(
 CONNECTS_REFUSED = Metric(
     "ConnectsRefused", COUNT,
     "handshakes $connect refused, in total and by Reason: missing_token, token_too_long, "
-    "expired, bad_signature, invalid_token, invalid_claims, id_clash, registration_failed",
+    "expired, bad_signature, invalid_token, invalid_claims, revoked, id_clash, registration_failed",
     ((), ("Reason",)),
 )
 DISCONNECTS = Metric("Disconnects", COUNT, "$disconnect events handled")
@@ -95,6 +95,11 @@ WORKER_BATCH_FAILURES = Metric(
     "queue records the worker reported failed (they come back; after 5 receives, the DLQ)",
 )
 HISTORY_WRITES = Metric("HistoryWrites", COUNT, "messages stored in a room's or user's stream")
+UNREADABLE_ITEMS = Metric(
+    "UnreadableItems", COUNT,
+    "stored items a read skipped because they could not be decoded (invalid Unicode, "
+    "missing attributes); each is logged with its key",
+)
 
 METRICS: tuple[Metric, ...] = (
     CONNECTS_ACCEPTED,
@@ -109,6 +114,7 @@ METRICS: tuple[Metric, ...] = (
     TARGETS_QUEUED,
     WORKER_BATCH_FAILURES,
     HISTORY_WRITES,
+    UNREADABLE_ITEMS,
 )
 """Every metric the functions emit; the templates are checked against it."""
 

@@ -34,6 +34,11 @@ MAX_SEQ = 2**53 - 1
 """The largest integer every JSON client reads exactly (JavaScript's safe integers)."""
 HISTORY_PAGE_LIMIT = 100
 DEFAULT_HISTORY_PAGE = 50
+PRESENCE_PAGE_LIMIT = 100
+"""Users per ``members`` page: 100 of the longest user ids (escapes included) fit a frame."""
+MAX_FRAME_BYTES = 128 * 1024
+"""API Gateway's largest message (a post over it is refused with 413): every frame is judged
+on its rendered UTF-8 bytes, escapes included, against this."""
 
 BAD_JSON = "bad_json"
 BAD_REQUEST = "bad_request"
@@ -45,6 +50,8 @@ RATE_LIMITED = "rate_limited"
 """Over the action's rate limit; the error carries ``retryAfterMs``."""
 NOT_FOUND = "not_found"
 """The message a frame names is not (or no longer) in its stream."""
+TOKEN_EXPIRED = "token_expired"
+"""The connection's token expired: the frame is refused and the connection closed."""
 
 
 class ProtocolError(Exception):
@@ -89,36 +96,19 @@ class Fields:
             raise ProtocolError(BAD_REQUEST, f"'{name}' is required")
         if not isinstance(value, str):
             raise ProtocolError(BAD_REQUEST, f"'{name}' must be a string")
-        if not _is_valid_unicode(value):
-            raise ProtocolError(BAD_REQUEST, f"'{name}' contains unpaired surrogates")
-        return value
+        return valid_unicode(value, name)
 
     def text(self, name: str = "text") -> str:
-        text = self.string(name)
-        if not text:
-            raise ProtocolError(BAD_REQUEST, f"'{name}' must not be empty")
-        size = len(text.encode("utf-8"))
-        if size > self._max_text_bytes:
-            raise ProtocolError(
-                TOO_LARGE,
-                f"'{name}' is {size} bytes; the limit is {self._max_text_bytes} bytes",
-            )
-        return text
+        return check_text(self.string(name), self._max_text_bytes, name)
 
     def room(self, name: str = "room") -> str:
-        room = self.string(name)
-        if not ROOM_PATTERN.fullmatch(room):
-            raise ProtocolError(
-                BAD_REQUEST,
-                f"'{name}' must be 1-64 characters of letters, digits and _ . : -",
-            )
-        return room
+        return check_room(self.string(name), name)
 
     def user_id(self, name: str) -> str:
-        user_id = self.string(name)
-        if not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
-            raise ProtocolError(BAD_REQUEST, f"'{name}' must be 1-128 characters")
-        return user_id
+        return check_user_id(self.string(name), name)
+
+    def optional_user_id(self, name: str) -> str | None:
+        return None if self._frame.get(name) is None else self.user_id(name)
 
     def optional_room(self) -> str | None:
         return None if self._frame.get("room") is None else self.room()
@@ -151,6 +141,96 @@ class Fields:
                 "\"seq\": an integer >= 0}, as a message or an ack gave them",
             )
         return Position(value["epoch"], int(value["seq"]))
+
+
+# -- validators shared by every boundary ------------------------------------------------
+#
+# Frames (through :class:`Fields`), tokens at ``$connect`` and the functions other
+# services invoke all judge identifiers, texts and data with these, so that
+# nothing one boundary refuses can come in through another. JSON escapes can
+# smuggle lone surrogates (``"\\ud800"`` is legal JSON), which no UTF-8 channel can
+# carry: a value holding one would be stored, then break every frame it is in.
+
+
+def valid_unicode(value: str, name: str) -> str:
+    """``value`` unchanged, or ``bad_request`` when it holds an unpaired surrogate."""
+    if not _is_valid_unicode(value):
+        raise ProtocolError(
+            BAD_REQUEST, f"'{name}' is not valid Unicode (it holds an unpaired surrogate)"
+        )
+    return value
+
+
+def check_room(value: object, name: str = "room") -> str:
+    """A room name: 1-64 characters of letters, digits and ``_ . : -``."""
+    if not isinstance(value, str) or not ROOM_PATTERN.fullmatch(value):
+        raise ProtocolError(
+            BAD_REQUEST, f"'{name}' must be 1-64 characters of letters, digits and _ . : -"
+        )
+    return value
+
+
+def check_user_id(value: object, name: str = "userId") -> str:
+    """A user id: a string of 1-128 characters, valid Unicode."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_USER_ID_LENGTH:
+        raise ProtocolError(BAD_REQUEST, f"'{name}' must be 1-128 characters")
+    return valid_unicode(value, name)
+
+
+def check_text(value: object, max_bytes: int, name: str = "text") -> str:
+    """A non-empty string of valid Unicode of at most ``max_bytes`` UTF-8 bytes."""
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_REQUEST, f"'{name}' must be a string")
+    if not value:
+        raise ProtocolError(BAD_REQUEST, f"'{name}' must not be empty")
+    valid_unicode(value, name)
+    size = len(value.encode("utf-8"))
+    if size > max_bytes:
+        raise ProtocolError(
+            TOO_LARGE, f"'{name}' is {size} bytes; the limit is {max_bytes} bytes"
+        )
+    return value
+
+
+def check_data(value: Any, name: str = "data") -> Any:
+    """Any JSON value whose every string and key is valid Unicode; returned unchanged."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            valid_unicode(item, name)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    raise ProtocolError(BAD_REQUEST, f"'{name}' must be JSON: its keys strings")
+                valid_unicode(key, name)
+                pending.append(inner)
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+def frame_bytes(frame: str) -> int:
+    """A rendered frame's size as API Gateway counts it: UTF-8 bytes, escapes included."""
+    return len(frame.encode("utf-8"))
+
+
+def fitting(frame: str, what: str, limit: int = MAX_FRAME_BYTES) -> str:
+    """The one rendered-size rule every sender applies: ``frame`` if it fits, else ``too_large``.
+
+    ``what`` names the frame for the error ("the message", "the push frame", ...).
+    A frame that cannot be encoded at all is the server's fault: ``internal``.
+    """
+    try:
+        size = frame_bytes(frame)
+    except UnicodeEncodeError:
+        raise ProtocolError(INTERNAL, f"{what} holds text that is not valid Unicode") from None
+    if size > limit:
+        raise ProtocolError(
+            TOO_LARGE,
+            f"{what} would be {size} bytes as sent (escapes included); the limit is {limit}",
+        )
+    return frame
 
 
 # -- stream positions and messages --------------------------------------------------
@@ -277,11 +357,20 @@ class Ping:
 
 @dataclass(frozen=True)
 class Presence:
+    """A page of a room's members: up to ``limit`` users after the user id ``after``."""
+
     room: str
+    limit: int = PRESENCE_PAGE_LIMIT
+    after: str | None = None
 
     @staticmethod
     def parse(fields: Fields) -> Presence:
-        return Presence(fields.room())
+        limit = fields.optional_integer("limit", 1, PRESENCE_PAGE_LIMIT)
+        return Presence(
+            fields.room(),
+            PRESENCE_PAGE_LIMIT if limit is None else limit,
+            fields.optional_user_id("after"),
+        )
 
 
 @dataclass(frozen=True)
@@ -309,6 +398,17 @@ class Resume:
     @staticmethod
     def parse(fields: Fields) -> Resume:
         return Resume(fields.since())
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """A new token for the same user, to extend the connection past the current one's ``exp``."""
+
+    token: str
+
+    @staticmethod
+    def parse(fields: Fields) -> Refresh:
+        return Refresh(fields.string("token"))
 
 
 Parser = Callable[[Fields], object]
@@ -422,12 +522,14 @@ def ack(
     position: Position | None = None,
     recovered: bool | None = None,
     stored: bool | None = None,
+    expires_at: int | None = None,
 ) -> str:
     """``queued`` (only when non-zero) counts targets handed to the fan-out queue.
 
     ``position`` is a stream's (``epoch``, ``seq``): the stored message's for a
     send, the stream's current one for ``joinRoom`` and ``resume``.
-    ``recovered`` answers a ``since``; ``stored`` says a direct message was kept.
+    ``recovered`` answers a ``since``; ``stored`` says a direct message was kept;
+    ``expires_at`` (epoch seconds) is when a refreshed connection's new token expires.
     """
     frame = _with_id({"type": "ack", "action": action}, request_id)
     if delivered is not None:
@@ -442,6 +544,8 @@ def ack(
         frame["recovered"] = recovered
     if stored is not None:
         frame["stored"] = stored
+    if expires_at is not None:
+        frame["expiresAt"] = expires_at
     return _render(frame)
 
 
@@ -478,6 +582,11 @@ def message(sent: Message) -> str:
     return _render(_message(sent))
 
 
+def message_object(sent: Message) -> dict[str, Any]:
+    """A stream entry's frame as a JSON object, for answers that list entries."""
+    return _message(sent)
+
+
 def _message(sent: Message) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": sent.type}
     optional = (
@@ -506,24 +615,84 @@ def history(
     messages: list[Message],
     has_more: bool,
 ) -> str:
-    """A page of a stream, oldest first: each message exactly as it was delivered live."""
+    """A page of a stream, oldest first: each message exactly as it was delivered live.
+
+    The page is bounded by bytes as well as by count: it keeps the newest
+    messages that fit one frame, and says ``hasMore`` when older ones were left
+    for the next page (``beforeSeq`` the oldest kept). A message that could not
+    fit even alone (stored before sizes were judged rendered) is left out.
+    """
     frame = _with_id({"type": "history"}, request_id)
     if room is not None:
         frame["room"] = room
-    frame.update(
-        {"epoch": epoch, "messages": [_message(m) for m in messages], "hasMore": has_more}
+    room_for_messages = MAX_FRAME_BYTES - frame_bytes(
+        _render({**frame, "epoch": epoch, "messages": [], "hasMore": False})
     )
+    budget = room_for_messages
+    kept: list[dict[str, Any]] = []
+    for sent in reversed(messages):  # newest first: a page gives up its oldest
+        rendered = _message(sent)
+        size = frame_bytes(_render(rendered))
+        if size > room_for_messages:
+            continue  # could never be listed: left out rather than blocking every page
+        size += 1 if kept else 0  # its comma
+        if size > budget:
+            has_more = True
+            break
+        budget -= size
+        kept.append(rendered)
+    kept.reverse()
+    frame.update({"epoch": epoch, "messages": kept, "hasMore": has_more})
     return _render(frame)
 
 
-def members(request_id: str | None, room: str, counts: list[tuple[str, int]]) -> str:
-    """Who is in a room: each user once, with how many of their connections are in it."""
+def members(
+    request_id: str | None,
+    room: str,
+    counts: list[tuple[str, int]],
+    next_after: str | None = None,
+) -> str:
+    """Who is in a room: each user once, with how many of their connections are in it.
+
+    ``next_after`` (rendered ``next``) is the ``after`` of the following page,
+    when there may be one.
+    """
     frame = _with_id({"type": "members"}, request_id)
     frame["room"] = room
     frame["members"] = [
         {"userId": user_id, "connections": connections} for user_id, connections in counts
     ]
+    if next_after is not None:
+        frame["next"] = next_after
     return _render(frame)
+
+
+def occupancy(room: str, users: int, connections: int) -> str:
+    """How many users (and their connections) are in a room: what large rooms get instead of
+    per-user presence events."""
+    return _render(
+        {"type": "occupancy", "room": room, "users": users, "connections": connections}
+    )
+
+
+STORED_ENTRY_BYTES = MAX_FRAME_BYTES - frame_bytes(
+    _render({"type": "history", "id": "\u0000" * MAX_ID_LENGTH, "room": "r" * 64,
+             "epoch": "e" * MAX_EPOCH_LENGTH, "messages": [], "hasMore": False})
+)
+"""The largest rendered stream entry: one that fits alone in a ``history`` page with the
+longest id, room and epoch, so it can be sent live, replayed and listed."""
+
+
+def storable(entry: Message) -> Message:
+    """``entry`` unchanged if its frame fits everywhere it can go; ``too_large`` before storing.
+
+    Judged at the largest position it could get (``seq`` 2^53-1, the longest epoch).
+    """
+    placed = entry if entry.position is not None else entry.at(
+        entry.room, Position("e" * MAX_EPOCH_LENGTH, MAX_SEQ)
+    )
+    fitting(_render(_message(placed)), "the message", STORED_ENTRY_BYTES)
+    return entry
 
 
 PRESENCE_JOIN = "join"
@@ -544,3 +713,28 @@ def broadcast(sender: str, text: str, sent_at: str) -> str:
 def push(data: dict[str, Any], sent_at: str) -> str:
     """What another service sends through the ``push`` function, wrapped as given."""
     return _render({"type": "push", "data": data, "sentAt": sent_at})
+
+
+def subscribed(room: str, position: Position | None) -> str:
+    """A backend joined this connection to a room; ``position`` is where its stream was then."""
+    frame: dict[str, Any] = {"type": "subscribed", "room": room}
+    if position is not None:
+        frame.update(_position(position))
+    return _render(frame)
+
+
+def unsubscribed(room: str, reason: str) -> str:
+    """A backend took this connection out of a room: a client does not join it again."""
+    return _render({"type": "unsubscribed", "room": room, "reason": reason})
+
+
+def disconnect(reason: str, reconnect: bool) -> str:
+    """The server closes this connection next; ``reconnect`` says whether the client may return."""
+    return _render({"type": "disconnect", "reason": reason, "reconnect": reconnect})
+
+
+SERVER_FRAME_TYPES = frozenset({
+    "ack", "error", "pong", "whoami", "members", "history", "message", "broadcast",
+    "presence", "occupancy", "typing", "subscribed", "unsubscribed", "disconnect",
+})
+"""Every ``type`` the server's own frames have (what a backend's published ``type`` may not be)."""

@@ -15,22 +15,22 @@ from a message another client sent. The answer says what happened::
 
 A bad request is answered, not raised: an asynchronous invocation that raised
 would be retried twice by Lambda for nothing. Infrastructure errors (DynamoDB
-unavailable, ...) do raise, so those retries can help.
+unavailable, ...) do raise, so those retries can help. The audience is reached
+as the server API's ``publish`` reaches it (:mod:`chalicelib.publish`), which
+also stores, deduplicates and lets a backend choose the frame's type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import endpoint, protocol
+from chalicelib import protocol
 from chalicelib.clock import iso8601
-from chalicelib.delivery import MAX_POST_BYTES, Delivery
 from chalicelib.entry import Call
 from chalicelib.outbox import Outbox
-from chalicelib.protocol import MAX_USER_ID_LENGTH, ROOM_PATTERN
-from chalicelib.registry import Registry
+from chalicelib.protocol import ProtocolError
+from chalicelib.publish import Audience, Publisher
 
 AUDIENCES = ("userId", "room", "all")
 
@@ -54,32 +54,28 @@ def parse(event: Any) -> PushRequest:
         raise PushError("name exactly one audience: 'userId', 'room' or 'all'")
     audience = named[0]
     value = event[audience]
-    _check_audience(audience, value)
     data = event.get("data")
     if not isinstance(data, dict):
         raise PushError("'data' must be a JSON object")
+    try:
+        _check_audience(audience, value)
+        protocol.check_data(data)
+    except ProtocolError as error:
+        raise PushError(error.message) from None
     return PushRequest(audience, value, data)
 
 
 def _check_audience(audience: str, value: Any) -> None:
+    """The same rules as a client frame's (:mod:`chalicelib.protocol`'s validators)."""
     if audience == "all" and value is not True:
         raise PushError("'all' must be true")
-    if audience == "room" and not (isinstance(value, str) and ROOM_PATTERN.fullmatch(value)):
-        raise PushError("'room' must be 1-64 characters of letters, digits and _ . : -")
-    if audience == "userId" and not (
-        isinstance(value, str) and 1 <= len(value) <= MAX_USER_ID_LENGTH
-    ):
-        raise PushError("'userId' must be a string of 1-128 characters")
+    if audience == "room":
+        protocol.check_room(value)
+    if audience == "userId":
+        protocol.check_user_id(value)
 
 
-def handle(
-    event: Any,
-    call: Call,
-    registry: Registry,
-    delivery: Delivery,
-    outbox: Outbox,
-    configured_endpoint: str | None,
-) -> dict[str, Any]:
+def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict[str, Any]:
     """Deliver ``data`` to the audience; large audiences go through the queue."""
     log = call.log
     try:
@@ -89,12 +85,7 @@ def handle(
         log.set(outcome="refused", reason=str(error))
         return {"ok": False, "error": str(error)}
     log.set(audience=request.audience)
-    room = str(request.value) if request.audience == "room" else None
-    for page in _audience_pages(registry, request):
-        if page and delivery.ensure_endpoint(
-            endpoint.of_targets(configured_endpoint, registry, page)
-        ):
-            outbox.deliver(page, frame, room)
+    publisher.reach_audience(_audience(request), frame, outbox)
     report = outbox.report
     log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
             failed=len(report.failed))
@@ -108,17 +99,15 @@ def handle(
 
 
 def _frame(data: dict[str, Any]) -> str:
-    frame = protocol.push(data, iso8601())
-    size = len(frame.encode("utf-8"))
-    if size > MAX_POST_BYTES:
-        raise PushError(f"the push frame is {size} bytes; API Gateway's limit is {MAX_POST_BYTES}")
-    return frame
+    try:
+        return protocol.fitting(protocol.push(data, iso8601()), "the push frame")
+    except ProtocolError as error:
+        raise PushError(error.message) from None
 
 
-def _audience_pages(registry: Registry, request: PushRequest) -> Iterator[list[str]]:
+def _audience(request: PushRequest) -> Audience:
     if request.audience == "userId":
-        yield registry.user_connections(str(request.value))
-    elif request.audience == "room":
-        yield registry.room_connections(str(request.value))
-    else:
-        yield from registry.all_connection_pages()
+        return Audience(user_id=str(request.value))
+    if request.audience == "room":
+        return Audience(room=str(request.value))
+    return Audience()

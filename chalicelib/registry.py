@@ -11,11 +11,18 @@ have prefixes of their own), three item types here::
                 connectionId, userId, presence (whether the connection sees
                 presence events), ttl
     presence    PK=ROOM#<room>          SK=USER#<userId>
-                conns (string set: the user's connections in the room), ttl
+                conns (string set: the user's connections in the room),
+                watching (string set: those of them holding ``presence``), ttl
+    room        PK=ROOM#<room>          SK=ROOM
+                users, connections (counts), occupancyAt, occupancyDue, ttl
 
 Only connection items carry GSI1 attributes, so GSI1 is a sparse index of live
 connections: a user's devices are one Query on it and a broadcast pages through
-it without ever reading a room or membership item. A room's members are one
+it without ever reading a room or membership item. Connection items also carry
+GSI2's (``GSI2PK=EXPIRY#<shard of the id>``, ``expiresAt``: the token's
+``exp``), a second sparse index that finds the connections whose token has
+expired with one Query per shard, reading only those, and that projects each
+connection's user and rooms for counts across the whole stage. A room's members are one
 Query on the base table (``SK`` beginning ``CONN#``); a connection's rooms live
 on its own item, so ``$disconnect`` needs one read before its batched deletes.
 
@@ -26,28 +33,50 @@ nothing still returns the set), so exactly one writer sees a user's
 first connection arrive (the set was empty) and exactly one sees the last one
 go (the set held only it), however many devices race.
 
+A room's watchers (member connections holding ``presence``) are the union of
+its presence items' ``watching`` sets: one Query of the room's users, never of
+its memberships. A user's presence item is deleted when their last connection
+leaves, so that Query reads the users present, not everyone who ever came.
+
+The room item counts the room's users and member connections; every change to
+a presence set changes it by the same amount (one ``ADD`` returning the new
+counts), so a join knows the room's size without reading the room. It also
+holds when an ``occupancy`` frame was last sent and whether a change is
+waiting for the next one (:mod:`chalicelib.presence` decides what they mean).
+
 DynamoDB deletes expired items lazily (up to days later), so every read here
-treats an item whose ``ttl`` has passed as already gone.
+treats an item whose ``ttl`` has passed as already gone, and an item that
+cannot be decoded as absent (:mod:`chalicelib.readable`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from chalicelib import readable
 from chalicelib.clock import iso8601
 from chalicelib.permissions import RoomGrants
 
 GSI1 = "GSI1"
+GSI2 = "GSI2"
+EXPIRES_AT = "expiresAt"
+"""The connection item's token ``exp``: GSI2's sort key."""
+EXPIRY_SHARDS = 10
+"""GSI2 partitions connections are spread over, so no one index partition takes every write."""
+_EXPIRY_PREFIX = "EXPIRY#"
 _CONN_PREFIX = "CONN#"
 _ROOM_PREFIX = "ROOM#"
 _USER_PREFIX = "USER#"
 _CONN_SK = "CONN"
+_ROOM_SK = "ROOM"
 _BATCH_WRITE_LIMIT = 25
 _BATCH_GET_LIMIT = 100
 _UNPROCESSED_RETRIES = 8
@@ -57,6 +86,7 @@ _WRITERS = 8
 
 Item = dict[str, Any]
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 class RegistryError(Exception):
@@ -71,6 +101,14 @@ class NotConnected(RegistryError):
     """The connection is not (or no longer) registered."""
 
 
+class TooManyRooms(RegistryError):
+    """The connection is already in as many rooms as it may be."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a connection may be in at most {limit} rooms")
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class Connection:
     connection_id: str
@@ -82,6 +120,19 @@ class Connection:
     ttl: int
     grants: RoomGrants | None = None
     """The token's ``rooms`` claim; ``None``: the stage's default permissions apply."""
+    expires_at: int | None = None
+    """The token's ``exp`` (epoch seconds); ``None`` for a record written without one."""
+    issued_at: int | None = None
+    """The token's ``iat`` (epoch seconds), when it had one."""
+
+
+@dataclass(frozen=True)
+class ConnectionSummary:
+    """Who a connection is and which rooms it is in, as GSI2 projects them."""
+
+    connection_id: str
+    user_id: str
+    rooms: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -103,11 +154,44 @@ class RoomMembers:
 
 
 @dataclass(frozen=True)
+class RoomCount:
+    """A room's item: its users and member connections, and where its occupancy frames are."""
+
+    users: int
+    connections: int
+    occupancy_at: float = 0.0
+    """When an ``occupancy`` frame was last sent (epoch seconds; 0: never)."""
+    occupancy_due: float = 0.0
+    """Since when a change has been waiting for the next one (0: none is)."""
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """What a join or a leave did: whether the user arrived (or left), and the room's count."""
+
+    changed: bool
+    """The user's first connection joined, or their last one left."""
+    count: RoomCount | None
+    """The room's count after the change; None when the user's connections did not change."""
+
+
+@dataclass(frozen=True)
+class PresencePage:
+    """Users present in a room, in user id order, with the connections their items list."""
+
+    users: tuple[tuple[str, tuple[str, ...]], ...]
+    next_after: str | None
+    """The last user id of this page when more may follow."""
+
+
+@dataclass(frozen=True)
 class Departure:
     """A user's last connection left a room."""
 
     room: str
     user_id: str
+    count: RoomCount | None = field(default=None, compare=False)
+    """The room's count once this cleanup's connections left it."""
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -117,8 +201,8 @@ def table_definition(table_name: str) -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": name, "AttributeType": "S"}
-            for name in ("PK", "SK", "GSI1PK", "GSI1SK")
-        ],
+            for name in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK")
+        ] + [{"AttributeName": EXPIRES_AT, "AttributeType": "N"}],
         "KeySchema": [
             {"AttributeName": "PK", "KeyType": "HASH"},
             {"AttributeName": "SK", "KeyType": "RANGE"},
@@ -134,7 +218,18 @@ def table_definition(table_name: str) -> dict[str, Any]:
                     "ProjectionType": "INCLUDE",
                     "NonKeyAttributes": ["ttl", "endpoint"],
                 },
-            }
+            },
+            {
+                "IndexName": GSI2,
+                "KeySchema": [
+                    {"AttributeName": "GSI2PK", "KeyType": "HASH"},
+                    {"AttributeName": EXPIRES_AT, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": ["ttl", "userId", "rooms"],
+                },
+            },
         ],
     }
 
@@ -166,6 +261,8 @@ class Registry:
         roles: Sequence[str],
         endpoint: str,
         grants: RoomGrants | None = None,
+        expires_at: int | None = None,
+        issued_at: int | None = None,
     ) -> Connection:
         """Register a new connection with one conditional write."""
         now = self._clock()
@@ -178,6 +275,8 @@ class Registry:
             endpoint=endpoint,
             ttl=int(now) + self._ttl_seconds,
             grants=grants,
+            expires_at=expires_at,
+            issued_at=issued_at,
         )
         try:
             self._client.put_item(
@@ -198,14 +297,17 @@ class Registry:
         item = response.get("Item")
         if item is None or self._expired(item):
             return None
-        return _connection_from_item(item)
+        return readable.one(item, _connection_from_item, "a connection")
 
     def remove_connection(self, connection_id: str) -> list[Departure]:
         """Delete a connection and its memberships; removing twice is harmless."""
         return self.remove_connections([connection_id])
 
     def remove_connections(
-        self, connection_ids: Iterable[str], rooms: Iterable[str] = ()
+        self,
+        connection_ids: Iterable[str],
+        rooms: Iterable[str] = (),
+        owners: Mapping[str, str] | None = None,
     ) -> list[Departure]:
         """Delete many connections and their memberships; returns the users who left a room.
 
@@ -215,11 +317,15 @@ class Registry:
         a ``joinRoom`` that raced ``$disconnect`` can leave a membership whose
         connection item is already deleted, which ``rooms`` on the item cannot
         name. Those memberships are read in the same ``BatchGetItem`` as the
-        connection items, for the user each belongs to.
+        connection items, for the user each belongs to. ``owners`` names the
+        user of connections the caller already knows (a presence read that
+        found them in a user's presence set after their items were gone), so
+        they leave that presence set in ``rooms`` even when no item names them.
 
         Then each connection leaves the presence set of each of its rooms (one
-        conditional ``UpdateItem`` per room); a :class:`Departure` is returned
-        for each user whose last connection in a room this was.
+        conditional ``UpdateItem`` per room), each room's count drops by what
+        left it (one ``UpdateItem`` per room), and a :class:`Departure` is
+        returned for each user whose last connection in a room this was.
         """
         ids = list(dict.fromkeys(connection_ids))
         if not ids:
@@ -229,7 +335,9 @@ class Registry:
             membership_key(room, cid) for room in extra_rooms for cid in ids
         ]
         keys: dict[tuple[str, str], Item] = {}
-        presence: dict[tuple[str, str], str] = {}  # (room, connection) -> user
+        presence: dict[tuple[str, str], str] = {  # (room, connection) -> user
+            (room, cid): user for cid, user in (owners or {}).items() for room in extra_rooms
+        }
         for item in self._batch_get(lookups, projection="PK, SK, userId, rooms"):
             user_id = item.get("userId", {}).get("S")
             if item["SK"]["S"] == _CONN_SK:
@@ -249,25 +357,48 @@ class Registry:
             _add_key(keys, connection_key(connection_id))
         self._batch_delete(list(keys.values()))
         exits = [(room, user_id, cid) for (room, cid), user_id in presence.items()]
-        left = self._map(lambda args: self._exit(*args), exits)
-        return [Departure(room, user_id) for (room, user_id, _), last in zip(
-            exits, left, strict=True) if last]
+        results = self._map(lambda args: self._exit(*args), exits)
+        changes: dict[str, list[int]] = {}  # room -> [users, connections] that left it
+        for (room, _, _), (in_count, last) in zip(exits, results, strict=True):
+            delta = changes.setdefault(room, [0, 0])
+            delta[0] -= int(last and in_count)
+            delta[1] -= int(in_count)
+        left = [room for room, delta in changes.items() if delta[1]]
+        counted = self._map(lambda room: self._count(room, changes[room][0], changes[room][1]),
+                            left)
+        counts = dict(zip(left, counted, strict=True))
+        return [
+            Departure(room, user_id, counts.get(room))
+            for (room, user_id, _), (_, last) in zip(exits, results, strict=True) if last
+        ]
 
     # -- rooms --------------------------------------------------------------
 
-    def join_room(self, connection: Connection, room: str, presence: bool) -> bool:
-        """Store a membership; True when it is the user's first connection in the room.
+    def join_room(
+        self,
+        connection: Connection,
+        room: str,
+        presence: bool,
+        max_rooms: int | None = None,
+    ) -> PresenceChange:
+        """Store a membership; ``changed`` when it is the user's first connection in the room.
 
-        Three single-item writes, not a transaction (DynamoDB-compatible engines
+        Four single-item writes, not a transaction (DynamoDB-compatible engines
         such as dynalite have no ``TransactWriteItems``), ordered so that the
         connection's ``rooms`` set always covers its membership and presence
         entries:
 
-        1. ``ADD rooms`` on the connection item, on condition it exists — a
-           forgotten connection raises :class:`NotConnected` and nothing is written;
+        1. ``ADD rooms`` on the connection item, on condition it exists and,
+           with ``max_rooms``, that the set has room for one more (or holds this
+           one already) — checked by DynamoDB, so concurrent joins on one
+           connection cannot pass the cap together. A forgotten connection
+           raises :class:`NotConnected`, a full one :class:`TooManyRooms`, and
+           nothing is written;
         2. ``PutItem`` of the membership (``presence`` says whether this
            connection gets the room's presence events);
-        3. ``ADD`` of the connection to the user's presence set in the room.
+        3. ``ADD`` of the connection to the user's presence set in the room
+           (and to its watchers, with ``presence``);
+        4. ``ADD`` to the room's counts, when the presence set changed.
 
         A crash between them leaves the room in ``rooms`` with less than a full
         membership: the connection misses that room's messages (or the user
@@ -277,7 +408,7 @@ class Registry:
         only through a ``$disconnect`` racing the join, and then only until the
         next send finds it gone, or its ``ttl``.
         """
-        self._update_rooms(connection.connection_id, "ADD", room)
+        self._update_rooms(connection.connection_id, "ADD", room, max_rooms)
         item: Item = {
             **membership_key(room, connection.connection_id),
             "connectionId": {"S": connection.connection_id},
@@ -287,25 +418,139 @@ class Registry:
         if presence:
             item["presence"] = {"BOOL": True}
         self._client.put_item(TableName=self._table, Item=item)
-        return self._enter(room, connection.user_id, connection.connection_id)
+        first, users, connections = self._enter(
+            room, connection.user_id, connection.connection_id, presence
+        )
+        changed = first or users or connections
+        count = self._count(room, users, connections, joined=True) if changed else None
+        return PresenceChange(first, count)
 
-    def leave_room(self, connection: Connection, room: str) -> bool:
-        """Remove a membership; True when it was the user's last connection in the room.
+    def leave_room(self, connection: Connection, room: str) -> PresenceChange:
+        """Remove a membership; ``changed`` when it was the user's last connection in the room.
 
         The mirror of :meth:`join_room`: ``DeleteItem`` of the membership first,
-        then the presence set's ``DELETE``, then ``DELETE rooms`` on the
-        connection item on condition it exists (:class:`NotConnected`
-        otherwise). A crash in between leaves the room in ``rooms`` with less
-        than a full membership — the same harmless state as a half-done join,
-        which leaving again repairs — so ``rooms`` still covers everything and
-        ``$disconnect`` still finds it. Leaving a room one is not in is harmless.
+        then the presence set's ``DELETE`` (and the room's count), then
+        ``DELETE rooms`` on the connection item on condition it exists
+        (:class:`NotConnected` otherwise). A crash in between leaves the room in
+        ``rooms`` with less than a full membership — the same harmless state as
+        a half-done join, which leaving again repairs — so ``rooms`` still
+        covers everything and ``$disconnect`` still finds it. Leaving a room one
+        is not in is harmless.
         """
         self._client.delete_item(
             TableName=self._table, Key=membership_key(room, connection.connection_id)
         )
-        last = self._exit(room, connection.user_id, connection.connection_id)
+        counted, last = self._exit(room, connection.user_id, connection.connection_id)
+        count = self._count(room, -last, -1) if counted else None
         self._update_rooms(connection.connection_id, "DELETE", room)
-        return last
+        return PresenceChange(last, count)
+
+    # -- presence and counts ----------------------------------------------------
+
+    def room_watchers(self, room: str) -> list[str]:
+        """The room's member connections holding ``presence``: one Query of its users' items."""
+        watchers: list[str] = []
+        for watching in readable.each(
+            self._query(**self._room_request(room, _USER_PREFIX, "SK, watching, #ttl")),
+            lambda item: [] if self._expired(item) else item.get("watching", {}).get("SS", []),
+            f"the presence of room {room}",
+        ):
+            watchers.extend(watching)
+        return watchers
+
+    def presence_page(self, room: str, after: str | None, limit: int) -> PresencePage:
+        """Up to ``limit`` users present in the room after the user id ``after``, with the
+        connections their presence items list (which the caller checks are live).
+
+        Queries only the room's presence items, in pages of ``limit + 1``, until
+        ``limit`` users with connections are found (items left empty by a
+        race are skipped) or the room ends.
+        """
+        request = {
+            **self._room_request(room, _USER_PREFIX, "SK, conns, #ttl"),
+            "TableName": self._table,
+            "Limit": limit + 1,
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = presence_key(room, after)
+        found: list[tuple[str, tuple[str, ...]]] = []
+        while len(found) <= limit:
+            response = self._client.query(**request)
+            found.extend(
+                entry for entry in readable.each(
+                    response["Items"], self._present, f"the presence of room {room}"
+                ) if entry[1]
+            )
+            last_key = response.get("LastEvaluatedKey")
+            if last_key is None:
+                break
+            request["ExclusiveStartKey"] = last_key
+        more = len(found) > limit
+        page = tuple(found[:limit])
+        return PresencePage(page, page[-1][0] if more and page else None)
+
+    def live_connections(self, connection_ids: Iterable[str]) -> set[str]:
+        """Which of these connections are registered and not expired (batched reads)."""
+        ids = list(dict.fromkeys(connection_ids))
+        items = self._batch_get(
+            [connection_key(cid) for cid in ids], "PK, #ttl", {"#ttl": TTL_ATTRIBUTE}
+        )
+        return {
+            _strip(item["PK"]["S"], _CONN_PREFIX) for item in items if not self._expired(item)
+        }
+
+    def room_count(self, room: str) -> RoomCount:
+        """The room's counts as its item says (zero for a room that has none)."""
+        item = self._client.get_item(
+            TableName=self._table, Key=room_key(room), ConsistentRead=True
+        ).get("Item")
+        if item is None or self._expired(item):
+            return RoomCount(0, 0)
+        return _count_from_item(item)
+
+    def claim_occupancy(self, room: str, now: float, interval: float) -> RoomCount | None:
+        """Record that an ``occupancy`` frame is being sent now, unless one was sent less
+        than ``interval`` seconds ago; the counts to send, or None (another sender won)."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=room_key(room),
+                UpdateExpression="SET occupancyAt = :now REMOVE occupancyDue",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND "
+                    "(attribute_not_exists(occupancyAt) OR occupancyAt <= :cutoff)"
+                ),
+                ExpressionAttributeValues={
+                    ":now": {"N": _seconds(now)}, ":cutoff": {"N": _seconds(now - interval)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        return _count_from_item(response["Attributes"])
+
+    def mark_occupancy_due(self, room: str, now: float, stale_before: float) -> bool:
+        """Note that a change waits for the next ``occupancy`` frame; True for the one caller
+        that noted it (it sends that frame), False when another already waits for it.
+
+        A note older than ``stale_before`` (its sender never came back) is taken over.
+        """
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=room_key(room),
+                UpdateExpression="SET occupancyDue = :now",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND "
+                    "(attribute_not_exists(occupancyDue) OR occupancyDue < :stale)"
+                ),
+                ExpressionAttributeValues={
+                    ":now": {"N": _seconds(now)}, ":stale": {"N": _seconds(stale_before)},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     # -- audiences ------------------------------------------------------------
 
@@ -330,24 +575,15 @@ class Registry:
         """
         live: list[Member] = []
         expired: list[str] = []
-        for item in self._query(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :conn)",
-            ExpressionAttributeValues={
-                ":pk": {"S": _ROOM_PREFIX + room}, ":conn": {"S": _CONN_PREFIX},
-            },
-            ProjectionExpression="SK, userId, presence, #ttl",
-            ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
-            ConsistentRead=True,
+        for member, is_expired in readable.each(
+            self._query(**self._room_request(room, _CONN_PREFIX, "SK, userId, presence, #ttl")),
+            lambda item: (_member_from_item(item), self._expired(item)),
+            f"the members of room {room}",
         ):
-            connection_id = _strip(item["SK"]["S"], _CONN_PREFIX)
-            if self._expired(item):
-                expired.append(connection_id)
-                continue
-            live.append(Member(
-                connection_id,
-                item.get("userId", {}).get("S", ""),
-                item.get("presence", {}).get("BOOL", False),
-            ))
+            if is_expired:
+                expired.append(member.connection_id)
+            else:
+                live.append(member)
         return RoomMembers(tuple(live), tuple(expired))
 
     def room_connections(self, room: str) -> list[str]:
@@ -356,21 +592,107 @@ class Registry:
 
     def all_connection_pages(self) -> Iterator[list[str]]:
         """Every live connection, a page at a time, from the sparse GSI1 only."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": GSI1,
-            "ProjectionExpression": "PK, #ttl",
-            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+        for items in self._index_pages(GSI1, "PK, #ttl"):
+            yield self._live_connection_ids(items, key="PK")
+
+    # -- many connections, token lifetime ------------------------------------------
+
+    def get_connections(self, connection_ids: Iterable[str]) -> list[Connection]:
+        """The live ones of these connections: one consistent BatchGetItem per 100."""
+        keys = [connection_key(cid) for cid in dict.fromkeys(connection_ids)]
+        live = [item for item in self._batch_get(keys) if not self._expired(item)]
+        return readable.each(live, _connection_from_item, "connections")
+
+    def refresh_connection(
+        self,
+        connection_id: str,
+        expires_at: int,
+        issued_at: int | None,
+        roles: Sequence[str],
+        grants: RoomGrants | None,
+    ) -> Connection:
+        """Give a registered connection its new token: ``exp``, ``iat``, roles and rooms claim.
+
+        One conditional ``UpdateItem`` (:class:`NotConnected` when the record is
+        gone); the connection's rooms and memberships are untouched.
+        """
+        sets = ["#exp = :exp", "GSI2PK = :shard", "#roles = :roles"]
+        removes: list[str] = []
+        values: Item = {
+            ":exp": {"N": str(expires_at)},
+            ":shard": {"S": _expiry_partition(connection_id)},
+            ":roles": {"L": [{"S": role} for role in roles]},
         }
-        while True:
-            response = self._client.scan(**request)
-            yield self._live_connection_ids(response["Items"], key="PK")
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None:
-                return
-            request["ExclusiveStartKey"] = last_key
+        if issued_at is None:
+            removes.append("issuedAt")
+        else:
+            sets.append("issuedAt = :iat")
+            values[":iat"] = {"N": str(issued_at)}
+        if grants is None:
+            removes.append("grants")
+        else:
+            sets.append("grants = :grants")
+            values[":grants"] = _grants_item(grants)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=connection_key(connection_id),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames={"#exp": EXPIRES_AT, "#roles": "roles"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise NotConnected(connection_id) from None
+        return _connection_from_item(response["Attributes"])
+
+    def due_connections(self, until: int) -> list[Connection]:
+        """Connections whose token expired at or before ``until`` (epoch seconds).
+
+        One Query per GSI2 shard, whose key condition reads only the expired
+        entries, then their items in one consistent ``BatchGetItem`` per 100:
+        the index is eventually consistent, so a connection refreshed a moment
+        ago is left alone. Records whose ``ttl`` has passed are included, so
+        that the caller finds them gone and forgets them.
+        """
+        found: list[str] = []
+        for shard in range(EXPIRY_SHARDS):
+            found += [_strip(item["PK"]["S"], _CONN_PREFIX) for item in self._query(
+                IndexName=GSI2,
+                KeyConditionExpression="GSI2PK = :pk AND #exp <= :until",
+                ExpressionAttributeNames={"#exp": EXPIRES_AT},
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"{_EXPIRY_PREFIX}{shard}"}, ":until": {"N": str(until)},
+                },
+                ProjectionExpression="PK",
+            )]
+        keys = [connection_key(cid) for cid in dict.fromkeys(found)]
+        connections = readable.each(self._batch_get(keys), _connection_from_item, "connections")
+        return [c for c in connections if c.expires_at is not None and c.expires_at <= until]
+
+    def connection_summaries(self) -> Iterator[list[ConnectionSummary]]:
+        """Every live connection's user and rooms, a page at a time: a Scan of GSI2 only."""
+        for items in self._index_pages(GSI2, "PK, userId, rooms, #ttl"):
+            live = [item for item in items if not self._expired(item)]
+            yield readable.each(live, _summary_from_item, "the connections' index")
 
     # -- internals ----------------------------------------------------------
+
+    @staticmethod
+    def _room_request(room: str, prefix: str, projection: str) -> dict[str, Any]:
+        """A consistent Query of the room's items whose ``SK`` begins with ``prefix``
+        (memberships or presence items, never both)."""
+        return {
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _ROOM_PREFIX + room}, ":prefix": {"S": prefix},
+            },
+            "ProjectionExpression": projection,
+            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+            "ConsistentRead": True,
+        }
 
     def _expired(self, item: Item) -> bool:
         ttl = item.get(TTL_ATTRIBUTE)
@@ -383,6 +705,22 @@ class Registry:
             if not self._expired(item)
         ]
 
+    def _index_pages(self, index: str, projection: str) -> Iterator[list[Item]]:
+        """A Scan of a sparse index, a page at a time (``#ttl`` names the ttl)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "ProjectionExpression": projection,
+            "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+        }
+        while True:
+            response = self._client.scan(**request)
+            yield response["Items"]
+            last_key = response.get("LastEvaluatedKey")
+            if last_key is None:
+                return
+            request["ExclusiveStartKey"] = last_key
+
     def _query(self, **request: Any) -> list[Item]:
         items: list[Item] = []
         request["TableName"] = self._table
@@ -394,23 +732,38 @@ class Registry:
                 return items
             request["ExclusiveStartKey"] = last_key
 
-    def _enter(self, room: str, user_id: str, connection_id: str) -> bool:
-        """Add a connection to the user's presence set; True when the set was empty.
+    @staticmethod
+    def _present(item: Item) -> tuple[str, tuple[str, ...]]:
+        """A presence item: its user, and its connections.
 
-        The presence item's ``ttl`` is pushed to the longest any connection may
-        live, so it outlives every member. An item whose ``ttl`` has passed
-        (all its connections expired unnoticed) is started over instead, with a
-        conditional put that only one writer wins.
+        Listed even once the item's ``ttl`` has passed: the caller checks each
+        connection's own item, and forgets (announcing their leave) those gone.
+        """
+        user_id = _strip(item["SK"]["S"], _USER_PREFIX)
+        return user_id, tuple(sorted(item.get("conns", {}).get("SS", [])))
+
+    def _enter(
+        self, room: str, user_id: str, connection_id: str, watching: bool
+    ) -> tuple[bool, int, int]:
+        """Add a connection to the user's presence set (and its watchers, with ``watching``).
+
+        Returns whether the set was empty (the user's first connection), and by
+        how many users and connections the room's count grows. The presence
+        item's ``ttl`` is pushed to the longest any connection may live, so it
+        outlives every member. An item whose ``ttl`` has passed (all its
+        connections expired unnoticed) is started over instead, with a
+        conditional put that only one writer wins; what it held leaves the count.
         """
         key = presence_key(room, user_id)
         ttl = {"N": str(int(self._clock()) + self._ttl_seconds)}
         now = {"N": str(int(self._clock()))}
+        added = "ADD conns :conn, watching :conn" if watching else "ADD conns :conn"
         for _ in range(_PRESENCE_ATTEMPTS):
             try:
                 response = self._client.update_item(
                     TableName=self._table,
                     Key=key,
-                    UpdateExpression="ADD conns :conn SET #ttl = :ttl",
+                    UpdateExpression=f"{added} SET #ttl = :ttl",
                     ConditionExpression="attribute_not_exists(#ttl) OR #ttl > :now",
                     ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
                     ExpressionAttributeValues={
@@ -419,36 +772,51 @@ class Registry:
                     ReturnValues="ALL_OLD",
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
-                if self._restart_presence(key, connection_id, ttl, now):
-                    return True
+                stale = self._restart_presence(key, connection_id, watching, ttl, now)
+                if stale is not None:
+                    return True, 1 - (len(stale) > 0), 1 - len(stale)
                 continue
-            return not response.get("Attributes", {}).get("conns", {}).get("SS")
+            before = response.get("Attributes", {}).get("conns", {}).get("SS", [])
+            return not before, int(not before), int(connection_id not in before)
         raise RegistryError(f"presence of {user_id!r} in {room!r} kept changing")
 
-    def _restart_presence(self, key: Item, connection_id: str, ttl: Item, now: Item) -> bool:
+    def _restart_presence(
+        self, key: Item, connection_id: str, watching: bool, ttl: Item, now: Item
+    ) -> list[str] | None:
+        """Start an expired presence item over; the connections it held, or None (lost)."""
+        item: Item = {**key, "conns": {"SS": [connection_id]}, TTL_ATTRIBUTE: ttl}
+        if watching:
+            item["watching"] = {"SS": [connection_id]}
         try:
-            self._client.put_item(
+            response = self._client.put_item(
                 TableName=self._table,
-                Item={**key, "conns": {"SS": [connection_id]}, TTL_ATTRIBUTE: ttl},
+                Item=item,
                 ConditionExpression="#ttl <= :now",
                 ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":now": now},
+                ReturnValues="ALL_OLD",
             )
         except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+            return None
+        return list(response.get("Attributes", {}).get("conns", {}).get("SS", []))
 
-    def _exit(self, room: str, user_id: str, connection_id: str) -> bool:
-        """Take a connection out of the user's presence set; True when it was the last.
+    def _exit(self, room: str, user_id: str, connection_id: str) -> tuple[bool, bool]:
+        """Take a connection out of the user's presence set: whether the room's count
+        held it, and whether it was the last (then the emptied item is deleted).
 
         Conditional on the set holding it, so that removing twice (or a
         connection that never got in) changes nothing and creates no item.
+        The delete is conditional on the set still being empty: a connection
+        that joined in between keeps its item. A presence item whose ``ttl``
+        had passed is not in the count: every connection in it expired, and
+        so did the room's count, which started over without them.
         """
+        key = presence_key(room, user_id)
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key=presence_key(room, user_id),
-                UpdateExpression="DELETE conns :conn",
+                Key=key,
+                UpdateExpression="DELETE conns :conn, watching :conn",
                 ConditionExpression="contains(conns, :id)",
                 ExpressionAttributeValues={
                     ":conn": {"SS": [connection_id]}, ":id": {"S": connection_id},
@@ -456,34 +824,117 @@ class Registry:
                 ReturnValues="ALL_OLD",
             )
         except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        before = response.get("Attributes", {}).get("conns", {}).get("SS", [])
-        return set(before) == {connection_id}
+            return False, False
+        old = response.get("Attributes", {})
+        before = old.get("conns", {}).get("SS", [])
+        last = set(before) == {connection_id}
+        if last:
+            with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+                self._client.delete_item(
+                    TableName=self._table, Key=key,
+                    ConditionExpression="attribute_not_exists(conns)",
+                )
+        return not self._expired(old), last
+
+    def _count(
+        self, room: str, users: int, connections: int, joined: bool = False
+    ) -> RoomCount:
+        """Change the room's counts by these amounts (one ``ADD``); the counts after.
+
+        The room item's ``ttl`` follows its latest change, so it outlives every
+        member's and every presence item's. One whose ``ttl`` passed (every
+        member expired unnoticed) starts over, like a presence item: with the
+        one connection that ``joined`` (its user's presence item had expired
+        too, so it is their first), or empty.
+        """
+        now = int(self._clock())
+        ttl = {"N": str(now + self._ttl_seconds)}
+        for _ in range(_PRESENCE_ATTEMPTS):
+            try:
+                response = self._client.update_item(
+                    TableName=self._table,
+                    Key=room_key(room),
+                    UpdateExpression="ADD #users :users, #conns :conns SET #ttl = :ttl",
+                    ConditionExpression="attribute_not_exists(#ttl) OR #ttl > :now",
+                    ExpressionAttributeNames={
+                        "#users": "users", "#conns": "connections", "#ttl": TTL_ATTRIBUTE,
+                    },
+                    ExpressionAttributeValues={
+                        ":users": {"N": str(users)}, ":conns": {"N": str(connections)},
+                        ":ttl": ttl, ":now": {"N": str(now)},
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+            except self._client.exceptions.ConditionalCheckFailedException:
+                fresh = RoomCount(1, 1) if joined else RoomCount(0, 0)
+                try:
+                    self._client.put_item(
+                        TableName=self._table,
+                        Item={
+                            **room_key(room),
+                            "users": {"N": str(fresh.users)},
+                            "connections": {"N": str(fresh.connections)},
+                            TTL_ATTRIBUTE: ttl,
+                        },
+                        ConditionExpression="#ttl <= :now",
+                        ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                        ExpressionAttributeValues={":now": {"N": str(now)}},
+                    )
+                except self._client.exceptions.ConditionalCheckFailedException:
+                    continue
+                return fresh
+            return _count_from_item(response["Attributes"])
+        raise RegistryError(f"the count of room {room!r} kept changing")
 
     @staticmethod
-    def _map(call: Callable[[Any], bool], items: list[Any]) -> list[bool]:
+    def _map(call: Callable[[Any], T], items: list[Any]) -> list[T]:
         """Single-item writes, several at a time when there are many (a big cleanup)."""
         if len(items) <= 1:
             return [call(item) for item in items]
         return list(_writers().map(call, items))
 
-    def _update_rooms(self, connection_id: str, verb: str, room: str) -> None:
-        """``ADD`` or ``DELETE`` one room in the set on a registered connection."""
+    def _update_rooms(
+        self, connection_id: str, verb: str, room: str, limit: int | None = None
+    ) -> None:
+        """``ADD`` or ``DELETE`` one room in the set on a registered connection.
+
+        With ``limit``, an ``ADD`` also needs the set to hold fewer rooms, or
+        this one: a refusal is then told apart from a forgotten connection by
+        reading the item.
+        """
+        condition = "attribute_exists(PK)"
+        values: Item = {":room": {"SS": [room]}}
+        if limit is not None:
+            condition += (
+                " AND (attribute_not_exists(rooms) OR size(rooms) < :limit"
+                " OR contains(rooms, :name))"
+            )
+            values.update({":limit": {"N": str(limit)}, ":name": {"S": room}})
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=connection_key(connection_id),
                 UpdateExpression=f"{verb} rooms :room",
-                ConditionExpression="attribute_exists(PK)",
-                ExpressionAttributeValues={":room": {"SS": [room]}},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except self._client.exceptions.ConditionalCheckFailedException:
+            if limit is not None and self.get_connection(connection_id) is not None:
+                raise TooManyRooms(limit) from None
             raise NotConnected(connection_id) from None
 
-    def _batch_get(self, keys: list[Item], projection: str) -> list[Item]:
+    def _batch_get(
+        self, keys: list[Item], projection: str | None = None,
+        names: dict[str, str] | None = None,
+    ) -> list[Item]:
+        """Items by key, consistently (whole items without a ``projection``)."""
         found: list[Item] = []
         for chunk in _chunks(keys, _BATCH_GET_LIMIT):
-            request = {"Keys": chunk, "ProjectionExpression": projection, "ConsistentRead": True}
+            request: dict[str, Any] = {"Keys": chunk, "ConsistentRead": True}
+            if projection is not None:
+                request["ProjectionExpression"] = projection
+            if names:
+                request["ExpressionAttributeNames"] = names
             for response in self._until_processed(
                 self._client.batch_get_item, {self._table: request}, "UnprocessedKeys"
             ):
@@ -545,9 +996,15 @@ def presence_key(room: str, user_id: str) -> Item:
     return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _USER_PREFIX + user_id}}
 
 
+def room_key(room: str) -> Item:
+    """The key of a room's item (its counts)."""
+    return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _ROOM_SK}}
+
+
 def describe(item: Item) -> tuple[str, ...] | None:
     """What a registry item is, from its key: ``("connection", id)``,
-    ``("membership", room, id)`` or ``("presence", room, userId)``; None for an
+    ``("membership", room, id)``, ``("presence", room, userId)`` or
+    ``("room", room)``; None for an
     item that is not the registry's (a stream's, say). For tools and tests."""
     pk, sk = item["PK"]["S"], item["SK"]["S"]
     if pk.startswith(_CONN_PREFIX) and sk == _CONN_SK:
@@ -556,7 +1013,14 @@ def describe(item: Item) -> tuple[str, ...] | None:
         return ("membership", _strip(pk, _ROOM_PREFIX), _strip(sk, _CONN_PREFIX))
     if pk.startswith(_ROOM_PREFIX) and sk.startswith(_USER_PREFIX):
         return ("presence", _strip(pk, _ROOM_PREFIX), _strip(sk, _USER_PREFIX))
+    if pk.startswith(_ROOM_PREFIX) and sk == _ROOM_SK:
+        return ("room", _strip(pk, _ROOM_PREFIX))
     return None
+
+
+def _expiry_partition(connection_id: str) -> str:
+    """The GSI2 partition of a connection: a stable hash of its id, over the shards."""
+    return f"{_EXPIRY_PREFIX}{zlib.crc32(connection_id.encode('utf-8')) % EXPIRY_SHARDS}"
 
 
 def _add_key(keys: dict[tuple[str, str], Item], key: Item) -> None:
@@ -577,11 +1041,19 @@ def _connection_item(connection: Connection) -> Item:
         TTL_ATTRIBUTE: {"N": str(connection.ttl)},
     }
     if connection.grants is not None:
-        item["grants"] = {"M": {
-            pattern: {"SS": sorted(permissions)}
-            for pattern, permissions in connection.grants.patterns.items()
-        }}
+        item["grants"] = _grants_item(connection.grants)
+    if connection.expires_at is not None:
+        item["GSI2PK"] = {"S": _expiry_partition(connection.connection_id)}
+        item[EXPIRES_AT] = {"N": str(connection.expires_at)}
+    if connection.issued_at is not None:
+        item["issuedAt"] = {"N": str(connection.issued_at)}
     return item
+
+
+def _grants_item(grants: RoomGrants) -> Item:
+    return {"M": {
+        pattern: {"SS": sorted(permissions)} for pattern, permissions in grants.patterns.items()
+    }}
 
 
 def _connection_from_item(item: Item) -> Connection:
@@ -594,7 +1066,22 @@ def _connection_from_item(item: Item) -> Connection:
         endpoint=item["endpoint"]["S"],
         ttl=int(item[TTL_ATTRIBUTE]["N"]),
         grants=_grants_from_item(item),
+        expires_at=_number(item, EXPIRES_AT),
+        issued_at=_number(item, "issuedAt"),
     )
+
+
+def _summary_from_item(item: Item) -> ConnectionSummary:
+    return ConnectionSummary(
+        _strip(item["PK"]["S"], _CONN_PREFIX),
+        item["userId"]["S"],
+        frozenset(item.get("rooms", {}).get("SS", [])),
+    )
+
+
+def _number(item: Item, name: str) -> int | None:
+    value = item.get(name)
+    return None if value is None else int(value["N"])
 
 
 def _grants_from_item(item: Item) -> RoomGrants | None:
@@ -604,6 +1091,30 @@ def _grants_from_item(item: Item) -> RoomGrants | None:
     return RoomGrants({
         pattern: frozenset(permissions["SS"]) for pattern, permissions in stored["M"].items()
     })
+
+
+def _member_from_item(item: Item) -> Member:
+    return Member(
+        _strip(item["SK"]["S"], _CONN_PREFIX),
+        item.get("userId", {}).get("S", ""),
+        item.get("presence", {}).get("BOOL", False),
+    )
+
+
+def _count_from_item(item: Item) -> RoomCount:
+    def number(name: str) -> float:
+        value = item.get(name)
+        return 0.0 if value is None else float(value["N"])
+
+    return RoomCount(
+        max(0, int(number("users"))), max(0, int(number("connections"))),
+        number("occupancyAt"), number("occupancyDue"),
+    )
+
+
+def _seconds(moment: float) -> str:
+    """Epoch seconds as a DynamoDB number, to the millisecond."""
+    return f"{moment:.3f}"
 
 
 def _strip(value: str, prefix: str) -> str:

@@ -6,7 +6,9 @@ phase (and ``import app``) creates no AWS client and does no network I/O.
 
 :class:`Services` is the composition root: ``app.py`` picks out of it the few
 objects each handler takes (and tests build it on their engines); no other
-module receives it.
+module receives it. What only some functions use (the server API, the expiry
+schedule, publishing) is imported by the property that builds it, so the
+WebSocket functions' first event does not pay for it.
 """
 
 from __future__ import annotations
@@ -16,24 +18,33 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib import aws, endpoint
+from chalicelib import aws, endpoint, keys
 from chalicelib.actions import ActionDeps
 from chalicelib.cleanup import Cleanup
+from chalicelib.closing import Closer
 from chalicelib.contexts import Backends
 from chalicelib.delivery import Delivery
 from chalicelib.fanout_queue import FanoutQueue
-from chalicelib.identity import TokenVerifier, signing_keys
+from chalicelib.identity import TokenVerifier
 from chalicelib.invocation import Deadline
+from chalicelib.keys import SigningKeys
+from chalicelib.lifetime import TokenLifetime
 from chalicelib.outbox import Outbox
 from chalicelib.pacing import Pacer
 from chalicelib.presence import Announcer
 from chalicelib.ratelimit import RateCounters, RateLimiter
 from chalicelib.registry import Registry
+from chalicelib.revocations import Revocations
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.streams import Streams
 from chalicelib.worker import Worker
+
+if TYPE_CHECKING:
+    from chalicelib.expiry import Expiry
+    from chalicelib.publish import Publisher
+    from chalicelib.server_api import ServerDeps
 
 
 @dataclass(frozen=True)
@@ -48,8 +59,12 @@ class Services:
     """Rooms' and users' message streams; ``None`` when the stage keeps no history."""
     rate_counters: RateCounters | None = None
     """Where declared rate limits are counted, shared by every container."""
+    dynamodb: Any = None
+    """The table's client, for the items beside the registry's and the streams' (revocations,
+    idempotency keys); ``None`` in services put together by hand, which then have neither."""
     clock: Callable[[], float] = time.time
-    """The wall clock rate-limit windows are counted on (tests move it)."""
+    """Epoch seconds, for tokens' lifetimes, revocations, idempotency and rate-limit windows
+    (tests move it)."""
 
     # -- what the services above make, wired once -------------------------------
 
@@ -59,7 +74,10 @@ class Services:
 
     @cached_property
     def announcer(self) -> Announcer:
-        return Announcer(self.registry, self.outbox)
+        return Announcer(
+            self.registry, self.outbox,
+            self.settings.presence_events_max_members, self.settings.occupancy_interval_seconds,
+        )
 
     def outbox(self, deadline: Deadline) -> Outbox:
         """A request's outbox: inline posts, the queue for large audiences."""
@@ -72,7 +90,7 @@ class Services:
     def actions(self) -> ActionDeps:
         return ActionDeps(
             self.settings, self.registry, self.streams, self.announcer, self.cleanup, self.outbox,
-            self.limiter,
+            self.limiter, self.lifetime,
         )
 
     @cached_property
@@ -84,13 +102,66 @@ class Services:
     def backends(self) -> Backends:
         """How the REST routes of ``chalicelib/product`` reach connections."""
         return Backends(
-            self.verifier, self.registry, self.streams, self.delivery, self.outbox,
-            self.settings.management_endpoint, self.settings.max_text_bytes,
+            self.verifier, self.revocations, self.registry, self.streams, self.delivery,
+            self.outbox, self.settings.management_endpoint, self.settings.max_text_bytes,
         )
 
     @cached_property
     def worker(self) -> Worker:
         return Worker(self.delivery, self.cleanup, self.fanout_queue, self.endpoint_of)
+
+    @cached_property
+    def revocations(self) -> Revocations | None:
+        if self.dynamodb is None:
+            return None
+        return Revocations(self.dynamodb, self.settings.connections_table, self.clock)
+
+    @cached_property
+    def lifetime(self) -> TokenLifetime | None:
+        if self.revocations is None:
+            return None
+        return TokenLifetime(
+            self.verifier, self.revocations, self.registry,
+            self.settings.token_expiry_grace_seconds, self.clock,
+        )
+
+    @cached_property
+    def closer(self) -> Closer:
+        return Closer(self.delivery, self.cleanup, self.endpoint_of)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        from chalicelib.idempotency import Idempotency
+        from chalicelib.publish import Publisher
+
+        idempotency = Idempotency(
+            self.dynamodb, self.settings.connections_table,
+            self.settings.idempotency_window_seconds, self.clock,
+        )
+        return Publisher(self.registry, self.streams, idempotency, self.delivery,
+                         self.endpoint_of)
+
+    @cached_property
+    def server_api(self) -> ServerDeps:
+        from chalicelib.moderation import Moderation
+        from chalicelib.server_api import ServerDeps
+
+        assert self.revocations is not None, "the server API needs the table's client"
+        moderation = Moderation(
+            self.settings, self.registry, self.streams, self.announcer, self.closer,
+            self.revocations, self.delivery,
+        )
+        return ServerDeps(
+            self.settings, self.registry, self.streams, self.publisher, moderation,
+            self.cleanup, self.outbox, self.clock,
+        )
+
+    @cached_property
+    def expiry(self) -> Expiry:
+        from chalicelib.expiry import Expiry
+
+        assert self.lifetime is not None, "expiry needs the table's client"
+        return Expiry(self.registry, self.lifetime, self.closer)
 
     def endpoint_of(self, targets: Sequence[str]) -> Callable[[], str | None]:
         """The management endpoint's resolver outside WebSocket handlers (see :mod:`endpoint`)."""
@@ -140,13 +211,14 @@ def build_services(
         registry=Registry(data, settings.connections_table, settings.connection_ttl_seconds),
         delivery=Delivery(websocket_api, pacer=Pacer(settings.invocation_rps)),
         verifier=TokenVerifier(
-            secret=_token_secret(settings),
             issuer=settings.token_issuer,
             audience=settings.token_audience,
+            source=_signing_keys(settings),
         ),
         fanout_queue=_fanout_queue(settings, sqs),
         streams=_streams(settings, data),
         rate_counters=RateCounters(data, settings.connections_table),
+        dynamodb=data,
     )
 
 
@@ -173,19 +245,22 @@ def _fanout_queue(settings: Settings, sqs: Any | None) -> FanoutQueue | None:
     )
 
 
-def _token_secret(settings: Settings) -> str:
-    """The signing keys' value, checked to hold at least one key."""
+def _signing_keys(settings: Settings) -> SigningKeys:
+    """The stage's signing keys, checked to hold at least one key.
+
+    From SSM they are read again every ``TOKEN_SECRET_TTL_SECONDS`` (and when a
+    token's signature matches none of them), so a rotation reaches warm containers.
+    """
     if settings.token_secret is not None:
-        value, source = settings.token_secret, "TOKEN_SECRET"
+        load, source = (lambda: str(settings.token_secret)), "TOKEN_SECRET"
+        ttl = float("inf")
     else:
-        assert settings.token_secret_parameter is not None
-        response = aws.ssm_client().get_parameter(
-            Name=settings.token_secret_parameter, WithDecryption=True
-        )
-        value = str(response["Parameter"]["Value"])
-        source = f"the parameter TOKEN_SECRET_PARAMETER names ({settings.token_secret_parameter})"
+        name = settings.token_secret_parameter
+        assert name is not None
+        load = keys.parameter(name)
+        source = f"the parameter TOKEN_SECRET_PARAMETER names ({name})"
+        ttl = float(settings.token_secret_ttl_seconds)
     try:
-        signing_keys(value)
+        return SigningKeys(load, ttl)
     except ValueError:
         raise SettingsError(f"{source} holds no signing key") from None
-    return value

@@ -45,6 +45,17 @@ MANAGEMENT_TRANSPORTS = ("lean", "botocore")
 # Every action that declares no limit of its own: bursts pass, a flood does not.
 DEFAULT_ACTION_RATE = "600/min"
 NO_RATE = "off"
+# A publish retried with the same idempotency key within this window is not repeated.
+DEFAULT_IDEMPOTENCY_WINDOW_SECONDS = 600
+# Frames are accepted this long after the token's exp (clock skew); at most a minute.
+DEFAULT_TOKEN_EXPIRY_GRACE_SECONDS = 0
+MAX_TOKEN_EXPIRY_GRACE_SECONDS = 60
+# Presence: per-user join/leave events up to this many users in a room (Pusher caps
+# presence channels at 100); above it, occupancy frames at most every interval.
+DEFAULT_PRESENCE_EVENTS_MAX_MEMBERS = 100
+DEFAULT_OCCUPANCY_INTERVAL_SECONDS = 2
+# Signing keys from SSM are re-read after this long, so a rotation reaches warm containers.
+DEFAULT_TOKEN_SECRET_TTL_SECONDS = 300
 
 
 class SettingsError(ValueError):
@@ -77,6 +88,14 @@ class Settings:
     management_transport: str = MANAGEMENT_TRANSPORTS[0]
     default_action_rate: Rate | None = field(default_factory=lambda: _rate({}, ""))
     """The limit of every action that declares none (``None``: unlimited)."""
+    idempotency_window_seconds: int = DEFAULT_IDEMPOTENCY_WINDOW_SECONDS
+    token_expiry_grace_seconds: int = DEFAULT_TOKEN_EXPIRY_GRACE_SECONDS
+    """Frames are accepted this long after the token's ``exp``; then the connection is closed."""
+    presence_events_max_members: int = DEFAULT_PRESENCE_EVENTS_MAX_MEMBERS
+    """Users a room may have for per-user presence events; above, occupancy frames."""
+    occupancy_interval_seconds: int = DEFAULT_OCCUPANCY_INTERVAL_SECONDS
+    token_secret_ttl_seconds: int = DEFAULT_TOKEN_SECRET_TTL_SECONDS
+    """How long keys read from TOKEN_SECRET_PARAMETER are used before being read again."""
 
     @property
     def invocation_rps(self) -> float:
@@ -129,6 +148,23 @@ class Settings:
             fanout_worker_concurrency=fanout_worker_concurrency(env),
             management_transport=management_transport(env),
             default_action_rate=_rate(env, "DEFAULT_ACTION_RATE"),
+            idempotency_window_seconds=_bounded_int(
+                env, "IDEMPOTENCY_WINDOW_SECONDS", DEFAULT_IDEMPOTENCY_WINDOW_SECONDS, 1, 86400
+            ),
+            token_expiry_grace_seconds=_bounded_int(
+                env, "TOKEN_EXPIRY_GRACE_SECONDS", DEFAULT_TOKEN_EXPIRY_GRACE_SECONDS,
+                0, MAX_TOKEN_EXPIRY_GRACE_SECONDS,
+            ),
+            presence_events_max_members=_bounded_int(
+                env, "PRESENCE_EVENTS_MAX_MEMBERS", DEFAULT_PRESENCE_EVENTS_MAX_MEMBERS,
+                0, 1_000_000,
+            ),
+            occupancy_interval_seconds=_bounded_int(
+                env, "OCCUPANCY_INTERVAL_SECONDS", DEFAULT_OCCUPANCY_INTERVAL_SECONDS, 0, 60
+            ),
+            token_secret_ttl_seconds=_bounded_int(
+                env, "TOKEN_SECRET_TTL_SECONDS", DEFAULT_TOKEN_SECRET_TTL_SECONDS, 1, 86_400
+            ),
         )
 
 

@@ -29,7 +29,8 @@ size of each set (``{"reaction": {"👍": 2}}``).
 Messages live ``HISTORY_TTL_SECONDS``; at most ``HISTORY_MAX_MESSAGES`` per
 stream are *read*: older ones are outside every key range asked for (the
 trim is logical, so appending never pays for a delete) and go with their TTL.
-Every read treats an item whose ``ttl`` has passed as gone.
+Every read treats an item whose ``ttl`` has passed as gone, and leaves out an
+item it cannot decode (:mod:`chalicelib.readable`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import metrics
+from chalicelib import metrics, readable
 from chalicelib.protocol import MESSAGE, Message, Position
 
 _ROOM_PREFIX = "HIST#"
@@ -195,9 +196,29 @@ class Streams:
         ).get("Item")
         if item is None or self._expired(item):
             return None
-        if epoch is not None and item["epoch"]["S"] != epoch:
+        if epoch is not None and item.get("epoch", {}).get("S") != epoch:
             return None
-        return _message_from_item(stream, item)
+        return readable.one(item, lambda it: _message_from_item(stream, it), stream.key)
+
+    def restart(self, stream: Stream) -> Position:
+        """Start the stream over: a new epoch at ``seq`` 0, one unconditional ``PutItem``.
+
+        What it kept is of another epoch from then on, so no read returns it
+        (clients recovering from it get ``recovered: false``); the items go with
+        their TTL. A send numbered before the restart and stored after it is of
+        the old epoch too.
+        """
+        epoch = self._epochs()
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_head_key(stream),
+                "seq": {"N": "0"},
+                "epoch": {"S": epoch},
+                TTL_ATTRIBUTE: {"N": str(self._expiry())},
+            },
+        )
+        return Position(epoch, 0)
 
     def annotate(
         self,
@@ -338,8 +359,13 @@ class Streams:
                     if newest_first:
                         return found
                     continue
-                if item["epoch"]["S"] == position.epoch:
-                    found.append(_message_from_item(stream, item))
+                if item.get("epoch", {}).get("S") == position.epoch:
+                    message = readable.one(
+                        item, lambda it: _message_from_item(stream, it), stream.key
+                    )
+                    if message is None:
+                        continue  # skipped (logged, counted): the others are still read
+                    found.append(message)
                     if limit is not None and len(found) >= limit:
                         return found
             last_key = response.get("LastEvaluatedKey")

@@ -487,8 +487,8 @@ def dashboard() -> dict[str, Any]:
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "@@queue:dlq@@",
              {"stat": "Maximum", "label": "dead-letter queue"}],
         ], 0, 18),
-        _graph("History writes, logged errors", [
-            _line(m.HISTORY_WRITES), [STAGE, LOGGED_ERRORS.name,
+        _graph("History writes, unreadable items, logged errors", [
+            _line(m.HISTORY_WRITES), _line(m.UNREADABLE_ITEMS), [STAGE, LOGGED_ERRORS.name,
                                      {"stat": "Sum", "label": LOGGED_ERRORS.name}],
         ], 12, 18),
         _graph("Function errors and throttles",

@@ -1,7 +1,10 @@
 """``switchboard-local``: local tools for any Chalice project; never deployed to Lambda.
 
 * :mod:`switchboard_local.stage` is the transport-free core of an API Gateway
-  WebSocket stage; :mod:`switchboard_local.events` builds the Lambda events.
+  WebSocket stage; :mod:`switchboard_local.events` builds the Lambda events;
+  :mod:`switchboard_local.frames` reads WebSocket frame headers (the 32 KiB frame).
+* :mod:`switchboard_local.lambda_runtime` is how Lambda calls a function and how
+  an invocation ends; :mod:`switchboard_local.schedule` reads schedule expressions.
 * :mod:`switchboard_local.testing` runs an app's handlers in-process, for pytest.
 * :mod:`switchboard_local.gateway` serves a project locally (the ``switchboard-local``
   command, :mod:`switchboard_local.cli`).

@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from switchboard_local.gateway import discovery
-from switchboard_local.gateway.connections import Limits
+from switchboard_local.gateway.concurrency import DEFAULT_ACCOUNT_LIMIT
 from switchboard_local.gateway.guard import ExposureRefused
 from switchboard_local.project import ProjectError
+from switchboard_local.stage import Limits
 
 PROG = "switchboard-local"
 CLIENT_TIMEOUT_SECONDS = 930.0  # Lambda's longest run, and a margin
@@ -37,6 +38,16 @@ CLIENT_TIMEOUT_SECONDS = 930.0  # Lambda's longest run, and a margin
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -96,6 +107,16 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--max-duration", type=float,
         default=float(_env("LOCAL_GATEWAY_MAX_DURATION", "7200") or 7200),
         help="seconds a connection may last before closing with 1001; default: 7200 (AWS)")
+    add("--containers", action=argparse.BooleanOptionalAction,
+        default=(_env("LOCAL_GATEWAY_CONTAINERS", "0") or "0") not in ("0", "false", "no"),
+        help="run each function in containers, processes of their own that handle one event "
+        "at a time, as Lambda does (module state per container, the function's own "
+        "environment, its lambda_timeout enforced); --no-containers runs them on threads of "
+        "the gateway; env LOCAL_GATEWAY_CONTAINERS=1|0; default: threads")
+    add("--concurrency", type=_positive_int,
+        default=_env("LOCAL_GATEWAY_CONCURRENCY", str(DEFAULT_ACCOUNT_LIMIT)),
+        help="the account's concurrency limit: invocations beyond it are throttled; env "
+        f"LOCAL_GATEWAY_CONCURRENCY; default: {DEFAULT_ACCOUNT_LIMIT} (AWS's default quota)")
     add("--log-level", default=_env("LOCAL_GATEWAY_LOG_LEVEL", "INFO"),
         help="env LOCAL_GATEWAY_LOG_LEVEL; default: INFO")
     return parser
@@ -125,8 +146,10 @@ def _unreachable(located: discovery.Located, error: OSError) -> int:
 
 
 def invoke_parser() -> argparse.ArgumentParser:
-    parser = _client_parser("invoke", "Invoke an @app.lambda_function of a running gateway "
-                            "and print its answer as JSON.")
+    parser = _client_parser("invoke", "Invoke an @app.lambda_function or @app.schedule "
+                            "function of a running gateway and print its answer as JSON (a "
+                            "schedule gets the event its rule sends now, with the given "
+                            "event's fields over it).")
     parser.add_argument("name", help="the function's name")
     parser.add_argument("event", nargs="?", default="{}",
                         help="the event as JSON; - reads it from standard input; default: {}")
@@ -267,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits=Limits(idle_timeout=args.idle_timeout, max_duration=args.max_duration),
         expose=args.expose,
         allowed_hosts=tuple(args.allow_host),
+        containers=args.containers,
+        concurrency=args.concurrency,
     )
     try:
         asyncio.run(serve(options))

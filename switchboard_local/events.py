@@ -1,20 +1,26 @@
 """Lambda events with the field sets AWS sends: the only code that knows their shapes.
 
 WebSocket proxy events follow events captured from API Gateway (see the
-project's reference notes): CONNECT carries headers and the query string,
-MESSAGE the body and a messageId, DISCONNECT a status code and reason; every
-event carries the same ``requestContext`` fields, with ``connectedAt`` fixed
-per connection. SQS records follow what Lambda's event source mapping sends.
+project's reference notes): CONNECT carries the client's end-to-end headers
+(never the hop-by-hop ``Connection``/``Upgrade``) plus API Gateway's own
+(``X-Amzn-Trace-Id``, ``X-Forwarded-*``) and the query string, MESSAGE the
+body and a messageId, DISCONNECT a status code and reason; every event
+carries the same ``requestContext`` fields, with ``connectedAt`` fixed per
+connection. SQS records follow what Lambda's event source mapping sends;
+scheduled events, what EventBridge sends for a schedule rule.
 """
 
 from __future__ import annotations
 
 import base64
+import random
 import secrets
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 MAX_POST_BYTES = 128 * 1024
@@ -22,9 +28,18 @@ MAX_POST_BYTES = 128 * 1024
 socket with 1009, a larger PostToConnection is refused with 413."""
 
 
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "proxy-connection",
+})
+"""Headers of one hop (RFC 9110, 7.6.1): a proxy such as API Gateway never forwards them."""
+
+
 def new_id() -> str:
-    """An id shaped like API Gateway's connection and request ids: 16 chars, '=' last."""
-    return base64.b64encode(secrets.token_bytes(11)).decode()[:15] + "="
+    """An id shaped like API Gateway's connection and request ids: 16 chars, '=' last.
+
+    Unique, not secret: drawn from ``random`` (no system call per message)."""
+    return base64.b64encode(random.getrandbits(88).to_bytes(11, "big")).decode()[:15] + "="
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,59 @@ class ConnectionContext:
         }
 
 
+def connect_headers(
+    client: Iterable[tuple[str, str]], domain_name: str, source_ip: str, port: int,
+    proto: str = "http", now: float | None = None,
+) -> dict[str, list[str]]:
+    """A CONNECT event's headers from the client's, as API Gateway forwards them.
+
+    The client's end-to-end headers in its order (``Host`` replaced by the
+    API's domain; hop-by-hop headers, and any the client's ``Connection``
+    names, left out), then ``X-Amzn-Trace-Id`` (a new trace) and the
+    ``X-Forwarded-*`` headers, as in the captured AWS event.
+    """
+    pairs = list(client)
+    named = {
+        token.strip().lower()
+        for name, value in pairs if name.lower() == "connection" for token in value.split(",")
+    }
+    headers: dict[str, list[str]] = {"Host": [domain_name]}
+    for name, value in pairs:
+        lowered = name.lower()
+        if lowered == "host" or lowered in HOP_BY_HOP or lowered in named:
+            continue
+        headers.setdefault(name, []).append(value)
+    headers.setdefault("X-Amzn-Trace-Id", [trace_id(now)])
+    for name, value in (("X-Forwarded-For", source_ip), ("X-Forwarded-Port", str(port)),
+                        ("X-Forwarded-Proto", proto)):
+        headers.setdefault(name, [value])
+    return headers
+
+
+def trace_id(now: float | None = None) -> str:
+    """An X-Ray trace header for a new request: ``Root=1-<epoch hex>-<96 random bits>``."""
+    seconds = int(time.time() if now is None else now)
+    return f"Root=1-{seconds:08x}-{secrets.token_hex(12)}"
+
+
+def scheduled_event(
+    rule_name: str, region: str, account: str, now: float | None = None
+) -> dict[str, Any]:
+    """What EventBridge sends a function its schedule rule triggers."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{account}:rule/{rule_name}"],
+        "detail": {},
+    }
+
+
 def iso8601(epoch_seconds: float) -> str:
     """ISO-8601 UTC with milliseconds, as GetConnection answers: ``2024-12-04T15:02:11.402Z``."""
     moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
@@ -119,8 +187,12 @@ def iso8601(epoch_seconds: float) -> str:
 
 def clf_time(epoch_seconds: float) -> str:
     """Common Log Format time, as in ``requestTime``: ``04/Dec/2024:15:02:11 +0000``."""
-    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
-    return moment.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return _clf_second(int(epoch_seconds))
+
+
+@lru_cache(maxsize=4)
+def _clf_second(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
 def _headers_fields(headers: Mapping[str, str | list[str]]) -> dict[str, Any]:

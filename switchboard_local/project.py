@@ -1,10 +1,11 @@
-"""A Chalice project as the local tools read it: the one reader of ``.chalice/config.json``.
+"""A Chalice project as the local gateway reads it: its one reader of ``.chalice/config.json``.
 
 Stages are read by Chalice's own loader (``CLIFactory.create_config_obj``, as
 ``chalice.test.Client`` does), so every value resolves as ``chalice deploy``
 and ``chalice package`` resolve it: top level, then the stage, then the
-stage's ``lambda_functions`` entry for one function. The gateway,
-``deploy/provision.py`` and the tests all read stages here.
+stage's ``lambda_functions`` entry for one function. The gateway and its
+tests read stages here; ``deploy/`` (which may not import this package) reads
+them through the same Chalice loader in ``deploy/project.py``.
 
 What the gateway needs beyond Chalice's configuration — the page a project
 serves locally, its token signer, its merge template — is declared in the

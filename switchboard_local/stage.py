@@ -2,76 +2,280 @@
 
 Both local adapters build on this module, the way ``websockets`` keeps one
 protocol with several I/O layers: :mod:`switchboard_local.gateway` (aiohttp
-sockets, a thread pool) and :mod:`switchboard_local.testing` (in-process, for
-pytest). What lives here and nowhere else:
+sockets) and :mod:`switchboard_local.testing` (in-process, for pytest). The
+core decides; an adapter reads and writes its transport and reports what
+happened. What lives here and nowhere else:
 
-* the connection table and each connection's state machine — *connecting*
-  while ``$connect`` runs (the management API answers 410), *open* once it
-  accepted, *closed* after the socket closed, the first close reported wins;
+* each connection's lifecycle (:class:`Connection`): *connecting* while
+  ``$connect`` runs (the management API answers 410), the handshake's answer
+  (:meth:`Connection.handshake`), *open* once the adapter completed it,
+  *closing* once someone closed it, *closed* when the socket is gone, then
+  ``$disconnect``'s event exactly once. The first close recorded wins, so a
+  client's echo of the gateway's own close never replaces its code and
+  reason; a close frame without a status is 1005. Idle time, maximum
+  duration and message limits are decided here (:class:`Limits`), with an
+  injected clock;
+* what a client gets when an integration fails (:meth:`Connection.failure_frame`,
+  :meth:`Connection.handshake`): a refusal status, or an error frame;
+* the connection table of a stage, which refuses handshakes while it stops;
 * the ``@connections`` rules: POST/GET/DELETE on an open connection, 410
   ``GoneException`` otherwise, 413 ``PayloadTooLargeException`` above 128 KiB,
   injected faults first — decided as :data:`Ruling` values that the adapter
   carries out on its own transport;
-* fault injection (:class:`Faults`);
-* the Lambda context handlers get, and the resolution of Chalice's
-  ``handler_string`` to what Lambda would call (:class:`AppFunctions`).
+* fault injection (:class:`Faults`).
 
-Event shapes are built by :mod:`switchboard_local.events`.
+Event shapes are built by :mod:`switchboard_local.events`; how functions are
+called, by :mod:`switchboard_local.lambda_runtime`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from switchboard_local.events import MAX_POST_BYTES, ConnectionContext
+from switchboard_local.lambda_runtime import Outcome, Returned, Throttled, route_answer
 
-Handler = Callable[[Any, Any], Any]
+NORMAL_CLOSURE = 1000
+GOING_AWAY = 1001
+UNSUPPORTED_DATA = 1003
+NO_STATUS = 1005
+ABNORMAL_CLOSURE = 1006
+MESSAGE_TOO_BIG = 1009
+NO_STATUS_REASON = "Client-side close frame status not set"
+"""``disconnectReason`` of a close frame without a status code, as AWS reports it."""
+INTEGRATION_TIMEOUT_SECONDS = 29.0
+"""API Gateway's longest wait for an integration; the function may run on."""
+MAX_FRAME_BYTES = 32 * 1024
+"""API Gateway's largest frame: a larger single frame closes the socket with 1009;
+a message up to 128 KiB may come in several frames."""
 
-# The Lambda functions ``chalice deploy`` creates for the three WebSocket routes.
-ROUTE_FUNCTIONS = {
-    "$connect": "websocket_connect",
-    "$default": "websocket_message",
-    "$disconnect": "websocket_disconnect",
-}
-DEFAULT_BUDGET_SECONDS = 30.0
+
+@dataclass(frozen=True)
+class Limits:
+    """API Gateway's per-connection limits (seconds, bytes)."""
+
+    idle_timeout: float = 600.0
+    max_duration: float = 7200.0
+    max_message_bytes: int = MAX_POST_BYTES
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS
 
 
-# -- connections ------------------------------------------------------------------
+Clock = Callable[[], float]
+"""Seconds since the epoch (``time.time``); injected where time matters."""
+
+
+# -- what the client gets -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntegrationTimedOut:
+    """API Gateway stopped waiting for the function (:data:`INTEGRATION_TIMEOUT_SECONDS`)."""
+
+
+RouteOutcome = Outcome | IntegrationTimedOut
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Complete the handshake, echoing the subprotocol ``$connect`` chose (if any)."""
+
+    protocols: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Answer the handshake with this HTTP status instead of upgrading."""
+
+    status: int
+    body: str | None = None
+
+
+Handshake = Accept | Refuse
+
+STOPPING = Refuse(503, "The gateway is stopping\n")
+_INTERNAL_ERROR = json.dumps({"message": "Internal server error"})
+_TIMED_OUT = json.dumps({"message": "Endpoint request timed out"})
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the socket from the server side with this code and reason."""
+
+    code: int
+    reason: str = ""
+
+
+GOING_AWAY_CLOSE = Close(GOING_AWAY, "Going away")
+
+
+def handshake_answer(outcome: RouteOutcome) -> Handshake:
+    """What API Gateway answers a handshake, given how ``$connect``'s integration ended.
+
+    A 2xx answer accepts; another status refuses with that status (and body).
+    A failed function (an exception, a crash, its own timeout) is a 502; a
+    throttled one a 500 (API Gateway maps Lambda's 429 to an integration
+    failure); the integration timeout a 504.
+    """
+    if isinstance(outcome, Returned):
+        answer = route_answer(outcome.value)
+        status = connect_status(answer)
+        if 200 <= status < 300:
+            return Accept(_chosen_protocol(answer))
+        body = answer.get("body")
+        return Refuse(status, body if isinstance(body, str) else None)
+    if isinstance(outcome, IntegrationTimedOut):
+        return Refuse(504, _TIMED_OUT)
+    if isinstance(outcome, Throttled):
+        return Refuse(500, _INTERNAL_ERROR)
+    return Refuse(502, _INTERNAL_ERROR)  # Raised or TimedOut: the function failed
+
+
+def connect_status(result: Mapping[str, Any]) -> int:
+    """The status ``$connect`` answered (200 when it returned no status)."""
+    return int(result.get("statusCode", 200))
+
+
+def _chosen_protocol(answer: Mapping[str, Any]) -> tuple[str, ...]:
+    """The subprotocol ``$connect`` chose, echoed as API Gateway echoes its header."""
+    headers = answer.get("headers") or {}
+    chosen = {str(k).lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")
+    return (chosen,) if isinstance(chosen, str) and chosen else ()
+
+
+# -- connections --------------------------------------------------------------------
 
 
 class State(Enum):
     CONNECTING = "connecting"
     OPEN = "open"
+    CLOSING = "closing"
     CLOSED = "closed"
 
 
 @dataclass(eq=False)
 class Connection:
-    """What API Gateway remembers about one connection; adapters add their transport."""
+    """What API Gateway remembers about one connection, and its state machine.
+
+    Adapters subclass it to add their transport, and report to it what the
+    transport did; it answers what to do next.
+    """
 
     context: ConnectionContext
+    limits: Limits = field(default_factory=Limits)
+    clock: Clock = time.time
     state: State = State.CONNECTING
-    last_active: float = field(default_factory=time.time)
+    last_active: float = 0.0
+    opened_at: float = 0.0
     close_code: int | None = None
     close_reason: str = ""
-    connect_result: dict[str, Any] = field(default_factory=dict)
+    _accepted: bool = False
+    _disconnected: bool = False
+
+    def __post_init__(self) -> None:
+        self.last_active = self.opened_at = self.clock()
 
     @property
     def id(self) -> str:
         return self.context.connection_id
 
+    # -- the handshake --
+
+    def connect_event(
+        self,
+        headers: Mapping[str, str | list[str]] | None = None,
+        query: Mapping[str, str | list[str]] | None = None,
+    ) -> dict[str, Any]:
+        return self.context.connect_event(headers, query)
+
+    def handshake(self, outcome: RouteOutcome) -> Handshake:
+        """``$connect``'s integration ended: accept or refuse. Still *connecting*: the
+        adapter completes the handshake, then calls :meth:`open`; a refused
+        connection never existed (no ``$disconnect``)."""
+        answer = handshake_answer(outcome)
+        if isinstance(answer, Refuse):
+            self.state = State.CLOSED
+        else:
+            self._accepted = True
+        return answer
+
+    def open(self, accepting: bool = True) -> Close | None:
+        """The handshake completed; a stage that began stopping meanwhile closes it at once."""
+        if self.state is not State.CONNECTING:
+            return None
+        self.state = State.OPEN
+        self.last_active = self.opened_at = self.clock()
+        if not accepting:
+            return self.close(GOING_AWAY_CLOSE)
+        return None
+
+    # -- while open --
+
     def touch(self) -> None:
-        self.last_active = time.time()
+        """Data went through, either way: the idle timer starts again."""
+        self.last_active = self.clock()
+
+    def received_binary(self) -> Close | None:
+        """Chalice's integration converts to text: API Gateway refuses binary frames."""
+        return self.close(Close(UNSUPPORTED_DATA, "Binary frames unsupported"))
+
+    def frame_too_big(self) -> Close | None:
+        """A single frame over :data:`MAX_FRAME_BYTES` (whatever its message's size)."""
+        return self.close(Close(MESSAGE_TOO_BIG, "Message too big"))
+
+    def message_event(self, body: str) -> dict[str, Any]:
+        return self.context.message_event(body)
+
+    def failure_frame(self, event: Mapping[str, Any], outcome: RouteOutcome) -> str | None:
+        """What API Gateway sends the client when a message's integration failed (or
+        None: it succeeded, or the socket is no longer open)."""
+        if isinstance(outcome, Returned) or self.state is not State.OPEN:
+            return None
+        message = ("Endpoint request timed out" if isinstance(outcome, IntegrationTimedOut)
+                   else "Internal server error")
+        return failure_frame(event, message)
+
+    def next_deadline(self) -> float | Close | None:
+        """Seconds until the idle timeout or the maximum duration, the close that is
+        due, or None: the connection is no longer open, there is nothing to watch."""
+        if self.state is not State.OPEN:
+            return None
+        now = self.clock()
+        idle_left = self.last_active + self.limits.idle_timeout - now
+        duration_left = self.opened_at + self.limits.max_duration - now
+        if idle_left <= 0 or duration_left <= 0:
+            return self.close(GOING_AWAY_CLOSE)
+        return min(idle_left, duration_left)
+
+    # -- closing --
+
+    def close(self, close: Close) -> Close | None:
+        """The server closes: the Close for the adapter to send, or None when the
+        connection was closing already (the first close wins)."""
+        self.record_close(close.code, close.reason)
+        if self.state in (State.CONNECTING, State.OPEN):
+            self.state = State.CLOSING
+            return close
+        return None
+
+    def client_closed(self, code: int | None, reason: str = "") -> None:
+        """The client's close frame (or its echo of ours): recorded only if first."""
+        if not code:
+            code, reason = NO_STATUS, NO_STATUS_REASON
+        self.record_close(code, reason)
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
+
+    def protocol_error(self, code: int) -> None:
+        """The transport failed the socket with this close code (1009, 1002...)."""
+        self.record_close(code, "Message too big" if code == MESSAGE_TOO_BIG else "")
 
     def record_close(self, code: int, reason: str = "") -> None:
         """The first close wins: later reports of the same close change nothing."""
@@ -79,32 +283,58 @@ class Connection:
             self.close_code = code
             self.close_reason = reason
 
-    def accept(self, result: dict[str, Any]) -> bool:
-        """Record ``$connect``'s answer; True when it accepts (a 2xx).
-
-        The connection stays *connecting* until the adapter has completed the
-        handshake and calls :meth:`open`.
-        """
-        self.connect_result = result
-        return 200 <= connect_status(result) < 300
-
-    def open(self) -> None:
-        self.state = State.OPEN
+    def socket_closed(self) -> dict[str, Any] | None:
+        """The socket is gone: *closed*, and ``$disconnect``'s event the first time
+        for a connection ``$connect`` accepted (None otherwise). Nothing recorded
+        a close: the socket was lost, 1006."""
+        self.state = State.CLOSED
+        if self._disconnected or not self._accepted:
+            return None
+        self._disconnected = True
+        code = self.close_code if self.close_code is not None else ABNORMAL_CLOSURE
+        return self.context.disconnect_event(code, self.close_reason)
 
     def description(self) -> dict[str, Any]:
         """GetConnection's answer: connectedAt, lastActiveAt and identity."""
         return self.context.description(self.last_active)
 
 
+def failure_frame(event: Mapping[str, Any], message: str = "Internal server error") -> str:
+    """The frame API Gateway sends a client whose message's integration failed."""
+    context = event["requestContext"]
+    return json.dumps({
+        "message": message,
+        "connectionId": context["connectionId"],
+        "requestId": context["requestId"],
+    })
+
+
 C = TypeVar("C", bound=Connection)
 
 
 class ConnectionTable(Generic[C]):
-    """The connections of one stage by id, whatever their state; thread-safe."""
+    """The connections of one stage by id, whatever their state; thread-safe.
+
+    While the stage stops (:meth:`stop_accepting`) new handshakes are refused
+    with 503, so a client that reconnects at once cannot hold the stop up.
+    """
 
     def __init__(self) -> None:
         self._connections: dict[str, C] = {}
         self._lock = threading.Lock()
+        self.accepting = True
+
+    def admit(self, connection: C) -> Refuse | None:
+        """Add a new connection, or the refusal its handshake gets."""
+        if not self.accepting:
+            return STOPPING
+        self.add(connection)
+        return None
+
+    def stop_accepting(self) -> list[C]:
+        """Refuse new handshakes from now on; the connections to close."""
+        self.accepting = False
+        return self.all()
 
     def add(self, connection: C) -> None:
         with self._lock:
@@ -132,11 +362,6 @@ class ConnectionTable(Generic[C]):
 
     def __iter__(self) -> Iterator[C]:
         return iter(self.all())
-
-
-def connect_status(result: dict[str, Any]) -> int:
-    """The status ``$connect`` answered (200 when it returned no status)."""
-    return int(result.get("statusCode", 200))
 
 
 # -- faults -------------------------------------------------------------------------
@@ -227,7 +452,7 @@ Ruling = Answer | Deliver[C] | Drop[C]
 
 OK = Answer(200)
 DELETED = Answer(204)
-DELETE_CLOSE_CODE = 1000
+DELETE_CLOSE = Close(NORMAL_CLOSURE, "")
 
 
 def error(status: int, message: str | None = None) -> Answer:
@@ -255,128 +480,3 @@ def rule(table: ConnectionTable[C], method: str, connection_id: str, data: bytes
     if method == "DELETE":
         return Drop(connection)
     return Answer(405, {"message": f"{method} is not allowed"}, "MethodNotAllowed")
-
-
-def internal_error_frame(event: dict[str, Any]) -> str:
-    """What API Gateway sends a client whose message's integration failed."""
-    context = event["requestContext"]
-    return json.dumps({
-        "message": "Internal server error",
-        "connectionId": context["connectionId"],
-        "requestId": context["requestId"],
-    })
-
-
-# -- Lambda -------------------------------------------------------------------------
-
-
-class LambdaContext:
-    """The context object Lambda passes a handler, with its time budget."""
-
-    def __init__(
-        self, function_name: str, budget_seconds: float = DEFAULT_BUDGET_SECONDS,
-        memory_limit_in_mb: int = 128,
-    ) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        )
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self.identity = None
-        self.client_context = None
-        self._deadline = time.monotonic() + budget_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """One Lambda function of a Chalice app, as ``chalice deploy`` would create it."""
-
-    name: str
-    """Chalice's name for it: ``websocket_message``, ``push``, ``fanout_worker``..."""
-    handler: Handler
-    kind: str
-    """``websocket``, ``lambda`` (``@app.lambda_function``) or ``sqs``."""
-    source: Any = None
-    """Chalice's registration object (the ``SQSEventConfig`` of a consumer)."""
-
-
-class AppFunctions:
-    """A Chalice app's functions, resolved as Lambda calls them (middleware included).
-
-    ``handler_string`` (``app.connect``) names a module attribute; ``module`` is
-    the already imported app module that ``app`` means. Registrations are read
-    from the app's public lists (``websocket_handlers``, ``pure_lambda_functions``,
-    ``event_sources``), the ones Chalice's own packager reads.
-    """
-
-    def __init__(
-        self, app: Any, module: ModuleType | None = None, prefix: str = "",
-        budgets: Mapping[str, float] | None = None,
-    ) -> None:
-        self.app = app
-        self.prefix = prefix
-        self.budgets = dict(budgets or {})
-        self.routes: dict[str, FunctionSpec] = {}
-        self.functions: dict[str, FunctionSpec] = {}
-        for route, config in getattr(app, "websocket_handlers", {}).items():
-            spec = FunctionSpec(ROUTE_FUNCTIONS.get(route, route.strip("$")),
-                                resolve(config.handler_string, module), "websocket", config)
-            self.routes[route] = spec
-            self.functions[spec.name] = spec
-        for function in getattr(app, "pure_lambda_functions", []):
-            self.functions[function.name] = FunctionSpec(
-                function.name, resolve(function.handler_string, module), "lambda", function
-            )
-        for source in getattr(app, "event_sources", []):
-            if type(source).__name__ == "SQSEventConfig":
-                self.functions[source.name] = FunctionSpec(
-                    source.name, resolve(source.handler_string, module), "sqs", source
-                )
-
-    def of_kind(self, kind: str) -> list[FunctionSpec]:
-        return [spec for spec in self.functions.values() if spec.kind == kind]
-
-    def function_name(self, name: str) -> str:
-        """The deployed name: ``<app>-<stage>-<name>`` with the gateway's prefix."""
-        return f"{self.prefix}{name}"
-
-    def call(self, spec: FunctionSpec, event: Any, budget_seconds: float | None = None) -> Any:
-        """One invocation with a fresh context; the handler's exceptions propagate.
-
-        The budget is the function's ``lambda_timeout`` (``budgets``) unless given.
-        """
-        if budget_seconds is None:
-            budget_seconds = self.budgets.get(spec.name, DEFAULT_BUDGET_SECONDS)
-        return spec.handler(event, LambdaContext(self.function_name(spec.name), budget_seconds))
-
-    def invoke_route(
-        self, route: str, event: dict[str, Any], budget_seconds: float | None = None
-    ) -> dict[str, Any]:
-        """A WebSocket route's answer as a dict with ``statusCode``.
-
-        A route without a handler answers 200, as a stage without that route
-        behaves (API Gateway accepts a connection when there is no ``$connect``).
-        """
-        spec = self.routes.get(route)
-        if spec is None:
-            return {"statusCode": 200}
-        result = self.call(spec, event, budget_seconds)
-        return result if isinstance(result, dict) else {"statusCode": 200}
-
-
-def resolve(handler_string: str, module: ModuleType | None = None) -> Handler:
-    """``app.connect`` → the ``connect`` attribute of the app module (or any importable one)."""
-    module_name, _, attribute = handler_string.rpartition(".")
-    if module is None or module_name != "app":
-        module = importlib.import_module(module_name)
-    handler = getattr(module, attribute, None)
-    if not callable(handler):
-        raise LookupError(f"handler {handler_string!r} is not a callable of the app")
-    return handler  # type: ignore[no-any-return]

@@ -111,10 +111,12 @@ class Template:
                 self.warn(f"condition {name}: {error}; treated as false")
                 self.conditions[name] = False
         monitoring: list[str] = []
+        overlays: dict[str, list[str]] = {}
         for resource_id, body in self._resources().items():
             kind = body.get("Type")
             if kind is None:
-                self._check_overlay(resource_id, body)
+                for key in self._ignored_overlay(body):
+                    overlays.setdefault(key, []).append(resource_id)
             elif str(kind).startswith(MONITORING_PREFIXES):
                 monitoring.append(str(kind))
             elif kind not in CREATED_TYPES:
@@ -123,6 +125,13 @@ class Template:
                 continue
             else:
                 self._name(resource_id, kind, body.get("Properties") or {})
+        if overlays:
+            count = sum(map(len, overlays.values()))
+            listed = "; ".join(f"{key} ({', '.join(ids)})" for key, ids in overlays.items())
+            counted = "1 property" if count == 1 else f"{count} properties"
+            verb = "is" if count == 1 else "are"
+            self.warn(f"{counted} merged into resources Chalice generates {verb} not "
+                      f"emulated: {listed}")
         if monitoring:
             kinds = ", ".join(sorted(set(monitoring)))
             self.warn(f"{len(monitoring)} monitoring resources ({kinds}) watch AWS only: "
@@ -176,8 +185,10 @@ class Template:
         else:
             self.attributes[resource_id] = {"Ref": name, "Name": name}
 
-    def _check_overlay(self, resource_id: str, body: dict[str, Any]) -> None:
-        """What a typeless resource merges into Chalice's own and the gateway ignores."""
+    @staticmethod
+    def _ignored_overlay(body: dict[str, Any]) -> list[str]:
+        """What a typeless resource merges into Chalice's own and the gateway ignores
+        (reported in one line for the whole template: deploy-only names, policies...)."""
         properties = body.get("Properties") or {}
         is_function = "Environment" in properties or "Events" in properties
         ignored = [
@@ -189,9 +200,7 @@ class Template:
             for event_id, event in (properties.get("Events") or {}).items():
                 extra = set((event or {}).get("Properties") or {}) - {"FunctionResponseTypes"}
                 ignored += [f"Properties.Events.{event_id}.Properties.{k}" for k in sorted(extra)]
-        if ignored:
-            self.warn(f"{resource_id}: {', '.join(ignored)} not emulated (merged into a "
-                      "resource Chalice generates)")
+        return ignored
 
     def warn(self, message: str) -> None:
         self.warnings.append(f"{Path(self.source).name}: {message}")

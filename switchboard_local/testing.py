@@ -2,7 +2,8 @@
 
 Chalice's own test client has no WebSocket support. This one builds API
 Gateway events with the real field set, calls the Lambda handlers Chalice
-wrapped (middleware included) and emulates the management API behind the
+wrapped (middleware included) in the test's own process, one call at a time
+(the gateway's containers are not used here) and emulates the management API behind the
 app's *own* botocore client: requests are answered by a ``before-send`` hook
 on ``app.websocket_api.session``, so status codes and error types go through
 botocore's own parsing — a 410 becomes ``GoneException`` and Chalice raises
@@ -34,16 +35,15 @@ from switchboard_local.botocore_hook import (
     request_data,
     response,
 )
-from switchboard_local.events import ApiContext, ConnectionContext
+from switchboard_local.events import ApiContext, ConnectionContext, connect_headers
+from switchboard_local.lambda_runtime import AppFunctions, LambdaContext
 from switchboard_local.stage import (
-    AppFunctions,
     ConnectionTable,
     Deliver,
     Drop,
     Fault,
     FaultPolicy,
     Faults,
-    LambdaContext,
 )
 
 __all__ = [
@@ -191,10 +191,13 @@ class WebsocketTestClient:
         user_agent: str | None = "switchboard-tests",
     ) -> TestConnection:
         context = ConnectionContext(self.api, user_agent=user_agent)
-        all_headers = {"Host": self.api.domain_name, **(headers or {})}
+        client = {**(headers or {})}
         if user_agent is not None:
-            all_headers.setdefault("User-Agent", user_agent)
-        answer = self.invoke("$connect", context.connect_event(all_headers, query))
+            client.setdefault("User-Agent", user_agent)
+        pairs = [(name, value) for name, values in client.items()
+                 for value in ([values] if isinstance(values, str) else values)]
+        forwarded = connect_headers(pairs, self.api.domain_name, context.source_ip, 443, "https")
+        answer = self.invoke("$connect", context.connect_event(forwarded, query))
         status = stage.connect_status(answer)
         if 200 <= status < 300:
             self._contexts[context.connection_id] = context

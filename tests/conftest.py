@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -183,8 +184,11 @@ class ManualClock:
     """A wall clock that moves only when the test moves it: rate limits count their
     windows on it, so a test decides which frames share one."""
 
-    def __init__(self, now: float = 1_000_020.0) -> None:  # the start of a second and a minute
-        self.now = now
+    def __init__(self, now: float | None = None) -> None:
+        # The start of a second and a minute; by default the real one's current minute, so
+        # tokens, revocations and idempotency windows (which PyJWT and DynamoDB judge on the
+        # real clock) agree with the services' clock.
+        self.now = now if now is not None else float(int(time.time()) // 60 * 60)
 
     def __call__(self) -> float:
         return self.now

@@ -24,6 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from chalicelib import runtime
 from switchboard_local.gateway.server import Gateway, GatewayOptions, GatewayThread
+from switchboard_local.stage import MAX_FRAME_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 15.0  # a generous upper bound for liveness, never a performance assertion
@@ -61,6 +62,23 @@ class Running:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def send_text(connection: ClientConnection, text: str) -> None:
+    """Send a text message as a client must to API Gateway: in frames of at most 32 KiB
+    (one larger frame closes the socket with 1009, whatever the message's size)."""
+    data = text.encode("utf-8")
+    if len(data) <= MAX_FRAME_BYTES:
+        connection.send(text)
+        return
+    pieces, start = [], 0
+    while start < len(data):
+        end = min(start + MAX_FRAME_BYTES, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # not inside a character
+            end -= 1
+        pieces.append(data[start:end].decode("utf-8"))
+        start = end
+    connection.send(pieces)
 
 
 def start(options: GatewayOptions, project_dir: Path) -> tuple[GatewayThread, Running]:

@@ -12,8 +12,10 @@
 // full-jitter backoff, heartbeats, reconnects before API Gateway's 2-hour limit, matches answers
 // to requests by id, holds requests while reconnecting, re-joins rooms with `since`, resumes the
 // personal stream, and orders every message by seq (the Stream class, which runs the same cases
-// as the Python one: clients/spec/ordering.json). docs/clients.md describes it all; every
-// duration here is in milliseconds.
+// as the Python one: clients/spec/ordering.json). It obeys the server's decisions (subscribed,
+// unsubscribed, disconnect, token_expired, rate_limited), refreshes a token function's token
+// before it expires, and sends notices (no id, optionally coalesced). docs/clients.md describes
+// it all; switchboard.d.ts types it; every duration here is in milliseconds.
 
 export const DEFAULTS = Object.freeze({
   backoffBase: 500, // attempt n waits a random time in [0, min(cap, base * 2 ** (n - 1)))
@@ -38,12 +40,16 @@ export const ERRORS = Object.freeze({
   CLOSED: "closed", // the client was closed
   UNAUTHORIZED: "unauthorized", // the handshake was refused (401/403): no retry
   TOO_LARGE: "too_large", // over maxMessageBytes, or the gateway closed with 1009 after it
+  DISCONNECTED: "disconnected", // the server closed the connection with reconnect: false
 });
 
 const MESSAGE_TOO_BIG = 1009;
 const HISTORY_PAGE_LIMIT = 100;
 const INTERNAL = "internal";
-const MANAGED_ACTIONS = ["joinRoom", "leaveRoom", "resume"];
+const RATE_LIMITED = "rate_limited";
+const TOKEN_EXPIRED = "token_expired";
+const RATE_LIMIT_RETRIES = 5; // a recovery step or history fetch answered rate_limited is sent again
+const MANAGED_ACTIONS = ["joinRoom", "leaveRoom", "resume", "refresh"];
 
 /** An error frame's code and message, or one of the client's own codes (ERRORS). */
 export class SwitchboardError extends Error {
@@ -54,6 +60,14 @@ export class SwitchboardError extends Error {
     this.detail = message;
     this.status = status; // the HTTP status of a refused handshake, when known
     this.frame = frame; // the server's error frame, when there was one
+    const retry = frame ? frame.retryAfterMs : undefined;
+    // rate_limited: milliseconds to wait before trying again, as the server said
+    this.retryAfterMs = Number.isInteger(retry) && retry >= 0 ? retry : null;
+  }
+
+  /** The error an error frame answering a request stands for. */
+  static fromFrame(frame) {
+    return new SwitchboardError(String(frame.code || "error"), String(frame.message || ""), { frame });
   }
 
   asEvent(extra = {}) {
@@ -69,6 +83,34 @@ class Retry extends Error {}
 export function backoffDelay(attempt, options, random = Math.random) {
   const ceiling = Math.min(options.backoffCap, options.backoffBase * 2 ** Math.min(attempt - 1, 62));
   return ceiling * random();
+}
+
+// -- tokens: the same rules as switchboard_client/tokens.py -------------------------------------
+
+/** The payload of a JWT, unverified; null when `token` is not one. */
+export function tokenClaims(token) {
+  const parts = typeof token === "string" ? token.split(".") : [];
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4)), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims !== null && typeof claims === "object" && !Array.isArray(claims) ? claims : null;
+  } catch (error) {
+    return null;
+  }
+}
+
+/** When to replace `token` (obtained at `obtainedAt`), in epoch ms: the earlier of 80 % of its
+ * lifetime and a minute before `exp`; null when it does not say when it expires. */
+export function refreshAt(token, obtainedAt) {
+  const claims = tokenClaims(token);
+  const seconds = (value) => (typeof value === "number" && Number.isFinite(value) ? value * 1000 : null);
+  const expires = claims ? seconds(claims.exp) : null;
+  if (expires === null) return null;
+  const issued = seconds(claims.iat);
+  const start = issued !== null && issued <= expires ? issued : obtainedAt;
+  return Math.min(start + 0.8 * (expires - start), expires - 60_000);
 }
 
 // -- ordering: the same rules as switchboard_client/ordering.py ---------------------------------
@@ -347,7 +389,7 @@ export class Client {
   constructor(url, options = {}) {
     if (!/^wss?:\/\//.test(url)) throw new TypeError(`the URL must start with ws:// or wss://, not ${url}`);
     const { token = null, WebSocket: Socket = globalThis.WebSocket, fetch: probe = defaultFetch(),
-      random = Math.random, sleep = null, ...rest } = options;
+      random = Math.random, sleep = null, clock = Date.now, ...rest } = options;
     for (const name of Object.keys(rest)) {
       if (!(name in DEFAULTS)) throw new TypeError(`unknown option ${name}`);
       const value = rest[name];
@@ -370,6 +412,12 @@ export class Client {
     this._fetch = probe;
     this._random = random;
     this._sleep = sleep;
+    this._clock = clock; // epoch ms, for the token refresh
+    this._currentToken = null;
+    this._tokenObtained = 0;
+    this._ending = null; // why the server is ending this connection: { reason, fatal }
+    this._endSignal = null;
+    this._coalesced = new Map(); // notice key -> { sentAt, latest, timer }
     this._handlers = new Map();
     this._rooms = new Map();
     this._personal = new Stream();
@@ -517,8 +565,18 @@ export class Client {
     return this._call({ action: "broadcastAll", text }, { idempotent: false });
   }
 
-  presence(room) {
-    return this._call({ action: "presence", room }, { idempotent: true });
+  /** Every member of the room, following the server's pages (`limit` per page). */
+  async presence(room, { limit = null } = {}) {
+    const frame = { action: "presence", room };
+    if (limit !== null) frame.limit = limit;
+    let answer = await this._call(frame, { idempotent: true });
+    const members = [...(answer.members || [])];
+    while (typeof answer.next === "string" && answer.next !== "") {
+      answer = await this._call({ ...frame, after: answer.next }, { idempotent: true });
+      members.push(...(answer.members || []));
+    }
+    const { next, id, ...rest } = answer;
+    return { ...rest, members };
   }
 
   history({ room = null, beforeSeq = null, limit = null } = {}) {
@@ -545,6 +603,52 @@ export class Client {
     return this._call({ ...fields, action }, { idempotent });
   }
 
+  /**
+   * A notice: a frame without an id (typing, a cursor) that the server answers only when it
+   * refuses it (then an "error" event). Returns false when no connection is open: notices are
+   * not held for the next one. `coalesce: { key, interval }` (ms) sends at most one frame per key
+   * per interval, always the latest: the first at once, the last when the interval ends.
+   */
+  notify(action, fields = {}, { coalesce = null } = {}) {
+    if (MANAGED_ACTIONS.includes(action)) {
+      throw new TypeError(`${action} is managed by the client: use joinRoom()/leaveRoom()`);
+    }
+    this._checkOpen();
+    const text = this._encode({ ...fields, action });
+    if (coalesce === null) return this._sendNotice(text);
+    const { key, interval } = coalesce;
+    if (typeof key !== "string" || key === "") throw new TypeError("coalesce.key must be a non-empty string");
+    if (typeof interval !== "number" || !(interval > 0) || interval === Infinity) {
+      throw new TypeError("coalesce.interval must be a number of milliseconds > 0");
+    }
+    const now = Date.now();
+    const state = this._coalesced.get(key);
+    if (state === undefined || now - state.sentAt >= interval) {
+      if (!this._sendNotice(text)) return false;
+      this._coalesced.set(key, { sentAt: now, latest: null, timer: null });
+      return true;
+    }
+    state.latest = text;
+    if (state.timer === null) {
+      state.timer = setTimeout(() => {
+        this._coalesced.delete(key);
+        if (this._sendNotice(state.latest)) this._coalesced.set(key, { sentAt: Date.now(), latest: null, timer: null });
+      }, state.sentAt + interval - now);
+    }
+    return true;
+  }
+
+  _sendNotice(text) {
+    if (!this._ready || this._socket === null) return false;
+    try {
+      this._socket.send(text);
+      this._lastSent = Date.now();
+      return true;
+    } catch (error) {
+      return false;
+    }
+  }
+
   /** A room's (or the personal stream's) position, to recover from in a later session. */
   position(room = null) {
     const stream = this._stream(room);
@@ -567,15 +671,21 @@ export class Client {
     if (this._closed || this._closing) throw new SwitchboardError(ERRORS.CLOSED, "the client is closed");
   }
 
-  _newRequest(frame, { idempotent, onAnswer = null, internal = false }) {
-    this._checkOpen();
-    const full = { ...frame, id: `${this._idPrefix}-${this._nextId++}` };
-    const text = JSON.stringify(full);
+  /** `frame` as sent; too_large when the gateway would refuse it. */
+  _encode(frame) {
+    const text = JSON.stringify(frame);
     const size = utf8.encode(text).length;
     if (size > this.options.maxMessageBytes) {
       throw new SwitchboardError(ERRORS.TOO_LARGE,
-        `the ${full.action} frame is ${size} bytes; the gateway accepts at most ${this.options.maxMessageBytes}`);
+        `the ${frame.action} frame is ${size} bytes; the gateway accepts at most ${this.options.maxMessageBytes}`);
     }
+    return text;
+  }
+
+  _newRequest(frame, { idempotent, onAnswer = null, internal = false }) {
+    this._checkOpen();
+    const full = { ...frame, id: `${this._idPrefix}-${this._nextId++}` };
+    const text = this._encode(full);
     return { id: full.id, action: full.action, text, idempotent, onAnswer, internal, sentOn: null, done: deferred(), number: this._nextId };
   }
 
@@ -653,6 +763,10 @@ export class Client {
         outcome = { reason: error.message, recovered: false, planned: false };
       }
       this._lastFailure = outcome.reason;
+      if (outcome.fatal) {
+        this._fail(outcome.fatal);
+        return;
+      }
       if (this._closing) return;
       if (outcome.recovered) attempt = 0;
       attempt = outcome.planned ? 1 : attempt + 1;
@@ -745,6 +859,8 @@ export class Client {
     if (typeof value !== "string" || value === "") {
       throw new SwitchboardError(ERRORS.UNAUTHORIZED, `the token function returned ${JSON.stringify(value)}, not a non-empty string`);
     }
+    this._currentToken = value;
+    this._tokenObtained = this._clock();
     return value;
   }
 
@@ -771,6 +887,9 @@ export class Client {
     this._socket = socket;
     this._counts.connections += 1;
     this._lastSent = Date.now();
+    this._ending = null;
+    this._endSignal = deferred();
+    const ending = this._endSignal.promise;
     const closed = new Promise((resolve) => { socket.onclose = resolve; });
     socket.onerror = () => {};
     const recovery = this._recover(generation).then(() => null, (error) => error || new Error("recovery failed"));
@@ -782,21 +901,23 @@ export class Client {
     let reason = "";
     let closeEvent = null;
     const ended = closed.then((event) => { closeEvent = event; return "closed"; });
-    const first = await Promise.race([ended, recovery]);
+    const first = await Promise.race([ended, recovery, ending]);
     if (first === null) {
       recovered = true;
       this._open(generation);
       const stop = deferred();
       const keepalive = this._keepalive(Date.now(), stop.promise);
-      const outcome = await Promise.race([ended, keepalive]);
+      this._refresh(generation, stop.promise);
+      const outcome = await Promise.race([ended, keepalive, ending]);
       stop.resolve("stop");
-      if (outcome !== "closed") {
+      if (outcome !== "closed" && outcome !== "ending") {
         planned = outcome === "planned";
         reason = planned ? "planned reconnect" : "no answer to the heartbeat";
       }
-    } else if (first !== "closed") {
+    } else if (first !== "closed" && first !== "ending") {
       reason = `recovery failed (${describe(first)})`;
     }
+    if (this._ending !== null) reason = this._ending.reason;
     if (closeEvent === null) {
       this._closeSocket(socket, 1000, reason);
       let timer;
@@ -806,7 +927,45 @@ export class Client {
     }
     socket.onmessage = null;
     this._drop(generation, closeEvent ? closeEvent.code : null);
-    return { reason: reason || closeReason(closeEvent), recovered, planned };
+    const fatal = this._ending !== null ? this._ending.fatal : null;
+    return { reason: reason || closeReason(closeEvent), recovered, planned, fatal };
+  }
+
+  /** The server is ending this connection (disconnect, token_expired): close it now. */
+  _end(reason, fatal = null) {
+    if (this._ending === null) this._ending = { reason, fatal };
+    if (this._endSignal !== null) this._endSignal.resolve("ending");
+  }
+
+  /** Replace the connection's token before it expires (only a token function can). */
+  async _refresh(generation, stopped) {
+    let stop = false;
+    stopped.then(() => { stop = true; });
+    while (!stop && this._currentToken !== null && typeof this._token === "function") {
+      const at = refreshAt(this._currentToken, this._tokenObtained);
+      if (at === null) return;
+      const delay = at - this._clock();
+      if (delay > 0) {
+        let timer;
+        await Promise.race([new Promise((resolve) => { timer = setTimeout(resolve, delay); }), stopped]);
+        clearTimeout(timer);
+        if (stop) return;
+      }
+      let answer;
+      try {
+        const token = await this._freshToken();
+        if (stop || this._generation !== generation) return;
+        answer = await this._internal({ action: "refresh", token });
+      } catch (error) {
+        // The server will close the connection at expiry; the reconnect takes a new token.
+        if (!stop) {
+          const code = error instanceof SwitchboardError ? error.code : "token_refresh";
+          this._emit({ type: "error", code, message: error.detail || error.message, action: "refresh" });
+        }
+        return;
+      }
+      if (delay <= 0 || answer === undefined) return; // a token already due: do not send it again and again
+    }
   }
 
   _open(generation) {
@@ -823,6 +982,8 @@ export class Client {
   _drop(generation, closeCode) {
     this._ready = false;
     this._socket = null;
+    for (const state of this._coalesced.values()) clearTimeout(state.timer);
+    this._coalesced.clear();
     if (!this._closing) this._counts.drops += 1;
     for (const timer of this._gapTimers.values()) clearTimeout(timer);
     this._gapTimers.clear();
@@ -897,8 +1058,9 @@ export class Client {
     const since = this._personal.begin();
     const frame = { action: "resume" };
     if (since !== null) frame.since = { epoch: since.epoch, seq: since.seq };
-    const request = this._sendInternal(frame, (ack) => this._settle(null, ack));
-    return this._await(request, this.options.requestTimeout).then(() => {}, (error) => {
+    const answered = this._patiently(() => this._await(
+      this._sendInternal(frame, (ack) => this._settle(null, ack)), this.options.requestTimeout));
+    return answered.then(() => {}, (error) => {
       if (!(error instanceof SwitchboardError) || error.frame === null || error.code === INTERNAL) throw error;
       this._settle(null, {}); // a server without personal streams: nothing to order
     });
@@ -909,8 +1071,9 @@ export class Client {
     const since = room.stream.begin();
     const frame = { action: "joinRoom", room: room.name };
     if (since !== null) frame.since = { epoch: since.epoch, seq: since.seq };
-    const request = this._sendInternal(frame, (ack) => this._settle(room.name, ack));
-    return this._await(request, this.options.requestTimeout).then((ack) => {
+    const answered = this._patiently(() => this._await(
+      this._sendInternal(frame, (ack) => this._settle(room.name, ack)), this.options.requestTimeout));
+    return answered.then((ack) => {
       room.ack = ack;
       settleAll(room.waiters, ack, null);
     }, (error) => {
@@ -924,6 +1087,20 @@ export class Client {
       settleAll(room.waiters, null, error);
       return undefined;
     });
+  }
+
+  /** send()'s answer; one refused with rate_limited is sent again once the server's wait is
+   * over, up to RATE_LIMIT_RETRIES times. */
+  async _patiently(send) {
+    for (let attempt = 0; attempt < RATE_LIMIT_RETRIES; attempt += 1) {
+      try {
+        return await send();
+      } catch (error) {
+        if (!(error instanceof SwitchboardError) || error.code !== RATE_LIMITED) throw error;
+        await new Promise((resolve) => setTimeout(resolve, error.retryAfterMs || 0));
+      }
+    }
+    return send();
   }
 
   _joinNow(room) {
@@ -957,11 +1134,22 @@ export class Client {
       this._emit({ type: "error", code: "bad_frame", message: `not a JSON object: ${String(text).slice(0, 200)}` });
       return;
     }
+    if (frame.type === "error" && frame.code === TOKEN_EXPIRED) this._end("the token expired");
     const request = typeof frame.id === "string" ? this._pending.get(frame.id) : undefined;
     if (request !== undefined) {
       this._pending.delete(frame.id);
       this._answer(request, frame);
-    } else if (frame.type === "message") {
+    } else if (frame.type === "subscribed") {
+      this._subscribed(frame);
+    } else if (frame.type === "unsubscribed") {
+      this._unsubscribed(frame);
+    } else if (frame.type === "disconnect") {
+      this._emit(frame);
+      const reason = `the server disconnected: ${frame.reason || "no reason given"}`;
+      this._end(reason, frame.reconnect === false ? new SwitchboardError(ERRORS.DISCONNECTED, reason) : null);
+    } else if (frame.type === "message" || ("sentAt" in frame && positionOf(frame) !== null)) {
+      // A message, or a stored entry of another type (a backend's stored push): it has its
+      // place (seq, epoch) and its time (sentAt), which no answer has.
       this._route(frame);
     } else if (!("type" in frame) && typeof frame.message === "string") {
       // API Gateway's own answer when the integration failed; it names no request.
@@ -974,11 +1162,37 @@ export class Client {
   _answer(request, frame) {
     if (request.finished) return;
     if (frame.type === "error") {
-      request.done.reject(new SwitchboardError(String(frame.code || "error"), String(frame.message || ""), { frame }));
+      if (frame.code === TOKEN_EXPIRED && !request.internal) {
+        // Refused, so not carried out: it goes out again on the next connection.
+        request.sentOn = null;
+        this._waiting.unshift(request);
+        return;
+      }
+      request.done.reject(SwitchboardError.fromFrame(frame));
       return;
     }
     if (request.onAnswer) request.onAnswer(frame);
     request.done.resolve(frame);
+  }
+
+  /** A backend subscribed this user: keep the room from the frame's position on. */
+  _subscribed(frame) {
+    if (typeof frame.room === "string" && !this._rooms.has(frame.room)) {
+      this._rooms.set(frame.room, {
+        name: frame.room, stream: new Stream(positionOf(frame)), waiters: [], joiningOn: this._generation, ack: frame,
+      });
+    }
+    this._emit(frame);
+  }
+
+  /** A backend removed this user: forget the room (it is not re-joined). */
+  _unsubscribed(frame) {
+    const room = typeof frame.room === "string" ? this._rooms.get(frame.room) : undefined;
+    if (room !== undefined) {
+      this._forgetRoom(room);
+      settleAll(room.waiters, null, new SwitchboardError("unsubscribed", String(frame.reason || "unsubscribed by the server"), { frame }));
+    }
+    this._emit(frame);
   }
 
   _stream(room) {
@@ -1055,7 +1269,7 @@ export class Client {
       while (budget > 0 && before - 1 > start.seq) {
         const frame = { action: "history", beforeSeq: before, limit: Math.min(HISTORY_PAGE_LIMIT, before - 1 - start.seq, budget) };
         if (key !== null) frame.room = key;
-        const page = await this._internal(frame);
+        const page = await this._patiently(() => this._internal(frame));
         const found = (Array.isArray(page.messages) ? page.messages : []).filter((m) => m && typeof m === "object");
         const seqs = found.map(positionOf).filter((p) => p !== null).map((p) => p.seq);
         if (page.epoch !== start.epoch || seqs.length === 0) break;

@@ -44,6 +44,14 @@ resource "aws_dynamodb_table" "connections" {
     name = "GSI1SK"
     type = "S"
   }
+  attribute {
+    name = "GSI2PK"
+    type = "S"
+  }
+  attribute {
+    name = "expiresAt"
+    type = "N"
+  }
 
   global_secondary_index {
     name               = "GSI1"
@@ -51,6 +59,14 @@ resource "aws_dynamodb_table" "connections" {
     range_key          = "GSI1SK"
     projection_type    = "INCLUDE"
     non_key_attributes = ["ttl", "endpoint"]
+  }
+
+  global_secondary_index {
+    name               = "GSI2"
+    hash_key           = "GSI2PK"
+    range_key          = "expiresAt"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["ttl", "userId", "rooms"]
   }
 
   ttl {

@@ -11,7 +11,10 @@ Modules, one responsibility each:
 * :mod:`.resources` creates the merge template's resources and the signing key;
   :mod:`.state` keeps the store across restarts;
 * :mod:`.loader` imports (and reloads) the project's ``app.py``; :mod:`.reload` watches it;
-* :mod:`.invoker` runs functions off the event loop, as Lambda invocations;
+* :mod:`.invoker` runs functions off the event loop, as Lambda invocations, on threads
+  or in containers (:mod:`.containers`: processes forked by :mod:`.zygote`, each running
+  :mod:`.container` and talking over a :mod:`.channel`), within :mod:`.concurrency`'s
+  limits; :mod:`.scheduler` fires the app's schedules;
 * :mod:`.connections`, :mod:`.websocket` and :mod:`.management` adapt the stage core
   (:mod:`switchboard_local.stage`) to aiohttp sockets; :mod:`.session` points the app's
   management client here;

@@ -9,7 +9,12 @@ timeout; with ``ReportBatchItemFailures`` (declared in the merge template's
 event source) only the records listed in ``batchItemFailures`` come back, and
 an answer naming a record that was not in the batch fails the whole batch, as
 on AWS. The queue's redrive policy moves a record to its dead-letter queue
-after ``maxReceiveCount`` receives. One batch at a time per consumer.
+after ``maxReceiveCount`` receives. A consumer runs up to its
+``maximum_concurrency`` batches at once (Chalice's ``on_sqs_message``
+argument, the mapping's ``ScalingConfig.MaximumConcurrency``), else
+:data:`DEFAULT_BATCHES` — the batches Lambda starts with. A batch the
+function's concurrency limits throttle comes back after the visibility
+timeout, as a failed one does: the mapping ignores reserved concurrency.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ import boto3
 
 from switchboard_local.events import sqs_record
 from switchboard_local.gateway.invoker import Invoker
+from switchboard_local.lambda_runtime import Returned, Throttled
 
 logger = logging.getLogger("switchboard_local.gateway")
 
 POLL_WAIT_SECONDS = 1  # long polling, short enough to stop promptly
 MAX_RECEIVE = 10  # SQS's limit per ReceiveMessage
+DEFAULT_BATCHES = 5
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class Consumer:
     batch_size: int
     window_seconds: float
     report_failures: bool
+    concurrency: int = DEFAULT_BATCHES
+    """Batches in flight at most (``maximum_concurrency``)."""
 
 
 def queue_name(source: Any) -> str:
@@ -95,16 +104,29 @@ class Consumers:
 
     async def _poll(self, consumer: Consumer, url: str) -> None:
         arn = f"arn:aws:sqs:{self._region}:123456789012:{consumer.queue}"
-        while True:
-            try:
-                messages = await self._invoker.run(self._receive, consumer, url)
-                if messages:
-                    await self._deliver(consumer, url, arn, messages)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("polling %s for %s failed", consumer.queue, consumer.function)
-                await asyncio.sleep(POLL_WAIT_SECONDS)
+        slots = asyncio.Semaphore(consumer.concurrency)
+        batches: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await slots.acquire()
+                try:
+                    messages = await self._invoker.run(self._receive, consumer, url)
+                except Exception:
+                    slots.release()
+                    logger.exception("polling %s for %s failed", consumer.queue,
+                                     consumer.function)
+                    await asyncio.sleep(POLL_WAIT_SECONDS)
+                    continue
+                if not messages:
+                    slots.release()
+                    continue
+                batch = asyncio.create_task(self._deliver(consumer, url, arn, messages))
+                batches.add(batch)
+                batch.add_done_callback(batches.discard)
+                batch.add_done_callback(lambda _: slots.release())
+        finally:
+            for batch in batches:
+                batch.cancel()
 
     def _receive(self, consumer: Consumer, url: str) -> list[dict[str, Any]]:
         """Up to ``batch_size`` messages, waiting up to the batching window for more."""
@@ -126,13 +148,13 @@ class Consumers:
         self, consumer: Consumer, url: str, arn: str, messages: list[dict[str, Any]]
     ) -> None:
         event = {"Records": [sqs_record(m, arn, self._region) for m in messages]}
-        try:
-            answer = await self._invoker.call(consumer.function, event)
-        except Exception:
-            logger.exception("%s failed: its %d records come back after the visibility "
-                             "timeout", consumer.function, len(messages))
+        outcome = await self._invoker.invoke(consumer.function, event)
+        if not isinstance(outcome, Returned):
+            why = "was throttled" if isinstance(outcome, Throttled) else "failed"
+            logger.error("%s %s: its %d records come back after the visibility timeout",
+                         consumer.function, why, len(messages))
             return
-        failed = self._failures(consumer, answer, {m["MessageId"] for m in messages})
+        failed = self._failures(consumer, outcome.value, {m["MessageId"] for m in messages})
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), MAX_RECEIVE):
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}

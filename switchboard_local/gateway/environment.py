@@ -1,10 +1,14 @@
-"""The process environment the app runs with, as a deployed function's would be.
+"""The environment the app runs with, as a deployed function's would be.
 
-Handlers run in this process (as in a Lambda container) and read
-``os.environ``: the gateway sets the stage's variables, merged with what the
-merge template gives the functions, plus a region, dummy credentials when
-there are none, and the store's endpoints; and restores the previous values
-when it stops (which matters when the gateway is embedded in tests).
+In containers each function gets its own: the variables the gateway was
+started with, a region and dummy credentials
+when there are none, the store's endpoints, the function's variables as
+Chalice resolves them (top level, stage, its ``lambda_functions`` entry),
+what the merge template merges into it, and the variables Lambda defines
+for every function. On threads, handlers share this process and read its
+``os.environ``: the gateway sets the stage's variables merged for every
+function (:func:`merge_functions`) and restores the previous values when it
+stops (which matters when the gateway is embedded in tests).
 """
 
 from __future__ import annotations
@@ -74,3 +78,15 @@ def process_environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def lambda_variables(function_name: str, memory_mb: int, task_root: str) -> dict[str, str]:
+    """What Lambda defines in every function's environment (its reserved variables)."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+        "LAMBDA_TASK_ROOT": task_root,
+    }

@@ -21,8 +21,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from switchboard_local.lambda_runtime import AppFunctions
 from switchboard_local.project import ChaliceStage, ProjectError
-from switchboard_local.stage import AppFunctions
 
 logger = logging.getLogger("switchboard_local.gateway")
 

@@ -6,11 +6,13 @@ name their type in ``x-amzn-ErrorType``, so a plain ``apigatewaymanagementapi``
 client, and Chalice's ``send``/``close``/``info`` on top of it, behave as
 against AWS. Signatures are not checked.
 
-Two transports reach :meth:`ManagementApi.answer`: the HTTP routes, for any
-client on the machine, and :class:`InProcessRoute`, a botocore ``before-send``
-hook on the app's own management client, which skips the loopback HTTP round
-trip (about half the gateway's CPU per reply) while the request is still
-built, signed and its answer parsed by botocore.
+Three transports reach :meth:`ManagementApi.answer`: the HTTP routes, for any
+client on the machine; :class:`InProcessRoute`, a botocore ``before-send``
+hook on the app's own management client when functions run on the
+gateway's threads; and each container's channel (:mod:`.containers`). The
+last two skip the loopback HTTP round trip (about half the gateway's CPU per
+reply) while the request is still built, signed and its answer parsed by
+botocore.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class ManagementApi:
                 return stage.gone()
             return stage.OK
         if isinstance(ruling, stage.Drop):
-            await ruling.connection.close(stage.DELETE_CLOSE_CODE, "")
+            await ruling.connection.carry_out(ruling.connection.close(stage.DELETE_CLOSE))
             return stage.DELETED
         return ruling
 

@@ -3,10 +3,11 @@
 On one port: the WebSocket stage (``/<stage>``, with or without a trailing
 slash) and its ``@connections`` API, the app's REST routes where ``chalice
 local`` serves them, ``POST /_local/invoke/NAME`` for its
-``@app.lambda_function`` functions, the project's page (or the generic frame
-console) and, to loopback peers only, ``/_local/token``; every request passes
-:mod:`.guard` first. Its SQS consumers poll the store's queues; its code
-reloads on save.
+``@app.lambda_function`` and ``@app.schedule`` functions, the project's page
+(or the generic frame console) and, to loopback peers only, ``/_local/token``;
+every request passes :mod:`.guard` first. Its SQS consumers poll the store's
+queues, its schedules fire, its code reloads on save. Functions run in
+containers (:mod:`.containers`) or on threads of this process (:mod:`.invoker`).
 
 :class:`Gateway` runs on the caller's event loop (the CLI's);
 :class:`GatewayThread` runs one on a loop of its own, for tests and embedding.
@@ -22,7 +23,6 @@ import logging
 import os
 import socket
 import threading
-import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,11 +33,18 @@ from aiohttp import web
 
 from switchboard_local import stage as stage_core
 from switchboard_local.events import ApiContext
-from switchboard_local.gateway import state
-from switchboard_local.gateway.connections import GOING_AWAY, Lifecycle, Limits, Table
-from switchboard_local.gateway.consumers import Consumer, Consumers, queue_name
+from switchboard_local.gateway import state, zygote
+from switchboard_local.gateway.concurrency import DEFAULT_ACCOUNT_LIMIT, Concurrency
+from switchboard_local.gateway.connections import Lifecycle, Limits, Table
+from switchboard_local.gateway.consumers import DEFAULT_BATCHES, Consumer, Consumers, queue_name
+from switchboard_local.gateway.containers import (
+    DEFAULT_IDLE_SECONDS,
+    ContainerInvoker,
+    ContainerSettings,
+)
 from switchboard_local.gateway.discovery import DEFAULT_ADDRESS, client_address
 from switchboard_local.gateway.environment import (
+    lambda_variables,
     local_aws_defaults,
     merge_functions,
     process_environment,
@@ -50,12 +57,13 @@ from switchboard_local.gateway.guard import (
     exposure,
     is_loopback,
 )
-from switchboard_local.gateway.invoker import Invoker
+from switchboard_local.gateway.invoker import Invoker, ThreadInvoker
 from switchboard_local.gateway.loader import ProjectApp, project_on_path
 from switchboard_local.gateway.management import InProcessRoute, ManagementApi
 from switchboard_local.gateway.reload import Reloader
 from switchboard_local.gateway.resources import create_declared, ensure_signing_key
 from switchboard_local.gateway.rest import RestRoutes
+from switchboard_local.gateway.scheduler import Scheduled, Scheduler, expression_of
 from switchboard_local.gateway.session import redirect_management
 from switchboard_local.gateway.store import Store
 from switchboard_local.gateway.tokens import (
@@ -65,8 +73,9 @@ from switchboard_local.gateway.tokens import (
     token_options,
 )
 from switchboard_local.gateway.websocket import WebsocketEndpoint
+from switchboard_local.lambda_runtime import Raised, Returned, Throttled, TimedOut
 from switchboard_local.project import LocalSettings, ProjectError, read_stage
-from switchboard_local.template import Template
+from switchboard_local.template import Template, function_logical_id
 
 logger = logging.getLogger("switchboard_local.gateway")
 
@@ -75,6 +84,8 @@ CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 SHUTDOWN_GRACE_SECONDS = 30.0
 # Management POSTs up to this size reach the handler, which answers 413 above 128 KiB.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+INVOCABLE = ("lambda", "schedule")
+"""The kinds of function ``/_local/invoke/NAME`` runs by name."""
 
 
 @dataclass
@@ -96,6 +107,11 @@ class GatewayOptions:
     """Listen on a non-loopback ``host`` (refused without it)."""
     allowed_hosts: tuple[str, ...] = ()
     """``Host`` names answered beyond loopback names and the address listened on."""
+    containers: bool = False
+    """Run functions in containers (processes of their own) rather than on threads."""
+    concurrency: int = DEFAULT_ACCOUNT_LIMIT
+    """The account's concurrency limit (``--concurrency``)."""
+    container_idle_seconds: float = DEFAULT_IDLE_SECONDS
 
 
 class Gateway:
@@ -117,15 +133,21 @@ class Gateway:
         self.warnings: list[str] = []
         self.created: list[str] = []
         self.consumers_started: list[str] = []
+        self.schedules_started: list[str] = []
         self._environment: dict[str, str] = {}
+        self._started_with = dict(os.environ)
+        """The variables this process had before the gateway set any: every container's base."""
+        self._container_defaults: dict[str, str] = {}
         self._exit = ExitStack()
         self._runner: web.AppRunner | None = None
         self._websocket: WebsocketEndpoint | None = None
         self._lifecycle: Lifecycle | None = None
         self._invoker: Invoker | None = None
         self._consumers: Consumers | None = None
+        self._scheduler: Scheduler | None = None
         self._reloader: Reloader | None = None
         self._in_process: InProcessRoute | None = None
+        self._management: ManagementApi | None = None
         self.rest: RestRoutes | None = None
         self._serving = False
 
@@ -170,9 +192,8 @@ class Gateway:
         sock = _bind(self.options.host, self.options.port)
         host, port = sock.getsockname()[:2]
         self.api = ApiContext(api_id=API_ID, stage=self.api.stage, domain_name=f"{host}:{port}")
-        self._in_process = InProcessRoute(
-            ManagementApi(self.table, self.faults), asyncio.get_running_loop()
-        )
+        self._management = ManagementApi(self.table, self.faults)
+        self._in_process = InProcessRoute(self._management, asyncio.get_running_loop())
         try:
             self._prepare()
             # No access log: the query string of a handshake carries the user's token.
@@ -184,8 +205,12 @@ class Gateway:
             await self._runner.setup()
             await web.SockSite(self._runner, sock).start()
             assert self._invoker is not None
+            if isinstance(self._invoker, ContainerInvoker):
+                self._invoker.start()
             self._consumers = Consumers(self._invoker, self._region, self.warn)
             self.consumers_started = await self._consumers.start(self._consumer_specs())
+            self._scheduler = Scheduler(self._invoker.invoke, self._region, self.warn)
+            self.schedules_started = self._scheduler.start(self._schedules())
             if self.options.autoreload:
                 self._reloader = Reloader(self.project.project_dir, self.reload)
                 self._reloader.start()
@@ -197,10 +222,10 @@ class Gateway:
 
     def _prepare(self) -> None:
         """Environment, store, declared resources, then the app (which may read all of them)."""
-        self._exit.enter_context(
-            process_environment({**local_aws_defaults(), **self.project.environment})
-        )
+        defaults = local_aws_defaults()
+        self._exit.enter_context(process_environment({**defaults, **self.project.environment}))
         self.store = Store(self.options.dynamodb_endpoint)
+        self._container_defaults = {**defaults, **self.store.endpoints()}
         self._exit.enter_context(process_environment(self.store.endpoints()))
         if self.options.state_dir is not None:
             restored = state.restore(self.options.state_dir)
@@ -223,10 +248,13 @@ class Gateway:
             for warning in self.template.warnings:
                 self.warn(warning)
         self._exit.enter_context(project_on_path(self.project.project_dir))
-        self._invoker = Invoker(lambda: self._app().functions)
-        self.rest = RestRoutes(self.project, self._invoker)
+        self._invoker = self._make_invoker()
+        self.rest = RestRoutes(self.project, self._invoker, threads=not self.containers)
         self.app = ProjectApp(self.project, self._prepare_app)
         self.app.load()
+        self._invoker.concurrency.reserved.update(self._reserved_concurrency())
+        for warning in self._invoker.concurrency.warnings():
+            self.warn(warning)
         self._lifecycle = Lifecycle(self._invoker, self.table, self.options.limits)
 
     def _recreate(self) -> list[str]:
@@ -242,6 +270,49 @@ class Gateway:
             key = ensure_signing_key(parameter, self.project.project_dir)
             created += [] if key.endswith("(kept)") else [key]
         return created
+
+    @property
+    def containers(self) -> bool:
+        """Whether functions run in containers (asked for, and possible here)."""
+        return self.options.containers and zygote.supported()
+
+    def _make_invoker(self) -> Invoker:
+        concurrency = Concurrency(self.options.concurrency)
+        functions = lambda: self._app().functions  # noqa: E731
+        if not self.containers:
+            if self.options.containers:
+                self.warn("containers need fork(): functions run on threads of the gateway")
+            return ThreadInvoker(functions, concurrency)
+        assert self._management is not None
+        settings = ContainerSettings(
+            project_dir=str(self.project.project_dir),
+            management_url=lambda: self.management_url,
+            environment=self._container_environment,
+            idle_seconds=self.options.container_idle_seconds,
+        )
+        return ContainerInvoker(functions, settings, self._management, concurrency)
+
+    def _container_environment(self, name: str) -> dict[str, str]:
+        """One function's environment in its containers, and nothing of another's."""
+        overlays = self.template.function_environments() if self.template is not None else {}
+        config = self.project.function(name)
+        return {
+            **self._started_with,
+            **self._container_defaults,
+            **self.project.function_environment(name),
+            **overlays.get(function_logical_id(name), {}),
+            **lambda_variables(self._app().functions.function_name(name),
+                               int(config.lambda_memory_size or 128),
+                               str(self.project.project_dir)),
+        }
+
+    def _reserved_concurrency(self) -> dict[str, int]:
+        reserved = {}
+        for name in self._app().functions.functions:
+            value = self.project.function(name).reserved_concurrency
+            if value is not None:
+                reserved[name] = int(value)
+        return reserved
 
     def _app(self) -> ProjectApp:
         assert self.app is not None
@@ -286,8 +357,9 @@ class Gateway:
             for logical_id, variables in self.template.function_environments().items():
                 functions[logical_id] = {**functions.get(logical_id, {}), **variables}
         merged, warnings = merge_functions({}, functions)
-        for warning in warnings:
-            self.warn(warning)
+        if not self.containers:  # containers each get their own
+            for warning in warnings:
+                self.warn(warning)
         return {k: v for k, v in merged.items() if self.project.environment.get(k) != v}
 
     def _consumer_specs(self) -> list[Consumer]:
@@ -300,15 +372,29 @@ class Gateway:
                 window_seconds=float(spec.source.maximum_batching_window_in_seconds or 0),
                 report_failures=self.template is not None
                 and self.template.reports_batch_item_failures(spec.name),
+                concurrency=int(getattr(spec.source, "maximum_concurrency", None)
+                                or DEFAULT_BATCHES),
             )
             for spec in functions.of_kind("sqs")
         ]
 
+    def _schedules(self) -> list[Scheduled]:
+        functions = self._app().functions
+        return [
+            Scheduled(spec.name, expression_of(spec.source),
+                      f"{functions.function_name(spec.name)}-event")
+            for spec in functions.of_kind("schedule")
+        ]
+
     async def reload(self) -> None:
-        """Import the changed code; sockets, store and queues stay as they are."""
+        """Import the changed code; sockets, store and queues stay as they are, warm
+        containers stop (the next event cold-starts on the new code)."""
         assert self._invoker is not None and self._consumers is not None
         if await self._invoker.run(self._app().reload):
+            self._invoker.retire()
             await self._consumers.start(self._consumer_specs())
+            if self._scheduler is not None:
+                self._scheduler.start(self._schedules())
 
     def warn(self, message: str) -> None:
         """One warning per distinct message: in the banner at start, logged once serving."""
@@ -322,7 +408,8 @@ class Gateway:
         websocket = self._websocket = WebsocketEndpoint(
             self.api, self._lifecycle, self._stage_http, lambda: bool(self._app().functions.routes)
         )
-        management = ManagementApi(self.table, self.faults)
+        management = self._management
+        assert management is not None
         app = web.Application(
             client_max_size=MAX_REQUEST_BYTES, middlewares=[self.guard.middleware]
         )
@@ -358,14 +445,15 @@ class Gateway:
     async def stop(self) -> None:
         """Refuse new handshakes, close every socket with 1001, run each ``$disconnect``,
         save, stop the store."""
-        self.refuse_new_connections()
+        open_connections = self.table.stop_accepting()
         if self._reloader is not None:
             await self._reloader.stop()
+        if self._scheduler is not None:
+            await self._scheduler.stop()
         if self._consumers is not None:
             await self._consumers.stop()
-        open_connections = self.table.all()
         await asyncio.gather(
-            *(c.close(GOING_AWAY, "Going away") for c in open_connections),
+            *(c.carry_out(c.close(stage_core.GOING_AWAY_CLOSE)) for c in open_connections),
             return_exceptions=True,
         )
         waits = [c.finished.wait() for c in open_connections]
@@ -376,15 +464,14 @@ class Gateway:
 
     def refuse_new_connections(self) -> None:
         """From now on handshakes are refused with 503 (the first step of :meth:`stop`)."""
-        if self._websocket is not None:
-            self._websocket.accepting = False
+        self.table.stop_accepting()
 
     async def _release(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._invoker is not None:
-            self._invoker.shutdown()
+            await self._invoker.shutdown()
             self._invoker = None
         if self.store is not None:
             if self.options.state_dir is not None and self.app is not None:
@@ -434,6 +521,9 @@ class Gateway:
                                     f"{local}/_local/invoke/{spec.name})"))
         for line in self.consumers_started:
             lines.append(("SQS", line))
+        for line in self.schedules_started:
+            lines.append(("Schedule", line))
+        lines.append(("Functions", self._functions_line()))
         assert self.store is not None
         store = self.store.embedded_endpoint
         if not self.store.embedded:
@@ -446,6 +536,13 @@ class Gateway:
         lines.append(("Reload", "on save" if self.options.autoreload else "off"))
         lines += [("Warning", warning) for warning in self.warnings]
         return lines
+
+    def _functions_line(self) -> str:
+        limit = f"account concurrency {self.options.concurrency}"
+        if self.containers:
+            return (f"in containers: one event at a time each, cold start on first use, "
+                    f"{limit}")
+        return f"on threads of the gateway (shared module state and environment), {limit}"
 
     def try_lines(self, command: str, python: str) -> list[str]:
         """The stage's URL with a token for a user, then terminal clients: lines to paste."""
@@ -511,15 +608,19 @@ class Gateway:
         return web.Response(text=json.dumps({"token": token}), content_type="application/json")
 
     async def _invoke(self, request: web.Request) -> web.Response:
-        """``@app.lambda_function`` NAME with the body as its event; its answer as JSON."""
-        assert self._invoker is not None
+        """``@app.lambda_function`` (or ``@app.schedule``) NAME with the body as its event;
+        its answer as JSON. A schedule's event is the one its rule sends now, with the
+        body's fields over it."""
+        assert self._invoker is not None and self._scheduler is not None
         name = request.match_info["name"]
         functions = self._app().functions
         spec = functions.functions.get(name)
-        if spec is None or spec.kind != "lambda":
-            known = ", ".join(s.name for s in functions.of_kind("lambda")) or "none"
+        if spec is None or spec.kind not in INVOCABLE:
+            known = ", ".join(s.name for s in functions.functions.values()
+                              if s.kind in INVOCABLE) or "none"
             return web.json_response(
-                {"message": f"the app has no lambda_function {name!r} (it has: {known})"},
+                {"message": f"the app has no lambda_function or schedule {name!r} "
+                            f"(it has: {known})"},
                 status=404,
             )
         body = await request.text()
@@ -527,26 +628,18 @@ class Gateway:
             event = json.loads(body) if body.strip() else {}
         except ValueError as error:
             return web.json_response({"message": f"the event must be JSON: {error}"}, status=400)
-        try:
-            result = await self._invoker.call(name, event)
-        except Exception as error:
-            return web.json_response(
-                {
-                    "errorType": type(error).__name__,
-                    "errorMessage": str(error),
-                    "stackTrace": traceback.format_exception(error)[1:],
-                },
-                status=500,
-            )
-        try:
-            text = json.dumps(result)
-        except (TypeError, ValueError) as error:
-            return web.json_response(
-                {"errorType": "Runtime.MarshalError",
-                 "errorMessage": f"Unable to marshal response: {error}"},
-                status=500,
-            )
-        return web.Response(text=text, content_type="application/json")
+        if spec.kind == "schedule":
+            if not isinstance(event, dict):
+                return web.json_response({"message": "a schedule's event must be a JSON object"},
+                                         status=400)
+            [scheduled] = [s for s in self._schedules() if s.function == name]
+            event = {**self._scheduler.event(scheduled), **event}
+        outcome = await self._invoker.invoke(name, event)
+        if isinstance(outcome, Returned):
+            return web.Response(text=json.dumps(outcome.value), content_type="application/json")
+        status = 429 if isinstance(outcome, Throttled) else 500
+        assert isinstance(outcome, (Raised, TimedOut, Throttled))
+        return web.json_response(outcome.payload(), status=status)
 
 
 def _file(path: Path) -> Any:

@@ -6,7 +6,14 @@ gateway saves what it reads back through the services' own APIs when it stops
 (values decrypted) and every SQS queue with its attributes — and restores it
 before the declared resources are created, which then find them and keep
 them. Messages waiting in queues are not kept (receiving them to save them
-would change them). A gateway that is killed keeps what its last stop saved.
+would change them).
+
+A gateway that is killed (SIGKILL, a crash) saves nothing, and what its last
+stop saved is then older than what its clients saw: restoring those items
+would hand out again positions (a stream's ``seq``, say) that clients already
+hold for other data. So a running gateway leaves a marker beside the state,
+which a clean stop removes; a restore that finds it keeps the tables'
+definitions, the parameters and the queues, and starts the tables empty.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from botocore.exceptions import ClientError
 logger = logging.getLogger("switchboard_local.gateway")
 
 STATE_FILE = "store.json"
+RUNNING_MARKER = "running"
+"""Present while a gateway runs on the state: found at start, the last run was killed."""
 FORMAT = 1
 
 
@@ -36,12 +45,17 @@ def save(directory: Path) -> Path:
     partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps(state, default=str))
     partial.replace(path)
+    (directory / RUNNING_MARKER).unlink(missing_ok=True)
     return path
 
 
 def restore(directory: Path) -> str | None:
     """Recreate what :func:`save` wrote; a summary line, or None when nothing was saved."""
     path = directory / STATE_FILE
+    marker = directory / RUNNING_MARKER
+    killed = marker.is_file()
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     if not path.is_file():
         return None
     state = json.loads(path.read_text())
@@ -49,6 +63,12 @@ def restore(directory: Path) -> str | None:
         logger.warning("%s has format %s, not %s: starting empty", path, state.get("format"),
                        FORMAT)
         return None
+    if killed:
+        logger.warning(
+            "the last gateway on %s was not stopped cleanly: its saved items are older than "
+            "what clients saw, so the tables start empty", directory,
+        )
+        state["tables"] = [{**table, "items": []} for table in state["tables"]]
     for table in state["tables"]:
         _restore_table(table)
     ssm = boto3.client("ssm")

@@ -1,10 +1,14 @@
-"""The client endpoint ``ws://HOST:PORT/<stage>``: handshake, frames, closes.
+"""The client endpoint ``ws://HOST:PORT/<stage>``: handshakes, frames, closes on aiohttp.
 
-The upgrade waits for ``$connect``: a 2xx answer accepts it, any other status
-refuses it with that status, a handler error with 500. Only then is the socket
-opened, so no message can reach the app before ``$connect`` returned. Text
-frames queue for ``$default``; a binary frame closes with 1003 and a message
-over 128 KiB with 1009, as API Gateway does with Chalice's integration.
+The stage core decides (:mod:`switchboard_local.stage`): the upgrade waits
+for ``$connect`` and is accepted or refused as the core answers, so no
+message can reach the app before ``$connect`` returned; text messages queue
+for ``$default``; binary frames, frames over 32 KiB and messages over
+128 KiB close the socket with the core's codes. This module reads the
+socket and reports what happened. Frames are read before aiohttp reassembles
+them (:class:`_GuardedParser`, the core's :class:`~switchboard_local.frames.FrameGuard`)
+and no compression is negotiated, so frame sizes are what the client put on
+the wire.
 """
 
 from __future__ import annotations
@@ -14,22 +18,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 from aiohttp.web_exceptions import HTTPException
 
 from switchboard_local import stage
-from switchboard_local.events import ApiContext, ConnectionContext
-from switchboard_local.gateway.connections import (
-    ABNORMAL_CLOSURE,
-    GOING_AWAY,
-    Lifecycle,
-    SocketConnection,
-)
+from switchboard_local.events import ApiContext, ConnectionContext, connect_headers
+from switchboard_local.frames import FrameGuard
+from switchboard_local.gateway.connections import Lifecycle, SocketConnection, integrate
 
 logger = logging.getLogger("switchboard_local.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto")
 
 
 class WebsocketEndpoint:
@@ -46,9 +44,6 @@ class WebsocketEndpoint:
         self.lifecycle = lifecycle
         self.otherwise = otherwise
         self.has_routes = has_routes
-        self.accepting = True
-        """False once the gateway stops: new handshakes are refused with 503, so a
-        client that reconnects at once cannot hold the shutdown up."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -56,29 +51,34 @@ class WebsocketEndpoint:
             if self.otherwise is not None:
                 return await self.otherwise(request)
             return web.Response(status=426, text="This is a WebSocket URL: connect with ws://\n")
-        if not self.accepting:
-            return web.Response(status=503, text="The gateway is stopping\n")
-        connection = SocketConnection(self._context(request))
-        self.lifecycle.table.add(connection)
-        refusal = await self._run_connect(connection, request)
+        table = self.lifecycle.table
+        connection = SocketConnection(self._context(request), self.lifecycle.limits)
+        refusal = table.admit(connection)
         if refusal is not None:
-            self.lifecycle.table.remove(connection)
-            return refusal
+            return web.Response(status=refusal.status, text=refusal.body)
+        event = connection.connect_event(self._headers(request), _query(request))
+        answer = connection.handshake(
+            await integrate(self.lifecycle.invoker.invoke_route("$connect", event), "$connect",
+                            self.lifecycle.limits.integration_timeout)
+        )
+        if isinstance(answer, stage.Refuse):
+            table.remove(connection)
+            return web.Response(status=answer.status, text=answer.body)
         socket = web.WebSocketResponse(
-            max_msg_size=self.lifecycle.limits.max_message_bytes,
-            autoping=True,
-            protocols=_accepted_protocols(connection),
+            # aiohttp refuses a message whose size reaches max_msg_size: one more byte
+            # lets a message of exactly the limit through, as API Gateway does.
+            max_msg_size=self.lifecycle.limits.max_message_bytes + 1, autoping=True,
+            protocols=answer.protocols, compress=False,
         )
         try:
             await socket.prepare(request)
         except (ConnectionError, HTTPException):
-            connection.record_close(ABNORMAL_CLOSURE)
+            connection.record_close(stage.ABNORMAL_CLOSURE)
             await self.lifecycle.finish(connection)
             raise
         connection.socket = socket
-        connection.open()
-        if not self.accepting:  # the gateway began stopping while $connect ran
-            await connection.close(GOING_AWAY, "Going away")
+        _guard_frames(request, connection)
+        await connection.carry_out(connection.open(table.accepting))
         await self._serve(connection, socket)
         return socket
 
@@ -89,23 +89,10 @@ class WebsocketEndpoint:
             user_agent=request.headers.get("User-Agent"),
         )
 
-    async def _run_connect(
-        self, connection: SocketConnection, request: web.Request
-    ) -> web.Response | None:
-        """``None`` when ``$connect`` accepted; otherwise the refusal to answer with."""
-        event = connection.context.connect_event(
-            _connect_headers(request, self.api), _query(request)
-        )
-        try:
-            result = await self.lifecycle.invoker.invoke_route("$connect", event)
-        except Exception:
-            logger.exception("$connect failed on %s", connection.id)
-            return web.Response(status=500, text="Internal server error")
-        if connection.accept(result):
-            return None
-        body = result.get("body")
-        return web.Response(
-            status=stage.connect_status(result), text=body if isinstance(body, str) else None
+    def _headers(self, request: web.Request) -> dict[str, list[str]]:
+        return connect_headers(
+            request.headers.items(), self.api.domain_name, request.remote or "127.0.0.1",
+            _port(request),
         )
 
     async def _serve(self, connection: SocketConnection, socket: web.WebSocketResponse) -> None:
@@ -123,44 +110,75 @@ class WebsocketEndpoint:
         await self.lifecycle.finish(connection)
 
     async def _read(self, connection: SocketConnection, socket: web.WebSocketResponse) -> None:
-        """Read until the socket closes, recording who closed it with what code and reason."""
+        """Read until the socket closes, reporting each frame and close to the core."""
         while True:
             message = await socket.receive()
             if message.type is WSMsgType.TEXT:
                 connection.touch()
                 connection.inbox.put_nowait(message.data)
             elif message.type is WSMsgType.BINARY:
-                await connection.close(WSCloseCode.UNSUPPORTED_DATA, "Binary frames unsupported")
+                await connection.carry_out(connection.received_binary())
             elif message.type is WSMsgType.CLOSE:
-                connection.record_close(int(message.data), message.extra or "")
+                connection.client_closed(int(message.data), message.extra or "")
             elif message.type is WSMsgType.ERROR:
-                code = int(getattr(message.data, "code", ABNORMAL_CLOSURE))
-                connection.record_close(code, "Message too big" if code == 1009 else "")
+                connection.protocol_error(
+                    int(getattr(message.data, "code", stage.ABNORMAL_CLOSURE))
+                )
             if message.type in _END_OF_SOCKET:
                 break
-        connection.record_close(_client_close_code(socket), "")
+        connection.record_close(_close_code(socket))
 
 
 _END_OF_SOCKET = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
-def _client_close_code(socket: web.WebSocketResponse) -> int:
+def _close_code(socket: web.WebSocketResponse) -> int:
     code = socket.close_code
-    return int(code) if code is not None else ABNORMAL_CLOSURE
+    return int(code) if code else stage.ABNORMAL_CLOSURE
 
 
-def _connect_headers(request: web.Request, api: ApiContext) -> dict[str, list[str]]:
-    """The client's headers as API Gateway forwards them, with its proxy headers."""
-    headers: dict[str, list[str]] = {}
-    for name, value in request.headers.items():
-        if name.lower() != "host":
-            headers.setdefault(name, []).append(value)
-    headers["Host"] = [api.domain_name]
-    for name, value in zip(
-        _PROXY_HEADERS, (request.remote or "127.0.0.1", str(_port(request)), "http"), strict=True
-    ):
-        headers.setdefault(name, [value])
-    return headers
+class _GuardedParser:
+    """aiohttp's frame parser behind the core's frame guard: it never sees a frame over
+    the limit, and the connection is closed with the core's code when one comes."""
+
+    def __init__(self, parser: Any, guard: FrameGuard, tripped: Callable[[], None]) -> None:
+        self._parser = parser
+        self._guard = guard
+        self._tripped = tripped
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        passed, found = self._guard.filter(data)
+        if found:
+            self._tripped()
+        if not passed:
+            return False, b""
+        return self._parser.feed_data(passed)  # type: ignore[no-any-return]
+
+    def feed_eof(self) -> Any:
+        return self._parser.feed_eof()
+
+
+def _guard_frames(request: web.Request, connection: SocketConnection) -> None:
+    """Put the frame guard in front of aiohttp's parser of this upgraded request.
+
+    aiohttp has no public hook on raw frames: this wraps the parser its
+    request handler feeds (``RequestHandler._payload_parser``), set when the
+    upgrade completed.
+    """
+    protocol: Any = request.protocol
+    parser = getattr(protocol, "_payload_parser", None)
+    if parser is None:
+        logger.warning("frame sizes are not checked: aiohttp's parser was not found")
+        return
+    loop = asyncio.get_running_loop()
+    guard = FrameGuard(connection.limits.max_frame_bytes)
+
+    def tripped() -> None:
+        closing = loop.create_task(connection.carry_out(connection.frame_too_big()))
+        connection.tasks.add(closing)
+        closing.add_done_callback(connection.tasks.discard)
+
+    protocol._payload_parser = _GuardedParser(parser, guard, tripped)
 
 
 def _port(request: web.Request) -> int:
@@ -173,10 +191,3 @@ def _query(request: web.Request) -> dict[str, list[str]]:
     for name, value in request.query.items():
         query.setdefault(name, []).append(value)
     return query
-
-
-def _accepted_protocols(connection: SocketConnection) -> tuple[str, ...]:
-    """The subprotocol ``$connect`` chose, echoed as API Gateway echoes its header."""
-    headers = connection.connect_result.get("headers") or {}
-    chosen = {k.lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")
-    return (chosen,) if isinstance(chosen, str) and chosen else ()

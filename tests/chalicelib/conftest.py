@@ -7,17 +7,24 @@ registry calls over HTTP make example timing meaningless.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from chalicelib import runtime
 from chalicelib.registry import describe
-from chalicelib.runtime import Services
+from chalicelib.runtime import Services, build_services
+from switchboard_local import events
+from switchboard_local.stage import State
+from switchboard_local.testing import TestConnection, WebsocketTestClient
+from tests.conftest import ManualClock
 
 hypothesis_settings.register_profile(
     "switchboard",
@@ -30,14 +37,15 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("switchboard")
 
 ANSWER_TYPES = frozenset({"ack", "error", "pong", "whoami", "members", "history"})
-NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "typing"})
+NOTICE_TYPES = frozenset({"message", "broadcast", "presence", "occupancy", "typing"})
 """Frames a connection gets because of others' actions, not as an answer to its own."""
 ACK_FIELDS = frozenset(
-    {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored"}
+    {"type", "action", "id", "delivered", "queued", "room", "seq", "epoch", "recovered", "stored",
+     "expiresAt"}
 )
 ERROR_CODES = frozenset(
     {"bad_json", "bad_request", "unknown_action", "forbidden", "too_large", "internal",
-     "rate_limited", "not_found"}
+     "rate_limited", "not_found", "token_expired"}
 )
 
 
@@ -68,14 +76,16 @@ def described(items: list[dict[str, Any]]) -> set[tuple[str, ...]]:
 def registry_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The items that say someone is connected or in a room.
 
-    Left out: message streams (kept for their own TTL) and presence items
-    whose set of connections is empty (what a user's last leave leaves behind
-    until its TTL; nobody is present through it).
+    Left out: message streams (kept for their own TTL), presence items whose
+    set of connections is empty (what a user's last leave can leave behind
+    until its TTL; nobody is present through it) and rooms' counts (numbers,
+    not members; a room's count outlives its last member, until its TTL).
     """
     return [
         item for item in items
         if (kind := describe(item)) is not None
         and not (kind[0] == "presence" and "conns" not in item)
+        and kind[0] != "room"
     ]
 
 
@@ -86,6 +96,19 @@ def event_lines(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
         for record in records
         if record.name == "switchboard.events"
     ]
+
+
+@pytest.fixture
+def restage(services: Services, dynamodb: Any, app_module: Any) -> Callable[..., Services]:
+    """Rebuild the services with other settings (as a stage with other variables would)."""
+
+    def apply(**changes: Any) -> Services:
+        settings = dataclasses.replace(services.settings, **changes)
+        built = build_services(settings, app_module.app.websocket_api, dynamodb)
+        runtime.use(built)
+        return built
+
+    return apply
 
 
 @pytest.fixture
@@ -113,3 +136,29 @@ def all_logs() -> Iterator[list[logging.LogRecord]]:
         for logger in loggers:
             logger.removeHandler(handler)
         root.setLevel(previous)
+
+
+def socket_state(client: WebsocketTestClient, connection: TestConnection) -> State | None:
+    """The emulated socket's state (``CLOSED`` once the server closed it, say)."""
+    found = client.emulator.table.get(connection.id)
+    return None if found is None else found.state
+
+
+@pytest.fixture
+def later(services: Services, clock: ManualClock) -> Callable[[float], Services]:
+    """From now on the app's services see the time ``seconds`` ahead of the real clock.
+
+    Only the services' own clock moves (token lifetimes, revocations, idempotency and
+    rate-limit windows): the registry's and the streams' TTLs, and PyJWT, keep the real one.
+    """
+
+    def move(seconds: float) -> Services:
+        clock.now = time.time() + seconds
+        return services
+
+    return move
+
+
+def scheduled_event() -> dict[str, Any]:
+    """What EventBridge sends the ``expire_connections`` rule's target."""
+    return events.scheduled_event("expire_connections", "us-east-1", "123456789012")

@@ -45,3 +45,28 @@ def test_a_failed_removal_is_logged_and_never_raised(caplog: pytest.LogCaptureFi
         assert cleanup.forget(["a", "b"], Deadline.after(5), room="r") is False
     assert "cleanup of 2 gone connections failed; TTL will reclaim them" in caplog.text
     assert announced == []
+
+
+def test_a_removal_that_fails_is_tried_again_while_time_allows() -> None:
+    class Flaky:
+        def __init__(self, failures: int) -> None:
+            self.failures, self.calls = failures, 0
+
+        def remove_connections(self, *args: Any, **kwargs: Any) -> list[Departure]:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise ConnectionError("throttled")
+            return [Departure("r", "alice")]
+
+    announced: list[Any] = []
+    slept: list[float] = []
+    flaky = Flaky(failures=2)
+    cleanup = Cleanup(flaky, lambda d, t: announced.append(d), sleep=slept.append)  # type: ignore[arg-type]
+    assert cleanup.forget(["a"], Deadline.after(5)) is True
+    assert flaky.calls == 3 and slept == [0.05, 0.1]
+    assert announced == [[Departure("r", "alice")]]
+    # Without the time for a pause, no retry: the deadline wins.
+    hurried = Flaky(failures=1)
+    assert Cleanup(hurried, lambda d, t: None, sleep=slept.append).forget(  # type: ignore[arg-type]
+        ["a"], Deadline.after(0.01)) is False
+    assert hurried.calls == 1

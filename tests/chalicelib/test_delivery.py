@@ -86,7 +86,8 @@ def test_errors_other_than_throttling_fail_at_once(
 ) -> None:
     target = setup.open()
     setup.emulator.inject(target, status)
-    assert setup.delivery.send(target, "{}", Deadline.after(5)) is Outcome.FAILED
+    failed = Outcome.TOO_LARGE if status == 413 else Outcome.FAILED  # a failure one can tell
+    assert setup.delivery.send(target, "{}", Deadline.after(5)) is failed
     assert setup.sleeps == []
     assert setup.emulator.posts == 1
     expected = {403: "ForbiddenException", 413: "PayloadTooLargeException", 500: "Internal"}
@@ -96,7 +97,7 @@ def test_errors_other_than_throttling_fail_at_once(
 def test_a_frame_over_128_kib_is_refused_by_the_endpoint(setup: Setup) -> None:
     target = setup.open()
     big = "x" * (128 * 1024 + 1)
-    assert setup.delivery.send(target, big, Deadline.after(5)) is Outcome.FAILED
+    assert setup.delivery.send(target, big, Deadline.after(5)) is Outcome.TOO_LARGE
     assert setup.emulator.received(target) == []
 
 
@@ -188,3 +189,23 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def test_close_deletes_the_connection_and_reports_one_already_gone(setup: Setup) -> None:
+    open_one, gone = setup.open(), setup.open()
+    setup.emulator.close(gone)
+    assert setup.delivery.drop(open_one, Deadline.after(5)) is Outcome.DELIVERED
+    assert setup.emulator.table.open(open_one) is None  # closed by the DELETE
+    assert setup.delivery.drop(gone, Deadline.after(5)) is Outcome.GONE
+    assert setup.emulator.posts == 0
+
+
+def test_a_throttled_close_is_retried_and_a_refused_one_fails(setup: Setup) -> None:
+    throttled, refused = setup.open(), setup.open()
+    setup.emulator.inject(throttled, 429, 429)
+    setup.emulator.inject(refused, 403)
+    report = setup.delivery.drop_all([throttled, refused], Deadline.after(30))
+    assert (report.delivered, report.failed) == (1, (refused,))
+    assert len(setup.sleeps) == 2
+    assert setup.emulator.table.open(throttled) is None
+    assert setup.emulator.table.open(refused) is not None

@@ -76,7 +76,9 @@ object_frames = st.fixed_dictionaries(
     {"action": actions},
     optional={
         name: field_values
-        for name in ("id", "room", "text", "targetUserId", "from", "since", "beforeSeq", "limit")
+        for name in (
+            "id", "room", "text", "targetUserId", "from", "since", "beforeSeq", "limit", "after",
+        )
     },
 ).map(json.dumps)
 raw_bytes = st.binary(max_size=256).map(lambda data: data.decode("utf-8", errors="replace"))

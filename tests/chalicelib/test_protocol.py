@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 
-from chalicelib import protocol
+from chalicelib import indicators, protocol
 from chalicelib.actions import ACTION_NAMES, PARSERS
 from chalicelib.protocol import (
     BroadcastAll,
@@ -251,3 +254,124 @@ def test_an_annotated_entry_carries_its_summary_and_an_empty_one_none() -> None:
         "reaction": {"👍": 2, "🎉": 1},
     }
     assert "annotations" not in json.loads(protocol.message(Message("a", "t", "s", annotations={})))
+def test_the_server_frame_types_are_every_type_this_module_renders() -> None:
+    """A backend may not publish one of them; a new frame here must be added to the set."""
+    # The built-in notices are declared as a team's are (chalicelib/indicators.py).
+    source = "".join(Path(module.__file__).read_text() for module in (protocol, indicators))
+    literal = set(re.findall(r'"type": "([A-Za-z_]+)"', source))
+    assert literal - {"push"} | {protocol.MESSAGE} == protocol.SERVER_FRAME_TYPES
+
+
+def test_the_frames_a_backend_sends_to_a_connection() -> None:
+    position = protocol.Position("e1", 4)
+    assert json.loads(protocol.subscribed("lobby", position)) == {
+        "type": "subscribed", "room": "lobby", "seq": 4, "epoch": "e1"}
+    assert json.loads(protocol.subscribed("lobby", None)) == {"type": "subscribed", "room": "lobby"}
+    assert json.loads(protocol.unsubscribed("lobby", "kicked")) == {
+        "type": "unsubscribed", "room": "lobby", "reason": "kicked"}
+    assert json.loads(protocol.disconnect("bye", False)) == {
+        "type": "disconnect", "reason": "bye", "reconnect": False}
+    assert json.loads(protocol.ack("refresh", "r", expires_at=1800000000)) == {
+        "type": "ack", "action": "refresh", "id": "r", "expiresAt": 1800000000}
+
+
+# -- validators shared by every boundary, and the rendered-size rule ------------------------
+
+
+@pytest.mark.parametrize("value", ["ev\ud800il", "\udfff", "a\ud83d"])
+def test_lone_surrogates_are_refused_wherever_a_string_comes_in(value: str) -> None:
+    for check in (
+        lambda: protocol.check_user_id(value, "sub"),
+        lambda: protocol.check_text(value, LIMIT),
+        lambda: protocol.check_data({"k": [1, {"deep": value}]}),
+        lambda: protocol.check_data({value: 1}),
+    ):
+        with pytest.raises(ProtocolError) as caught:
+            check()
+        assert caught.value.code == "bad_request"
+        assert "not valid Unicode" in caught.value.message or "1-128" in caught.value.message
+    frame = {"action": "presence", "room": "r", "after": value}
+    assert error_of(frame).code == "bad_request"
+
+
+def test_valid_unicode_of_every_plane_passes_the_validators() -> None:
+    for value in ("\u0001", "\U0010ffff", "e\u0301", "\U0001f469\u200d\U0001f469"):
+        assert protocol.check_user_id(value) == value
+        assert protocol.check_data({value: [value]}) == {value: [value]}
+
+
+def test_fitting_judges_the_rendered_bytes_escapes_included() -> None:
+    text = "\u0001" * 21_837  # 21,837 bytes of UTF-8, 131,022 once escaped in JSON
+    assert len(text.encode("utf-8")) < 32_768
+    frame = protocol.message(Message("mallory", text, "2025-01-01T00:00:00.000Z"))
+    assert protocol.frame_bytes(frame) > protocol.MAX_FRAME_BYTES
+    with pytest.raises(ProtocolError) as caught:
+        protocol.fitting(frame, "the message")
+    assert caught.value.code == "too_large"
+    assert str(protocol.frame_bytes(frame)) in caught.value.message
+    small = protocol.pong(None)
+    assert protocol.fitting(small, "the answer") is small
+
+
+def test_a_storable_entry_fits_alone_in_the_largest_history_page() -> None:
+    """Judged at the largest position, an entry at the limit still fits every frame it is in."""
+    overhead = protocol.frame_bytes(protocol.message(
+        Message("u", "", "2025-01-01T00:00:00.000Z", "r" * 64,
+                Position("e" * protocol.MAX_EPOCH_LENGTH, protocol.MAX_SEQ))
+    ))
+    largest = Message("u", "x" * (protocol.STORED_ENTRY_BYTES - overhead),
+                      "2025-01-01T00:00:00.000Z", "r" * 64)
+    assert protocol.storable(largest) is largest
+    with pytest.raises(ProtocolError):
+        protocol.storable(dataclasses.replace(largest, text=largest.text + "x"))
+    placed = largest.at("r" * 64, Position("e" * protocol.MAX_EPOCH_LENGTH, protocol.MAX_SEQ))
+    page = protocol.history("\u0000" * protocol.MAX_ID_LENGTH, "r" * 64,
+                            "e" * protocol.MAX_EPOCH_LENGTH, [placed], False)
+    assert len(json.loads(page)["messages"]) == 1
+    assert protocol.frame_bytes(page) <= protocol.MAX_FRAME_BYTES
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 50, 100])
+def test_a_history_page_keeps_the_newest_messages_that_fit(count: int) -> None:
+    messages = [
+        Message("u", "x" * 32_768, "2025-01-01T00:00:00.000Z", "r", Position("e", seq))
+        for seq in range(1, count + 1)
+    ]
+    page = protocol.history("h", "r", "e", messages, has_more=False)
+    answer = json.loads(page)
+    kept = [m["seq"] for m in answer["messages"]]
+    assert protocol.frame_bytes(page) <= protocol.MAX_FRAME_BYTES
+    assert kept == list(range(count - len(kept) + 1, count + 1))  # the newest, oldest first
+    assert len(kept) == min(count, 3)  # four of 32 KiB are over a frame
+    assert answer["hasMore"] is (count > 3)
+
+
+def test_a_message_too_large_for_any_page_is_left_out_not_blocking() -> None:
+    poisoned = Message("m", "\u0001" * 21_837, "2025-01-01T00:00:00.000Z", "r", Position("e", 2))
+    fine = [Message("u", "ok", "2025-01-01T00:00:00.000Z", "r", Position("e", seq))
+            for seq in (1, 3)]
+    answer = json.loads(protocol.history(None, "r", "e", [fine[0], poisoned, fine[1]], False))
+    assert [m["seq"] for m in answer["messages"]] == [1, 3]
+
+
+def test_the_largest_presence_page_fits_a_frame() -> None:
+    """100 users whose ids are 128 characters that each render as a 6-byte escape."""
+    users = [(f"\u0001{index:03d}".ljust(128, "\u0001"), 2**31) for index in range(100)]
+    page = protocol.members("\u0000" * protocol.MAX_ID_LENGTH, "r" * 64, users, users[-1][0])
+    assert protocol.frame_bytes(page) <= protocol.MAX_FRAME_BYTES
+    assert json.loads(page)["next"] == users[-1][0]
+
+
+def test_presence_takes_a_limit_and_an_after() -> None:
+    assert parse({"action": "presence", "room": "r"}).command == Presence("r", 100, None)
+    assert parse({"action": "presence", "room": "r", "limit": 5, "after": "bob"}).command == (
+        Presence("r", 5, "bob")
+    )
+    for bad in ({"limit": 0}, {"limit": 101}, {"after": ""}, {"after": 7}):
+        assert error_of({"action": "presence", "room": "r", **bad}).code == "bad_request"
+
+
+def test_occupancy_frame_shape() -> None:
+    assert json.loads(protocol.occupancy("r", 120, 131)) == {
+        "type": "occupancy", "room": "r", "users": 120, "connections": 131,
+    }

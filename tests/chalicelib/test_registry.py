@@ -8,17 +8,24 @@ from typing import Any
 
 import pytest
 
+from chalicelib.permissions import RoomGrants
 from chalicelib.registry import (
+    EXPIRY_SHARDS,
     ConnectionExists,
+    ConnectionSummary,
     Departure,
     NotConnected,
+    PresenceChange,
+    PresencePage,
     Registry,
     RegistryError,
+    RoomCount,
     describe,
 )
 from tests.chalicelib.conftest import registry_items
 
 ENDPOINT = "https://abc.execute-api.us-east-1.amazonaws.com/api"
+JOINS = frozenset({"join"})
 
 
 @pytest.fixture
@@ -123,8 +130,11 @@ def test_remove_many_in_batches(
     dynamodb_calls.clear()
     departures = registry.remove_connections(ids)
     # 60 keys fit one BatchGetItem; 120 deletes need ceil(120 / 25) = 5 BatchWriteItem;
-    # each membership leaves its user's presence set: one UpdateItem each.
-    assert dynamodb_calls == Counter({"BatchGetItem": 1, "BatchWriteItem": 5, "UpdateItem": 60})
+    # each membership leaves its user's presence set: one UpdateItem each; the room's
+    # count drops once (one UpdateItem); the emptied presence item is deleted (DeleteItem).
+    assert dynamodb_calls == Counter(
+        {"BatchGetItem": 1, "BatchWriteItem": 5, "UpdateItem": 61, "DeleteItem": 1}
+    )
     assert departures == [Departure("lobby", "u")]
     assert registry_items(all_items(dynamodb, table_name)) == []
 
@@ -140,8 +150,8 @@ def test_broadcast_pages_read_only_connection_items(
     assert every_connection(registry) == ids
     response = dynamodb.scan(TableName=table_name, IndexName="GSI1", Select="COUNT")
     assert response["ScannedCount"] == len(ids)
-    # A connection, two memberships and two presence items per user.
-    assert len(all_items(dynamodb, table_name)) == 5 * len(ids)
+    # A connection, two memberships and two presence items per user; each room's count.
+    assert len(all_items(dynamodb, table_name)) == 5 * len(ids) + 2
 
 
 def test_broadcast_follows_pagination(registry: Registry, dynamodb: Any) -> None:
@@ -225,15 +235,22 @@ def test_items_left_unprocessed_after_every_retry_raise(
 def test_presence_is_per_user_first_in_and_last_out(registry: Registry) -> None:
     phone = registry.add_connection("phone", "alice", [], ENDPOINT)
     laptop = registry.add_connection("laptop", "alice", [], ENDPOINT)
-    assert registry.join_room(phone, "r", presence=True) is True
-    assert registry.join_room(phone, "r", presence=True) is False  # again: nothing new
-    assert registry.join_room(laptop, "r", presence=False) is False
+    assert registry.join_room(phone, "r", presence=True) == PresenceChange(True, RoomCount(1, 1))
+    # Again: nothing new, nothing counted.
+    assert registry.join_room(phone, "r", presence=True) == PresenceChange(False, None)
+    assert registry.join_room(laptop, "r", presence=False) == PresenceChange(
+        False, RoomCount(1, 2)
+    )
     assert [(m.connection_id, m.presence) for m in registry.room_members("r").live] == [
         ("laptop", False), ("phone", True),
     ]
-    assert registry.leave_room(phone, "r") is False
-    assert registry.leave_room(phone, "r") is False  # not in it any more
-    assert registry.leave_room(laptop, "r") is True
+    assert registry.room_watchers("r") == ["phone"]
+    assert registry.leave_room(phone, "r") == PresenceChange(False, RoomCount(1, 1))
+    assert registry.room_watchers("r") == []
+    assert registry.leave_room(phone, "r") == PresenceChange(False, None)  # not in it any more
+    assert registry.leave_room(laptop, "r") == PresenceChange(True, RoomCount(0, 0))
+    assert registry.room_count("r") == RoomCount(0, 0)
+    assert registry.presence_page("r", None, 10) == PresencePage((), None)
 
 
 def test_a_presence_item_left_expired_starts_over(
@@ -245,12 +262,15 @@ def test_a_presence_item_left_expired_starts_over(
     clock[0] += 7501
     fresh = registry.add_connection("fresh", "alice", [], ENDPOINT)
     dynamodb_calls.clear()
-    assert registry.join_room(fresh, "r", presence=True) is True
-    # rooms ADD, membership, the presence ADD refused on the expired item, its restart.
-    assert dynamodb_calls == Counter({"UpdateItem": 2, "PutItem": 2})
+    # The stale connection leaves the count as the fresh one enters it (the room's
+    # count itself expired too, and starts over).
+    assert registry.join_room(fresh, "r", presence=True) == PresenceChange(True, RoomCount(1, 1))
+    # rooms ADD, membership, the presence ADD refused on the expired item, its restart;
+    # the count's ADD refused on its expired item, its restart.
+    assert dynamodb_calls == Counter({"UpdateItem": 3, "PutItem": 3})
     assert [m.connection_id for m in registry.room_members("r").live] == ["fresh"]
     assert registry.room_members("r").expired == ("stale",)
-    assert registry.leave_room(fresh, "r") is True
+    assert registry.leave_room(fresh, "r").changed
 
 
 def test_removing_connections_reports_who_left_which_room(registry: Registry) -> None:
@@ -265,3 +285,64 @@ def test_removing_connections_reports_who_left_which_room(registry: Registry) ->
     ]
     assert registry.remove_connections(["a2"]) == [Departure("r", "alice")]
     assert registry.remove_connections(["a2"]) == []
+
+
+# -- token lifetime: GSI2 -----------------------------------------------------------------
+
+
+def test_due_connections_are_those_whose_token_expired(registry: Registry) -> None:
+    registry.add_connection("early", "alice", [], ENDPOINT, expires_at=1000)
+    registry.add_connection("late", "bob", [], ENDPOINT, expires_at=2000)
+    registry.add_connection("undated", "carol", [], ENDPOINT)
+    assert registry.due_connections(999) == []
+    assert [c.connection_id for c in registry.due_connections(1000)] == ["early"]
+    assert sorted(c.connection_id for c in registry.due_connections(5000)) == ["early", "late"]
+
+
+def test_a_refresh_moves_the_connection_out_of_the_due(registry: Registry) -> None:
+    registry.add_connection("c1", "alice", ["admin"], ENDPOINT, expires_at=1000, issued_at=900)
+    refreshed = registry.refresh_connection("c1", 3000, 2900, ["mod"], RoomGrants({"a": JOINS}))
+    assert (refreshed.expires_at, refreshed.issued_at, refreshed.roles) == (3000, 2900, ("mod",))
+    assert refreshed.grants == RoomGrants({"a": JOINS})
+    assert registry.due_connections(2000) == []
+    assert registry.get_connection("c1") == refreshed
+    undated = registry.refresh_connection("c1", 4000, None, [], None)
+    assert (undated.issued_at, undated.grants, undated.roles) == (None, None, ())
+
+
+def test_refreshing_a_connection_that_is_gone_raises(registry: Registry) -> None:
+    with pytest.raises(NotConnected):
+        registry.refresh_connection("gone", 3000, None, [], None)
+    assert registry.get_connection("gone") is None
+
+
+def test_connections_spread_over_every_expiry_shard(
+    registry: Registry, dynamodb: Any, table_name: str
+) -> None:
+    for n in range(120):
+        registry.add_connection(f"conn-{n}", "alice", [], ENDPOINT, expires_at=1000)
+    partitions = Counter(item["GSI2PK"]["S"] for item in all_items(dynamodb, table_name))
+    assert len(partitions) == EXPIRY_SHARDS
+    assert len(registry.due_connections(1000)) == 120
+
+
+def test_summaries_list_live_connections_with_their_rooms(
+    registry: Registry, clock: list[float]
+) -> None:
+    alice = registry.add_connection("c1", "alice", [], ENDPOINT, expires_at=int(clock[0]) + 60)
+    registry.join_room(alice, "lobby", presence=True)
+    registry.add_connection("c2", "bob", [], ENDPOINT, expires_at=int(clock[0]) + 60)
+    summaries = {s.connection_id: s for page in registry.connection_summaries() for s in page}
+    assert summaries == {
+        "c1": ConnectionSummary("c1", "alice", frozenset({"lobby"})),
+        "c2": ConnectionSummary("c2", "bob", frozenset()),
+    }
+    clock[0] += 7501
+    assert [s for page in registry.connection_summaries() for s in page] == []
+
+
+def test_get_connections_reads_many_and_skips_the_gone(registry: Registry) -> None:
+    for n in range(130):
+        registry.add_connection(f"c{n}", "alice", [], ENDPOINT)
+    found = registry.get_connections([f"c{n}" for n in range(130)] + ["gone", "c1"])
+    assert sorted(c.connection_id for c in found) == sorted(f"c{n}" for n in range(130))

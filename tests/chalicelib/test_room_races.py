@@ -182,3 +182,28 @@ def test_a_last_device_leaving_while_another_joins(
         assert {"userId": user, "connections": 1} in members
         laptop.disconnect()
         assert [e["event"] for e in of_type(watcher.new_frames(), "presence")] == ["leave"]
+
+
+@pytest.mark.engines("dynalite")
+def test_the_room_cap_holds_under_concurrent_joins(
+    client: WebsocketTestClient, connect: Any, restage: Any
+) -> None:
+    """API Gateway runs one connection's frames concurrently: every join reads the same
+    empty ``rooms`` at first, and only the conditional ADD keeps the cap."""
+    services = restage(max_rooms_per_connection=5)
+    alice = connect("alice")
+    rooms = [f"r{i:02d}" for i in range(20)]
+    together(*[lambda room=room: client.send(alice.id, frame("joinRoom", room=room))
+               for room in rooms])
+    got = answers(client, alice.id)
+    assert len(got) == len(rooms)  # one answer each
+    joined = sorted(f["room"] for f in got if f["type"] == "ack")
+    refused = [f for f in got if f["type"] == "error"]
+    assert len(joined) == 5
+    assert {(f["code"], f["message"]) for f in refused} == {
+        ("bad_request", "a connection may be in at most 5 rooms")
+    }
+    found = services.registry.get_connection(alice.id)
+    assert found is not None and sorted(found.rooms) == joined
+    # A refused join wrote nothing: only the joined rooms have the member.
+    assert [r for r in rooms if services.registry.room_connections(r)] == joined

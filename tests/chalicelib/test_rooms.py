@@ -17,7 +17,7 @@ import pytest
 
 from chalicelib import runtime
 from chalicelib.registry import connection_key, membership_key
-from chalicelib.runtime import Services, build_services
+from chalicelib.runtime import Services
 from chalicelib.streams import Streams
 from switchboard_local.testing import TestConnection, WebsocketTestClient
 from tests.chalicelib.conftest import registry_items, table_items
@@ -37,19 +37,6 @@ def open_as(client: WebsocketTestClient, token: Any) -> Callable[..., TestConnec
         return connection
 
     return connect
-
-
-@pytest.fixture
-def restage(services: Services, dynamodb: Any, app_module: Any) -> Callable[..., Services]:
-    """Rebuild the services with other settings (as a stage with other variables would)."""
-
-    def apply(**changes: Any) -> Services:
-        settings = dataclasses.replace(services.settings, **changes)
-        built = build_services(settings, app_module.app.websocket_api, dynamodb)
-        runtime.use(built)
-        return built
-
-    return apply
 
 
 def texts(frames: list[dict[str, Any]]) -> list[str]:
@@ -608,7 +595,7 @@ def test_a_presence_event_that_cannot_be_sent_does_not_fail_the_leave(
     def broken(room: str) -> None:
         raise RuntimeError("DynamoDB is unavailable")
 
-    monkeypatch.setattr(services.registry, "room_members", broken)
+    monkeypatch.setattr(services.registry, "room_watchers", broken)
     with caplog.at_level(logging.ERROR):
         assert alice.request({"action": "leaveRoom", "room": "r"}) == {
             "type": "ack", "action": "leaveRoom",

@@ -29,6 +29,11 @@ def test_defaults() -> None:
     assert settings.history_ttl_seconds == 86400
     assert settings.history_max_messages == 1000
     assert settings.recovery_max_messages == 100
+    assert settings.idempotency_window_seconds == 600
+    assert settings.token_expiry_grace_seconds == 0
+    assert settings.presence_events_max_members == 100
+    assert settings.occupancy_interval_seconds == 2
+    assert settings.token_secret_ttl_seconds == 300
 
 
 @pytest.mark.parametrize(
@@ -48,6 +53,14 @@ def test_defaults() -> None:
         ({**BASE, "RECOVERY_MAX_MESSAGES": "1001"}, "RECOVERY_MAX_MESSAGES"),
         ({**BASE, "DEFAULT_ACTION_RATE": "fast"}, "DEFAULT_ACTION_RATE"),
         ({**BASE, "DEFAULT_ACTION_RATE": "0/s"}, "DEFAULT_ACTION_RATE"),
+        ({**BASE, "IDEMPOTENCY_WINDOW_SECONDS": "0"}, "IDEMPOTENCY_WINDOW_SECONDS"),
+        ({**BASE, "IDEMPOTENCY_WINDOW_SECONDS": "86401"}, "IDEMPOTENCY_WINDOW_SECONDS"),
+        ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "-1"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
+        ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "61"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
+        ({**BASE, "TOKEN_EXPIRY_GRACE_SECONDS": "soon"}, "TOKEN_EXPIRY_GRACE_SECONDS"),
+        ({**BASE, "PRESENCE_EVENTS_MAX_MEMBERS": "-1"}, "PRESENCE_EVENTS_MAX_MEMBERS"),
+        ({**BASE, "OCCUPANCY_INTERVAL_SECONDS": "61"}, "OCCUPANCY_INTERVAL_SECONDS"),
+        ({**BASE, "TOKEN_SECRET_TTL_SECONDS": "0"}, "TOKEN_SECRET_TTL_SECONDS"),
     ],
 )
 def test_invalid_settings_name_the_variable(environ: dict[str, str], named: str) -> None:
@@ -88,6 +101,13 @@ def test_each_stage_paces_its_workers_within_the_stage_budget(stage: str) -> Non
     settings = Settings.from_environ(stage_environment(stage))
     assert settings.invocation_rps * settings.fanout_worker_concurrency == settings.management_rps
     assert settings.management_transport == "lean"
+
+
+def test_idempotency_window_and_expiry_grace_parse() -> None:
+    settings = Settings.from_environ(
+        {**BASE, "IDEMPOTENCY_WINDOW_SECONDS": "60", "TOKEN_EXPIRY_GRACE_SECONDS": "60"}
+    )
+    assert (settings.idempotency_window_seconds, settings.token_expiry_grace_seconds) == (60, 60)
 
 
 @pytest.mark.parametrize("value", ["1", "1001", "five"])

@@ -216,3 +216,17 @@ def test_only_a_kept_entry_of_its_epoch_is_annotated(
     assert streams.annotate(ROOM, 1, ("reaction", "🎉"), "bob") is None
     item = dynamodb.get_item(TableName=table_name, Key=message_key(ROOM, 2))
     assert "Item" not in item  # a refused annotation writes nothing
+def test_a_restart_hides_everything_kept_and_numbers_from_one_again(streams: Streams) -> None:
+    old = [append(streams, text) for text in ("a", "b", "c", "d")]
+    first = old[0].position
+    assert first is not None
+    restarted = streams.restart(ROOM)
+    assert restarted.seq == 0 and restarted.epoch != first.epoch
+    assert streams.position(ROOM) == restarted
+    assert streams.page(ROOM, None, 10).messages == []
+    assert streams.recover(ROOM, first, 10).missed is None  # another epoch
+    again = append(streams, "fresh")
+    assert again.position == Position(restarted.epoch, 1)
+    assert [m.text for m in streams.page(ROOM, None, 10).messages] == ["fresh"]
+    assert streams.recover(ROOM, restarted, 10).missed == [again]
+    assert streams.position(Stream.of_user("lobby")).seq == 0  # other streams untouched

@@ -32,7 +32,7 @@ def main() -> None:
     boto3.DEFAULT_SESSION.events.register("before-call", record)
 
     import app
-    from switchboard_local.stage import LambdaContext
+    from switchboard_local.lambda_runtime import LambdaContext
 
     app.app.websocket_api.session.events.register("before-call", record)
     handler = getattr(app, request["handler"])

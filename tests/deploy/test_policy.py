@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.registry import table_definition
 from deploy import generate, operations, policies, project
 from deploy.operations import Code, Operation
 
@@ -227,11 +228,12 @@ def test_every_grant_names_the_stages_own_resources(name: str) -> None:
                                env["TOKEN_SECRET_PARAMETER"])
     for function in stage.functions:
         allowed = {
-            "dynamodb": {f"arn:aws:dynamodb:*:*:table/{table}",
-                         f"arn:aws:dynamodb:*:*:table/{table}/index/GSI1"},
+            "dynamodb": {f"arn:aws:dynamodb:*:*:table/{table}"} | {
+                f"arn:aws:dynamodb:*:*:table/{table}/index/{index['IndexName']}"
+                for index in table_definition(table)["GlobalSecondaryIndexes"]},
             "sqs": {f"arn:aws:sqs:*:*:{queue}"},
-            "execute-api": {f"arn:aws:execute-api:*:*:*/{stage.api_gateway_stage}/POST/"
-                            "@connections/*"},
+            "execute-api": {f"arn:aws:execute-api:*:*:*/{stage.api_gateway_stage}/{method}/"
+                            "@connections/*" for method in ("POST", "DELETE")},
             "logs": {f"arn:aws:logs:*:*:log-group:/aws/lambda/{function.function_name}",
                      f"arn:aws:logs:*:*:log-group:/aws/lambda/{function.function_name}:*"},
             "ssm": {f"arn:aws:ssm:*:*:parameter{parameter}"},

@@ -90,12 +90,6 @@ def test_what_cannot_be_read_is_said_in_one_sentence(tmp_path: Path) -> None:
 
 MORE_FUNCTIONS = '''
 
-@app.lambda_function(name="server_api")
-def server_api(event: Any, context: Any) -> dict[str, Any]:
-    from chalicelib import push as push_module
-
-    return push_module.handle(event, context, _services())
-
 
 @app.schedule("rate(1 minute)", name="close_expired")
 def close_expired(event: Any) -> None:
@@ -143,7 +137,7 @@ def test_new_functions_get_their_own_policies_with_no_edit(grown: Path) -> None:
     config = read(grown, ".chalice/config.json")
     for stage in STAGES:
         named = config["stages"][stage]["lambda_functions"]
-        assert {"server_api", "close_expired", "api_handler"} <= set(named)
+        assert {"close_expired", "api_handler"} <= set(named)
     closer = read(grown, ".chalice/policy-prod-close_expired.json")
     actions = {a: s["Resource"] for s in closer["Statement"] for a in s["Action"]}
     assert "dynamodb:Scan" in actions
@@ -153,15 +147,12 @@ def test_new_functions_get_their_own_policies_with_no_edit(grown: Path) -> None:
     health = read(grown, ".chalice/policy-prod-api_handler.json")
     assert {a for s in health["Statement"] for a in s["Action"]} == {
         "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
-    push = read(grown, ".chalice/policy-prod-push.json")
-    server_api = read(grown, ".chalice/policy-prod-server_api.json")
-    assert json.dumps(server_api).replace("server_api", "push") == json.dumps(push)
 
 
 def test_new_functions_get_log_groups_alarms_and_template_entries(grown: Path) -> None:
     template = read(grown, "deploy/cloudformation.json")["Resources"]
     # Chalice renames the REST function APIHandler, not its role (api_handler_role).
-    for logical_id, role in (("ServerApi", "ServerApiRole"), ("CloseExpired", "CloseExpiredRole"),
+    for logical_id, role in (("CloseExpired", "CloseExpiredRole"),
                              ("APIHandler", "ApiHandlerRole")):
         assert template[f"{logical_id}LogGroup"]["Type"] == "AWS::Logs::LogGroup"
         assert template[logical_id]["Properties"]["FunctionName"]["Fn::Sub"].startswith(
@@ -170,12 +161,12 @@ def test_new_functions_get_log_groups_alarms_and_template_entries(grown: Path) -
     errors = template["FunctionErrorsAlarm"]["Properties"]["Metrics"]
     watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
                for m in errors if "MetricStat" in m}
-    assert {"ServerApi", "CloseExpired", "APIHandler", "Push"} <= watched
+    assert {"CloseExpired", "APIHandler", "Push"} <= watched
     terraform = read(grown, "deploy/terraform/switchboard_observability.tf.json")
-    assert {"server_api", "close_expired", "api_handler"} <= set(
+    assert {"close_expired", "api_handler"} <= set(
         terraform["resource"]["aws_cloudwatch_log_group"])
     override = read(grown, "deploy/terraform/switchboard_override.tf.json")
-    assert {"server_api_role", "close_expired_role", "api_handler_role"} <= set(
+    assert {"close_expired_role", "api_handler_role"} <= set(
         override["resource"]["aws_iam_role_policy"])
 
 
@@ -185,9 +176,9 @@ def test_a_removed_function_leaves_no_policy_behind(grown: Path, tmp_path: Path)
     shutil.copy(PROJECT / "app.py", root / "app.py")
     stale = generate(root, "--check")
     assert stale.returncode == 1
-    assert ".chalice/policy-prod-server_api.json belongs to no function" in stale.stdout
+    assert ".chalice/policy-prod-close_expired.json belongs to no function" in stale.stdout
     assert generate(root).returncode == 0
-    assert not (root / ".chalice/policy-prod-server_api.json").exists()
+    assert not (root / ".chalice/policy-prod-close_expired.json").exists()
     assert read(root, ".chalice/config.json") == read(PROJECT, ".chalice/config.json")
     assert (root / "deploy/cloudformation.json").read_text() == (
         PROJECT / "deploy/cloudformation.json").read_text()

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from chalicelib.registry import table_definition
 from deploy import provision as provision_module
 from deploy import session
 from deploy import smoke as smoke_module
@@ -58,7 +59,8 @@ def test_first_run_creates_the_table_queues_and_key(stage: StageConfig):
     table = dynamodb.describe_table(TableName=stage.table)["Table"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["PK", "SK"]
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["GSI1"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [
+        i["IndexName"] for i in table_definition(stage.table)["GlobalSecondaryIndexes"]]
     assert table["SSEDescription"]["Status"] == "ENABLED"
     ttl = dynamodb.describe_time_to_live(TableName=stage.table)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")

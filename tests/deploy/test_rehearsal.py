@@ -37,6 +37,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
+from chalicelib.registry import table_definition
 from chalicelib.settings import Settings
 from deploy import project
 from harness.engines import EngineProcess, moto_process
@@ -293,7 +294,8 @@ def check_stack(aws: Rehearsal, stage: project.Stage, api_id: str, translated: d
                         "AWS::Logs::MetricFilter"}, left_out
     env = stage.environment
     table = aws.client("dynamodb").describe_table(TableName=env["CONNECTIONS_TABLE"])["Table"]
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["GSI1"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [
+        i["IndexName"] for i in table_definition("any")["GlobalSecondaryIndexes"]]
     queue = aws.client("sqs").get_queue_url(QueueName=env["FANOUT_QUEUE_NAME"])["QueueUrl"]
     lambda_client, iam = aws.client("lambda"), aws.client("iam")
     for function in stage.functions:

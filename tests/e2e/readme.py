@@ -45,6 +45,9 @@ def matches(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
         return (isinstance(actual, dict) and set(expected) == set(actual)
                 and all(matches(v, actual[k]) for k, v in expected.items()))
+    if isinstance(expected, list):
+        return (isinstance(actual, list) and len(expected) == len(actual)
+                and all(matches(e, a) for e, a in zip(expected, actual, strict=True)))
     return bool(expected == actual)
 
 

@@ -63,7 +63,9 @@ def test_the_banner_prints_the_token_url_and_lines_that_run_as_printed(
     try:
         client.send('{"action": "ping", "id": "banner"}')
         assert client.wait_for(1) == [{"type": "pong", "id": "banner"}]
-        [invoke] = make_run.banner["Invoke"]
+        invokes = {line.split()[2]: line for line in make_run.banner["Invoke"]}
+        assert set(invokes) == {"push", "server_api"}  # the app's two lambda functions
+        invoke = invokes["push"]
         command, _, post = invoke.partition("  (POST ")
         assert command == f".venv/bin/switchboard-local invoke push '{{...}}' --url {base}"
         assert post == f"{base}/_local/invoke/push)"

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 
 from tests.chalicelib.test_hostile_frames import check_answer, hostile_frames
-from tests.gateways import WAIT, Running, unique
+from tests.gateways import WAIT, Running, send_text, unique
 
 FRAMES_OVER_THE_SOCKET = 120
 _fences = itertools.count()
@@ -59,7 +59,7 @@ def exchange(connection: Any, body: str) -> dict[str, Any] | None:
     """Send a frame and its fence; return the one answer that came before the fence (None:
     a notice without an id, carried out)."""
     fence = f"fence-{next(_fences)}"
-    connection.send(body)
+    send_text(connection, body)
     connection.send(json.dumps({"action": "ping", "id": fence}))
     frames: list[dict[str, Any]] = []
     while True:

@@ -34,6 +34,12 @@ class Gateway:
     management_url: str
     base: str
 
+    @classmethod
+    def of(cls, served: Served) -> Gateway:
+        """The URLs ``make run``'s banner printed."""
+        management = served.first("Management").split("/@connections/")[0]
+        return cls(served.first("WebSocket"), management, served.base)
+
     def token(self, user_id: str) -> str:
         query = urllib.parse.urlencode({"userId": user_id})
         with urllib.request.urlopen(f"{self.base}/_local/token?{query}", timeout=WAIT) as r:
@@ -46,9 +52,8 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(make_run: Served) -> Gateway:
-    """``make run`` on a free port (stopped with Ctrl-C afterwards)."""
-    management = make_run.first("Management").split("/@connections/")[0]
-    return Gateway(make_run.first("WebSocket"), management, make_run.base)
+    """``make run`` on a free port (stopped with Ctrl-C afterwards); the module's own."""
+    return Gateway.of(make_run)
 
 
 def request(client: ClientConnection, frame: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chalicelib.registry import Registry
-from tests.gateways import WAIT, Running, eventually, unique
+from tests.gateways import WAIT, Running, eventually, send_text, unique
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def join(switchboard_gateway: Running, stack: ExitStack) -> Any:
 
 
 def request(client: Any, frame: dict[str, Any] | str) -> dict[str, Any]:
-    client.send(frame if isinstance(frame, str) else json.dumps(frame))
+    send_text(client, frame if isinstance(frame, str) else json.dumps(frame))
     return receive(client)
 
 

@@ -7,18 +7,22 @@ import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from switchboard_local.gateway.connections import Limits
 from switchboard_local.gateway.server import GatewayOptions, GatewayThread
+from switchboard_local.stage import Limits
 from tests.gateways import Running, start, stop
 
 TINY_APP = Path(__file__).parent / "tiny" / "app.py"
 
 
-def make_tiny_project(root: Path, api_stage: str = "v1") -> Path:
-    """A Chalice project directory holding the tiny app, its stage writing events to root."""
+def make_tiny_project(root: Path, api_stage: str = "v1",
+                      functions: dict[str, Any] | None = None) -> Path:
+    """A Chalice project directory holding the tiny app, its stage writing events to root;
+    ``functions`` is the dev stage's ``lambda_functions`` (where Chalice merges a
+    function's variables from)."""
     (root / ".chalice").mkdir(parents=True, exist_ok=True)
     shutil.copy(TINY_APP, root / "app.py")
     config = {
@@ -26,16 +30,21 @@ def make_tiny_project(root: Path, api_stage: str = "v1") -> Path:
         "app_name": "tiny",
         "api_gateway_stage": api_stage,
         "environment_variables": {"TINY_EVENTS": str(root / "events.jsonl")},
-        "stages": {"dev": {"environment_variables": {"TINY_FLAG": "dev"}}},
+        "stages": {"dev": {"environment_variables": {"TINY_FLAG": "dev"},
+                           "lambda_functions": functions or {}}},
     }
     (root / ".chalice" / "config.json").write_text(json.dumps(config))
     return root
 
 
-def start_tiny(root: Path, limits: Limits | None = None) -> tuple[GatewayThread, Running]:
-    make_tiny_project(root)
-    options = GatewayOptions(project_dir=root, port=0, autoreload=False, limits=limits or Limits())
-    return start(options, root)
+def start_tiny(root: Path, limits: Limits | None = None,
+               functions: dict[str, Any] | None = None, **options: Any
+               ) -> tuple[GatewayThread, Running]:
+    """A tiny gateway; ``options`` are more :class:`GatewayOptions` (containers, ...)."""
+    make_tiny_project(root, functions=functions)
+    gateway_options = GatewayOptions(project_dir=root, port=0, autoreload=False,
+                                     limits=limits or Limits(), **options)
+    return start(gateway_options, root)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +63,10 @@ def tiny_factory(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     """
     threads: list[GatewayThread] = []
 
-    def make(limits: Limits | None = None) -> Running:
-        thread, running = start_tiny(tmp_path / f"tiny{len(threads)}", limits)
+    def make(limits: Limits | None = None, functions: dict[str, Any] | None = None,
+             **options: Any) -> Running:
+        thread, running = start_tiny(tmp_path / f"tiny{len(threads)}", limits, functions,
+                                     **options)
         threads.append(thread)
         return running
 

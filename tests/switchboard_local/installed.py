@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECTS = Path(__file__).resolve().parent / "projects"
 BANNER_LABELS = {
     "WebSocket", "Management", "REST API", "Chat page", "Console", "Tokens", "Invoke", "SQS",
-    "Store", "Created", "State", "Reload", "Warning", "Try", "Exposed",
+    "Schedule", "Functions", "Store", "Created", "State", "Reload", "Warning", "Try", "Exposed",
 }
 
 

@@ -34,7 +34,8 @@ def test_help_lists_the_options() -> None:
     assert result.returncode == 0
     for option in ("--host", "--port", "--project-dir", "--stage", "--dynamodb-endpoint",
                    "--merge-template", "--parameter", "--state-dir", "--no-autoreload",
-                   "--idle-timeout", "--max-duration", "--expose", "--allow-host"):
+                   "--idle-timeout", "--max-duration", "--expose", "--allow-host",
+                   "--containers", "--no-containers", "--concurrency"):
         assert option in result.stdout
 
 
@@ -62,6 +63,14 @@ def test_listening_beyond_loopback_needs_expose(tmp_path: Path) -> None:
 def test_a_bad_parameter_is_refused_by_the_parser() -> None:
     result = run_cli("--parameter", "novalue")
     assert result.returncode == 2 and "KEY=VALUE" in result.stderr
+
+
+@pytest.mark.parametrize(("value", "message"), [("0", "must be at least 1"),
+                                                  ("many", "is not a whole number")])
+def test_a_bad_concurrency_limit_is_refused_by_the_parser(value: str, message: str) -> None:
+    result = run_cli("--concurrency", value)
+    assert result.returncode == 2 and "--concurrency" in result.stderr
+    assert message in result.stderr
 
 
 def test_clients_explain_when_no_gateway_answers(

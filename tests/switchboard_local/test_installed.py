@@ -82,7 +82,8 @@ def test_the_wheel_needs_nothing_from_this_checkout(installed: Installed, tmp_pa
 def test_an_echo_project_gets_only_what_it_has(installed: Installed, tmp_path: Path) -> None:
     project = copy_project("echo", tmp_path)
     with serve(installed, project) as served:
-        assert set(served.banner) == {"WebSocket", "Management", "Console", "Store", "Reload"}
+        assert set(served.banner) == {"WebSocket", "Management", "Console", "Functions", "Store",
+                                      "Reload"}
         url = served.first("WebSocket")
         assert url.endswith("/api")
         for stage_url in (url, url + "/"):  # the URL Chalice prints ends with a slash
@@ -95,6 +96,23 @@ def test_an_echo_project_gets_only_what_it_has(installed: Installed, tmp_path: P
         assert http(served.base + "/api")[0] == 426  # plain HTTP to the WebSocket URL
         status, answer = http(served.base + "/_local/token?userId=alice")
         assert status == 404 and "token-signer" in answer["message"]
+
+
+def test_the_installed_command_runs_functions_in_containers(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """The zygote and its containers start from the wheel alone, in the project's directory,
+    and stop with the command (Ctrl-C reaches the command's group, not theirs)."""
+    project = copy_project("echo", tmp_path)
+    with serve(installed, project, "--containers") as served:
+        assert served.first("Functions").startswith("in containers")
+        with connect(served.first("WebSocket"), open_timeout=WAIT) as client:
+            client.send("hi")
+            assert client.recv(timeout=WAIT) == "echo: hi"
+    assert served.process.returncode == 0
+    assert served.process.stdout is not None
+    logged = served.process.stdout.read()  # what came after the banner
+    assert "websocket_message: cold start, container" in logged, logged
 
 
 def test_a_chat_whose_table_is_only_in_its_merge_template(

@@ -5,48 +5,7 @@ import { test } from "node:test";
 
 import { Client, ERRORS, SwitchboardError, backoffDelay, DEFAULTS } from "../switchboard.js";
 import { FakeGateway } from "./fake.js";
-
-const FAST = { backoffBase: 5, backoffCap: 20, requestTimeout: 2000, connectTimeout: 4000, gapTimeout: 100 };
-
-function make(options = {}) {
-  const gateway = new FakeGateway();
-  const client = new Client("ws://gateway.test/dev", {
-    WebSocket: gateway.WebSocket, fetch: gateway.fetch, ...FAST, ...options,
-  });
-  const events = [];
-  client.on("event", (event) => events.push(event));
-  return { gateway, client, events };
-}
-
-async function opened(gateway, client, resume, rooms) {
-  const connecting = client.connect();
-  const server = await gateway.accept();
-  await server.recover(resume, rooms);
-  await connecting;
-  return server;
-}
-
-function waitFor(events, predicate, timeout = 3000) {
-  const deadline = Date.now() + timeout;
-  return new Promise((resolve, reject) => {
-    const poll = () => {
-      const found = events.find(predicate);
-      if (found) resolve(found);
-      else if (Date.now() > deadline) reject(new Error(`no such event in ${JSON.stringify(events)}`));
-      else setTimeout(poll, 5);
-    };
-    poll();
-  });
-}
-
-const texts = (events) => events.filter((e) => e.type === "message").map((e) => e.text + (e.replayed ? " r" : ""));
-
-async function joined(client, server, room, ack = {}) {
-  const joining = client.joinRoom(room);
-  const request = await server.expect("joinRoom", { room });
-  server.ack(request, { room, ...ack });
-  return joining;
-}
+import { joined, make, opened, texts, waitFor } from "./harness.js";
 
 test("connect resumes first, then reports open; the token goes in the query", async () => {
   const { gateway, client, events } = make({ token: async () => "t 1" });

@@ -7,6 +7,7 @@ credentials or the network.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from chalicelib.management import ManagementSession
 from chalicelib.runtime import Services, build_services
 from chalicelib.settings import Settings
 from switchboard_local.testing import WebsocketTestClient, route_management_api
+from tests.conftest import ManualClock
 
 
 @pytest.fixture
@@ -53,10 +55,13 @@ def websocket_api() -> WebsocketAPI:
 
 @pytest.fixture
 def services(
-    settings: Settings, dynamodb: Any, sqs: Any, websocket_api: WebsocketAPI
+    settings: Settings, dynamodb: Any, sqs: Any, websocket_api: WebsocketAPI,
+    clock: ManualClock,
 ) -> Iterator[Services]:
-    """The app's services with moto's SQS, posting through the container's own API."""
-    built = build_services(settings, websocket_api, dynamodb, sqs)
+    """The app's services with moto's SQS, posting through the container's own API, on the
+    test's clock."""
+    built = dataclasses.replace(build_services(settings, websocket_api, dynamodb, sqs),
+                                clock=clock)
     runtime.use(built)
     yield built
     runtime.reset()

@@ -10,12 +10,15 @@ checked against is the one the code really emits.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from chalicelib import metrics
 from chalicelib.identity import issue_token
+from chalicelib.protocol import Message
+from chalicelib.streams import Stream, message_key
 from switchboard_local.testing import LambdaContext, WebsocketTestClient
 from tests.chalicelib.functions.test_worker import drain, sqs_event
 from tests.emf import Point, points, total
@@ -44,9 +47,11 @@ def emitted(capsys: pytest.CaptureFixture[str]) -> list[Point]:
 def test_connects_accepted_and_refused_by_reason(
     client: WebsocketTestClient, services: Any, token: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    services.revocations.revoke("carol", int(time.time()))
     capsys.readouterr()
     assert client.connect(query={"token": token("alice")}).status == 200
     refusals = {
+        "revoked": {"token": token("carol", now=time.time() - 60)},
         "missing_token": {},
         "expired": {"token": token("bob", lifetime_seconds=-60)},
         "bad_signature": {"token": issue_token("another-key-0123456789abcdef0123", "mallory")},
@@ -142,7 +147,7 @@ def test_disconnects_push_queue_and_worker(
 @pytest.mark.engines("moto")
 def test_every_declared_metric_is_emitted_with_its_unit_and_dimensions(
     client: WebsocketTestClient, services: Any, connect: Any, token: Any, app_module: Any,
-    sqs: Any, fanout_queue: str, capsys: pytest.CaptureFixture[str],
+    sqs: Any, fanout_queue: str, capsys: pytest.CaptureFixture[str], dynamodb: Any,
 ) -> None:
     """One session that makes every function emit every metric the table declares."""
     capsys.readouterr()
@@ -157,6 +162,14 @@ def test_every_declared_metric_is_emitted_with_its_unit_and_dimensions(
     alice.send({"action": "sendMessage", "targetUserId": "carol", "text": "hi"})
     app_module.push({"all": True, "data": {}}, LambdaContext("push"))
     drain(sqs, fanout_queue, app_module)
+    # A stream entry that cannot be decoded (its sentAt gone): history skips it.
+    stored = services.streams.append(Stream.of_user("alice"), Message("x", "y", "2025-01-01"))
+    dynamodb.update_item(  # the raw item, as a faulty tool might leave it
+        TableName=services.settings.connections_table,
+        Key=message_key(Stream.of_user("alice"), stored.position.seq),
+        UpdateExpression="REMOVE sentAt",
+    )
+    alice.send({"action": "history"})
     alice.disconnect()
     found = emitted(capsys)
 

@@ -3,9 +3,12 @@
 Events go to the JSON-lines file named by ``TINY_EVENTS`` (a stage variable);
 every message is echoed with its event through the app's own management client.
 Query parameters on ``$connect`` steer it: ``status=NNN`` answers that status,
-``raise=1`` raises, ``sleep=S`` sleeps S seconds after trying to post to itself.
+``raise=1`` raises, ``sleep=S`` sleeps S seconds after trying to post to itself,
+``env=NAME`` records that variable as ``$connect`` sees it.
 A message ``raise`` raises, ``sleep:S`` sleeps first, ``info`` answers GetConnection,
-``queues`` lists SQS queues (wherever the gateway points other AWS calls);
+``queues`` lists SQS queues (wherever the gateway points other AWS calls),
+``count`` answers how many messages this module (its container) handled and its pid,
+``env:NAME`` answers a variable, ``exit`` ends the process mid-invocation;
 a long message is answered with its length only.
 """
 
@@ -22,6 +25,7 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.websocket_api.session = boto3.session.Session()
 
 _lock = threading.Lock()
+_handled = 0  # module state: per container
 
 
 def record(kind: str, payload: dict) -> None:
@@ -42,6 +46,9 @@ def connect(event: WebsocketEvent) -> Response:
             outcome = "gone"
         record("early-post", {"connectionId": event.connection_id, "outcome": outcome})
         time.sleep(float(query["sleep"]))
+    if "env" in query:
+        record("connect-env", {"connectionId": event.connection_id, "name": query["env"],
+                               "value": os.environ.get(query["env"])})
     if "raise" in query:
         raise RuntimeError("connect failed on purpose")
     record("connect-returned", {"connectionId": event.connection_id})
@@ -50,9 +57,21 @@ def connect(event: WebsocketEvent) -> Response:
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
+    global _handled
+    _handled += 1
     raw = event.to_dict()
     record("event", {"event": raw})
     body = event.body
+    if body == "count":
+        reply = {"count": _handled, "pid": os.getpid()}
+        app.websocket_api.send(event.connection_id, json.dumps(reply))
+        return
+    if body.startswith("env:"):
+        reply = {"env": os.environ.get(body[4:])}
+        app.websocket_api.send(event.connection_id, json.dumps(reply))
+        return
+    if body == "exit":
+        os._exit(3)
     if body == "raise":
         raise RuntimeError("message failed on purpose")
     if body.startswith("sleep:"):

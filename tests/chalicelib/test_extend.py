@@ -415,6 +415,18 @@ def test_a_route_authenticates_checks_its_role_and_reads_its_fields(rest: Any, t
     assert rest.http.get("/health").json_body == {"ok": True}
 
 
+def test_a_route_refuses_a_revoked_token_and_lets_a_later_one_in(
+    rest: Any, token: Any, services: Services, clock: Any
+) -> None:
+    """The server API's ``revoke`` closes a user's REST routes too, not only their sockets."""
+    path, body = "/rooms/lobby/announcements", {"text": "deploy at 5"}
+    leaked = token("ops-bot", "announcer", now=clock() - 60)
+    assert services.revocations is not None
+    services.revocations.revoke("ops-bot", int(clock()))
+    assert post(rest, path, body, leaked)[0] == 403
+    assert post(rest, path, body, token("ops-bot", "announcer", now=clock()))[0] == 200
+
+
 def test_a_route_stores_and_delivers_to_the_room(rest: Any, token: Any, room: Any) -> None:
     alice, bob = room
     status, answer = post(rest, "/rooms/r/announcements", {"text": "deploy at 5"},

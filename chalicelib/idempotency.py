@@ -1,4 +1,5 @@
-"""Idempotency keys for publishing: the only code that knows their items' key format.
+"""Idempotency keys for publishing: claiming, recording and releasing them (their items'
+keys are the registry's).
 
 A backend that retries a publish (its invocation timed out, its network
 failed) passes the same ``idempotencyKey``: within ``IDEMPOTENCY_WINDOW_SECONDS``
@@ -27,18 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-_PREFIX = "IDEM#"
-_KEY_PREFIX = "KEY#"
+from chalicelib.registry import idempotency_key
+
 _RESULT = "result"
 _CLAIM_ATTEMPTS = 2
 TTL_ATTRIBUTE = "ttl"
 
 Item = dict[str, Any]
-
-
-def idempotency_key(scope: str, key: str) -> Item:
-    """The key of an idempotency item (for tools and tests: nothing else spells it)."""
-    return {"PK": {"S": _PREFIX + scope}, "SK": {"S": _KEY_PREFIX + key}}
 
 
 class IdempotencyError(Exception):

@@ -1,5 +1,5 @@
-"""Rate limits: how they are written, counted and decided; the only code that knows the
-counters' key format.
+"""Rate limits: how they are written, counted and decided (the counters' keys are the
+registry's).
 
 A limit is text an action declares: ``"20/s"``, ``"600/min"``, ``"5/10s"``, with
 ``per user`` added to count every connection of the user together (``"600/min
@@ -40,12 +40,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.registry import rate_counter_key
+
 logger = logging.getLogger("switchboard.ratelimit")
 
 CONNECTION = "connection"
 USER = "user"
-_SCOPES = {CONNECTION: "c", USER: "u"}
-_PREFIX = "RATE#"
 TTL_ATTRIBUTE = "ttl"
 TTL_MARGIN_SECONDS = 60
 MAX_COUNT = 1_000_000
@@ -111,16 +111,8 @@ ADMITTED = Verdict(True)
 
 
 def counter_key(per: str, subject: str, action: str, seconds: int, window: int) -> dict[str, Any]:
-    """The key of a rate counter item (for tools and tests: nothing else spells it)."""
-    return {
-        "PK": {"S": f"{_PREFIX}{_SCOPES[per]}#{subject}"},
-        "SK": {"S": f"{action}#{seconds}#{window}"},
-    }
-
-
-def is_counter(item: dict[str, Any]) -> bool:
-    """Whether a table item is a rate counter (for tools and tests)."""
-    return str(item["PK"]["S"]).startswith(_PREFIX)
+    """The key of the counter of ``subject``'s (a connection's or a user's) frames."""
+    return rate_counter_key(per == USER, subject, action, seconds, window)
 
 
 class RateCounters:

@@ -44,6 +44,17 @@ counts), so a join knows the room's size without reading the room. It also
 holds when an ``occupancy`` frame was last sent and whether a change is
 waiting for the next one (:mod:`chalicelib.presence` decides what they mean).
 
+The table also holds items other modules keep, whose keys are spelled here too, so
+that no other code knows a key format (streams have :mod:`chalicelib.streams`)::
+
+    revocation       PK=REVOKED#<userId>               SK=REVOKED
+                     (:mod:`chalicelib.revocations`)
+    idempotency key  PK=IDEM#<scope>                   SK=KEY#<idempotencyKey>
+                     (:mod:`chalicelib.idempotency`)
+    rate counter     PK=RATE#c#<connectionId> | RATE#u#<userId>
+                     SK=<action>#<window seconds>#<window index>
+                     (:mod:`chalicelib.ratelimit`)
+
 DynamoDB deletes expired items lazily (up to days later), so every read here
 treats an item whose ``ttl`` has passed as already gone, and an item that
 cannot be decoded as absent (:mod:`chalicelib.readable`).
@@ -77,6 +88,11 @@ _ROOM_PREFIX = "ROOM#"
 _USER_PREFIX = "USER#"
 _CONN_SK = "CONN"
 _ROOM_SK = "ROOM"
+_REVOKED_PREFIX = "REVOKED#"
+_REVOKED_SK = "REVOKED"
+_IDEMPOTENCY_PREFIX = "IDEM#"
+_IDEMPOTENCY_KEY_PREFIX = "KEY#"
+_RATE_PREFIX = "RATE#"
 _BATCH_WRITE_LIMIT = 25
 _BATCH_GET_LIMIT = 100
 _UNPROCESSED_RETRIES = 8
@@ -999,6 +1015,32 @@ def presence_key(room: str, user_id: str) -> Item:
 def room_key(room: str) -> Item:
     """The key of a room's item (its counts)."""
     return {"PK": {"S": _ROOM_PREFIX + room}, "SK": {"S": _ROOM_SK}}
+
+
+def revocation_key(user_id: str) -> Item:
+    """The key of a user's revocation item (:mod:`chalicelib.revocations`)."""
+    return {"PK": {"S": _REVOKED_PREFIX + user_id}, "SK": {"S": _REVOKED_SK}}
+
+
+def idempotency_key(scope: str, key: str) -> Item:
+    """The key of an idempotency item: ``key`` within ``scope`` (:mod:`chalicelib.idempotency`)."""
+    return {"PK": {"S": _IDEMPOTENCY_PREFIX + scope}, "SK": {"S": _IDEMPOTENCY_KEY_PREFIX + key}}
+
+
+def rate_counter_key(per_user: bool, subject: str, action: str, seconds: int,
+                     window: int) -> Item:
+    """The key of a rate counter: a connection's (or with ``per_user`` a user's) frames of
+    ``action`` in window ``window`` of ``seconds`` (:mod:`chalicelib.ratelimit`)."""
+    scope = "u" if per_user else "c"
+    return {
+        "PK": {"S": f"{_RATE_PREFIX}{scope}#{subject}"},
+        "SK": {"S": f"{action}#{seconds}#{window}"},
+    }
+
+
+def is_rate_counter(item: Item) -> bool:
+    """Whether a table item is a rate counter (for tools and tests)."""
+    return str(item["PK"]["S"]).startswith(_RATE_PREFIX)
 
 
 def describe(item: Item) -> tuple[str, ...] | None:

@@ -1,4 +1,4 @@
-"""Token revocation by user: the only code that knows the revocation items' key format.
+"""Token revocation by user: what a revocation item means (its key is the registry's).
 
 A backend revokes a user's tokens issued before a moment (``revoke`` in the
 server API): from then on a token of that user whose ``iat`` is earlier — or
@@ -21,15 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-_PREFIX = "REVOKED#"
-_SK = "REVOKED"
-
-Item = dict[str, Any]
-
-
-def revocation_key(user_id: str) -> Item:
-    """The key of a user's revocation item (for tools and tests: nothing else spells it)."""
-    return {"PK": {"S": _PREFIX + user_id}, "SK": {"S": _SK}}
+from chalicelib.registry import revocation_key
 
 
 def refuses(issued_before: int | None, issued_at: int | None) -> bool:

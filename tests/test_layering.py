@@ -6,7 +6,9 @@
 * ``switchboard_local/`` is a tool for any Chalice project: nothing of this app;
 * ``deploy/`` deploys the app: it may read ``chalicelib``, never the local gateway;
 * ``harness/`` (stand-ins for AWS) knows nothing of the app or its tools;
-* nothing but the tests imports ``tests``.
+* nothing but the tests imports ``tests``;
+* no code but ``chalicelib/registry.py`` and ``chalicelib/streams.py`` spells a key of the
+  table (tests included): the others call their key helpers.
 """
 
 from __future__ import annotations
@@ -63,3 +65,46 @@ def test_the_rules_have_teeth(tmp_path: Path) -> None:
         "def late():\n    from bench import suite\n"
     )
     assert {name for _, name in imported(module)} == {"deploy", "switchboard_local", "bench"}
+
+
+# -- key formats --------------------------------------------------------------------------------
+
+KEY_OWNERS = ("chalicelib/registry.py", "chalicelib/streams.py")
+"""The only modules that spell the table's keys (the others call their key helpers)."""
+
+
+def key_prefixes() -> dict[str, str]:
+    """Every key prefix the owners define (a module-level string constant ending in ``#``)."""
+    found = {}
+    for owner in KEY_OWNERS:
+        for node in ast.parse((ROOT / owner).read_text()).body:
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str) and node.value.value.endswith("#")):
+                found[node.value.value] = owner
+    return found
+
+
+def string_pieces(path: Path) -> Iterator[tuple[int, str]]:
+    """Every string literal of ``path``, f-strings' literal parts included."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def test_the_owners_define_the_key_prefixes() -> None:
+    assert {"CONN#", "ROOM#", "USER#", "HIST#", "INBOX#", "SEQ#", "REVOKED#", "IDEM#",
+            "RATE#"} <= set(key_prefixes())
+
+
+@pytest.mark.parametrize("layer", ["app.py", "chalicelib", "switchboard_local", "deploy",
+                                   "bench", "harness", "tests", "clients/python"])
+def test_no_code_but_the_owners_spells_a_key(layer: str) -> None:
+    prefixes = key_prefixes()
+    spelled = [
+        f"{path.relative_to(ROOT)}:{line} {text[:40]!r}"
+        for path in modules(layer)
+        if str(path.relative_to(ROOT)) not in KEY_OWNERS and path != Path(__file__).resolve()
+        for line, text in string_pieces(path)
+        if any(text.startswith(prefix) for prefix in prefixes)
+    ]
+    assert spelled == [], "call the owners' key helpers instead"

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.idempotency import Claim, Idempotency, Pending, Recorded, idempotency_key
+from chalicelib.idempotency import Claim, Idempotency, Pending, Recorded
+from chalicelib.registry import idempotency_key
 from chalicelib.runtime import Services
 
 WINDOW = 600

@@ -21,8 +21,8 @@ from chalicelib.ratelimit import (
     RateError,
     RateLimiter,
     counter_key,
-    is_counter,
 )
+from chalicelib.registry import is_rate_counter
 from tests.conftest import ManualClock
 
 
@@ -143,7 +143,7 @@ def test_a_counter_is_one_update_and_expires_after_its_window(
     assert dynamodb_calls == Counter({"UpdateItem": 2})
     key = counter_key(CONNECTION, "c1", "cursor", 1, 1234)
     item = dynamodb.get_item(TableName=table_name, Key=key)["Item"]
-    assert is_counter(item)
+    assert is_rate_counter(item)
     assert (item["n"]["N"], item["ttl"]["N"]) == ("2", str(1235 + 60))
 
 

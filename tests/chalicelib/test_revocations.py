@@ -8,7 +8,8 @@ from typing import Any
 import jwt
 import pytest
 
-from chalicelib.revocations import Revocations, refuses, revocation_key
+from chalicelib.registry import revocation_key
+from chalicelib.revocations import Revocations, refuses
 from chalicelib.runtime import Services
 from switchboard_local.testing import WebsocketTestClient
 from tests.chalicelib.conftest import described, table_items

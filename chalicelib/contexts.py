@@ -50,7 +50,7 @@ from chalicelib.streams import Stream, Streams
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
-    from chalicelib.actions import ActionContext as Request
+    from chalicelib.action_context import ActionContext as Request
 
 MAX_TYPE_LENGTH = 64
 MAX_ANNOTATION_LENGTH = 64

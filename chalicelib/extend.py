@@ -40,7 +40,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from chalice.app import Blueprint, Response
 
@@ -428,7 +428,7 @@ def _serve(
     routes: Routes, view: View, read: Callable[[Fields], dict[str, Any]], role: str,
     path: Mapping[str, str], call: entry.Call,
 ) -> Any:
-    gate: Gate = loader.gate_of(routes.current_app)
+    gate = cast(Gate, loader.gate_of(routes.current_app))
     headers = routes.current_request.headers
     scheme, _, token = (headers.get("authorization") or "").partition(" ")
     try:

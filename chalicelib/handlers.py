@@ -19,7 +19,8 @@ from typing import Any
 from chalice.app import Response, WebsocketEvent
 
 from chalicelib import endpoint, metrics, protocol
-from chalicelib.actions import PARSERS, ActionContext, ActionDeps, perform
+from chalicelib.action_context import ActionContext, ActionDeps
+from chalicelib.actions import PARSERS, perform
 from chalicelib.cleanup import Cleanup
 from chalicelib.closing import Closer
 from chalicelib.delivery import Delivery, Outcome

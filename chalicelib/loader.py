@@ -16,20 +16,16 @@ import pkgutil
 import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from chalice.app import Blueprint, Chalice
-
-if TYPE_CHECKING:
-    from chalicelib.extend import Gate
 
 PRODUCT_PACKAGE = "chalicelib.product"
 """Where a team's modules live."""
 
-_gates: weakref.WeakKeyDictionary[Chalice, Callable[[], Gate]] = weakref.WeakKeyDictionary()
+_gates: weakref.WeakKeyDictionary[Chalice, Callable[[], object]] = weakref.WeakKeyDictionary()
 
 
-def load(app: Chalice, gate: Callable[[], Gate], package: str = PRODUCT_PACKAGE) -> list[str]:
+def load(app: Chalice, gate: Callable[[], object], package: str = PRODUCT_PACKAGE) -> list[str]:
     """Import every module of ``package`` and register its top-level blueprints on ``app``.
 
     Called once by ``app.py``; ``gate`` gives the app's REST routes the
@@ -46,8 +42,9 @@ def load(app: Chalice, gate: Callable[[], Gate], package: str = PRODUCT_PACKAGE)
     return loaded
 
 
-def gate_of(app: Chalice) -> Gate:
-    """The services of ``app``'s REST routes, as ``app.py`` handed them to :func:`load`."""
+def gate_of(app: Chalice) -> object:
+    """The services of ``app``'s REST routes, as ``app.py`` handed them to :func:`load`
+    (a :class:`chalicelib.extend.Gate`: what it is, :mod:`chalicelib.extend` knows)."""
     gate = _gates.get(app)
     if gate is None:
         raise RuntimeError("chalicelib.loader.load(app, gate) was not called for this app")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chalicelib import endpoint, protocol
-from chalicelib.actions import connection_may
+from chalicelib.action_context import connection_may
 from chalicelib.closing import Closed, Closer
 from chalicelib.delivery import Delivery
 from chalicelib.outbox import Outbox

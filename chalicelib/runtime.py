@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import aws, endpoint, keys
-from chalicelib.actions import ActionDeps
+from chalicelib.action_context import ActionDeps
 from chalicelib.cleanup import Cleanup
 from chalicelib.closing import Closer
 from chalicelib.contexts import Backends

@@ -256,16 +256,26 @@ def _ours(metric: Metric, stat: str = "Sum", period: int = 300) -> Query:
     return Query(STAGE, metric.name, stat, period, SERVICE)
 
 
-def _each_function(metric: str) -> tuple[Query, ...]:
-    if len(functions()) >= MAX_ALARM_QUERIES:
-        raise ValueError(f"{len(functions())} functions: one alarm cannot sum their {metric} "
-                         f"(CloudWatch reads at most {MAX_ALARM_QUERIES} metrics per alarm)")
-    return tuple(Query("AWS/Lambda", metric, "Sum", 60, {"FunctionName": f"@@function:{name}@@"})
-                 for name in functions())
-
-
-def _sum_of_functions() -> str:
-    return " + ".join(f"FILL(m{n}, 0)" for n in range(1, len(functions()) + 1))
+def _over_functions(resource: str, slug: str, description: str, metric: str
+                    ) -> tuple[Alarm, ...]:
+    """Alarms on the sum of every function's ``metric``: one while the app's functions fit
+    in one alarm, then one per group that does (the metric math counts as one metric)."""
+    names = list(functions())
+    size = MAX_ALARM_QUERIES - 1
+    groups = [names[start:start + size] for start in range(0, len(names), size)]
+    return tuple(
+        Alarm(
+            resource if n == 1 else resource.replace("Alarm", f"{n}Alarm"),
+            slug if n == 1 else f"{slug}-{n}",
+            description if len(groups) == 1
+            else f"{description} Functions {', '.join(group)}.",
+            tuple(Query("AWS/Lambda", metric, "Sum", 60,
+                        {"FunctionName": f"@@function:{name}@@"}) for name in group),
+            0,
+            expression=" + ".join(f"FILL(m{i}, 0)" for i in range(1, len(group) + 1)),
+        )
+        for n, group in enumerate(groups, start=1)
+    )
 
 
 @functools.cache
@@ -299,16 +309,16 @@ def alarms() -> tuple[Alarm, ...]:
             "Posts to connections failed for good (after retries, or at the deadline).",
             (_ours(metrics.POSTS_FAILED),), "param:FailedPostsPerFiveMinutes",
         ),
-        Alarm(
+        *_over_functions(
             "FunctionErrorsAlarm", "function-errors",
             "A Switchboard function ended in an error (Lambda's Errors, all functions).",
-            _each_function("Errors"), 0, expression=_sum_of_functions(),
+            "Errors",
         ),
-        Alarm(
+        *_over_functions(
             "FunctionThrottlesAlarm", "function-throttles",
             "Lambda throttled a Switchboard function (the account's concurrency, or a "
             "subscription's maximum concurrency).",
-            _each_function("Throttles"), 0, expression=_sum_of_functions(),
+            "Throttles",
         ),
         Alarm(
             "WorkerMessageAgeAlarm", "worker-message-age",

@@ -19,6 +19,7 @@ import pytest
 
 from chalicelib.settings import Settings
 from deploy import project
+from deploy.observability import MAX_ALARM_QUERIES
 
 PROJECT = project.PROJECT
 STAGES = project.stage_names()
@@ -101,6 +102,16 @@ def close_expired(event: Any) -> None:
 @app.route("/health")
 def health() -> dict[str, bool]:
     return {"ok": True}
+
+
+@app.lambda_function(name="report_a")
+def report_a(event: Any, context: Any) -> None:
+    return None
+
+
+@app.lambda_function(name="report_b")
+def report_b(event: Any, context: Any) -> None:
+    return None
 '''
 
 
@@ -111,7 +122,8 @@ def generate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def grown(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project whose app.py gained three functions, then generated."""
+    """A copy of the project whose app.py gained four functions (and a route), then generated:
+    more than one alarm can sum."""
     root = tmp_path_factory.mktemp("grown")
     shutil.copy(PROJECT / "app.py", root / "app.py")
     for name in ("chalicelib", "deploy", ".chalice"):
@@ -158,13 +170,23 @@ def test_new_functions_get_log_groups_alarms_and_template_entries(grown: Path) -
         assert template[logical_id]["Properties"]["FunctionName"]["Fn::Sub"].startswith(
             "switchboard-${StageName}-")
         assert "Policies" in template[role]["Properties"]
-    errors = template["FunctionErrorsAlarm"]["Properties"]["Metrics"]
-    watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
-               for m in errors if "MetricStat" in m}
-    assert {"CloseExpired", "APIHandler", "Push"} <= watched
+    functions = [name.removesuffix("LogGroup") for name, resource in template.items()
+                 if resource.get("Type") == "AWS::Logs::LogGroup"]  # one per function
+    assert len(functions) > MAX_ALARM_QUERIES - 1  # more than one alarm can sum
+    for metric in ("Errors", "Throttles"):
+        watched: list[str] = []
+        for alarm in (f"Function{metric}Alarm", f"Function{metric}2Alarm"):
+            metrics = template[alarm]["Properties"]["Metrics"]
+            assert len(metrics) <= MAX_ALARM_QUERIES  # what CloudWatch reads in one alarm
+            watched += [m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+                        for m in metrics if "MetricStat" in m]
+        assert sorted(watched) == sorted(functions)  # each function once
+        assert f"Function{metric}3Alarm" not in template
     terraform = read(grown, "deploy/terraform/switchboard_observability.tf.json")
     assert {"close_expired", "api_handler"} <= set(
         terraform["resource"]["aws_cloudwatch_log_group"])
+    assert {"function_errors", "function_errors2"} <= set(
+        terraform["resource"]["aws_cloudwatch_metric_alarm"])
     override = read(grown, "deploy/terraform/switchboard_override.tf.json")
     assert {"close_expired_role", "api_handler_role"} <= set(
         override["resource"]["aws_iam_role_policy"])

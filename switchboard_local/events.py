@@ -94,21 +94,22 @@ class ConnectionContext:
 
     def description(self, last_active: float) -> dict[str, Any]:
         """GetConnection's answer: connectedAt, lastActiveAt and identity, ISO-8601."""
-        identity = {"sourceIp": self.source_ip}
-        if self.user_agent is not None:
-            identity["userAgent"] = self.user_agent
         return {
             "connectedAt": iso8601(self.connected_at_ms / 1000),
             "lastActiveAt": iso8601(last_active),
-            "identity": identity,
+            "identity": self._identity(),
         }
+
+    def _identity(self) -> dict[str, str]:
+        """The client as every event and GetConnection describe it (a new dict each time)."""
+        identity = {"sourceIp": self.source_ip}
+        if self.user_agent is not None:
+            identity["userAgent"] = self.user_agent
+        return identity
 
     def _request_context(self, route_key: str, event_type: str) -> dict[str, Any]:
         now = time.time()
         request_id = new_id()
-        identity = {"sourceIp": self.source_ip}
-        if self.user_agent is not None:
-            identity["userAgent"] = self.user_agent
         return {
             "routeKey": route_key,
             "eventType": event_type,
@@ -118,7 +119,7 @@ class ConnectionContext:
             "stage": self.api.stage,
             "connectedAt": self.connected_at_ms,
             "requestTimeEpoch": int(now * 1000),
-            "identity": identity,
+            "identity": self._identity(),
             "requestId": request_id,
             "domainName": self.api.domain_name,
             "connectionId": self.connection_id,

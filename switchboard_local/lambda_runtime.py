@@ -92,6 +92,11 @@ class Raised:
     def of(cls, error: BaseException) -> Raised:
         return cls(type(error).__name__, str(error), traceback.format_exception(error)[1:])
 
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Raised:
+        """The failure :meth:`payload` describes (as it crossed a container's channel)."""
+        return cls(payload["errorType"], payload["errorMessage"], payload.get("stackTrace") or [])
+
     def payload(self) -> dict[str, Any]:
         """What ``Invoke`` answers for a failed function (``errorType``, ...)."""
         answer: dict[str, Any] = {"errorType": self.error_type, "errorMessage": self.message}
@@ -132,8 +137,13 @@ def marshal(value: Any) -> Outcome:
     try:
         json.dumps(value)
     except (TypeError, ValueError) as error:
-        return Raised("Runtime.MarshalError", f"Unable to marshal response: {error}")
+        return unmarshallable(error)
     return Returned(value)
+
+
+def unmarshallable(error: Exception) -> Raised:
+    """``Runtime.MarshalError``: the value the handler returned is not JSON."""
+    return Raised("Runtime.MarshalError", f"Unable to marshal response: {error}")
 
 
 # -- functions ----------------------------------------------------------------------
@@ -202,10 +212,9 @@ class AppFunctions:
         """The function's ``lambda_timeout`` (``budgets``), else the default."""
         return self.budgets.get(name, DEFAULT_BUDGET_SECONDS)
 
-    def context(self, name: str, budget_seconds: float | None = None,
-                request_id: str | None = None) -> LambdaContext:
+    def context(self, name: str, budget_seconds: float | None = None) -> LambdaContext:
         budget = self.budget(name) if budget_seconds is None else budget_seconds
-        return LambdaContext(self.function_name(name), budget, request_id=request_id)
+        return LambdaContext(self.function_name(name), budget)
 
     def call(self, spec: FunctionSpec, event: Any, budget_seconds: float | None = None) -> Any:
         """One invocation with a fresh context; the handler's exceptions propagate."""

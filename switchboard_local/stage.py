@@ -101,8 +101,6 @@ class Refuse:
 Handshake = Accept | Refuse
 
 STOPPING = Refuse(503, "The gateway is stopping\n")
-_INTERNAL_ERROR = json.dumps({"message": "Internal server error"})
-_TIMED_OUT = json.dumps({"message": "Endpoint request timed out"})
 
 
 @dataclass(frozen=True)
@@ -116,13 +114,24 @@ class Close:
 GOING_AWAY_CLOSE = Close(GOING_AWAY, "Going away")
 
 
+def integration_failure(outcome: RouteOutcome) -> tuple[int, str]:
+    """API Gateway's status and message for an integration that returned nothing: a
+    failed function (an exception, a crash, its own timeout) is a 502; a throttled
+    one a 500 (API Gateway maps Lambda's 429 to an integration failure); the
+    integration timeout a 504 ``Endpoint request timed out``. The handshake, the
+    error frame and the REST API all answer by this rule."""
+    if isinstance(outcome, IntegrationTimedOut):
+        return 504, "Endpoint request timed out"
+    if isinstance(outcome, Throttled):
+        return 500, "Internal server error"
+    return 502, "Internal server error"  # Raised or TimedOut: the function failed
+
+
 def handshake_answer(outcome: RouteOutcome) -> Handshake:
     """What API Gateway answers a handshake, given how ``$connect``'s integration ended.
 
-    A 2xx answer accepts; another status refuses with that status (and body).
-    A failed function (an exception, a crash, its own timeout) is a 502; a
-    throttled one a 500 (API Gateway maps Lambda's 429 to an integration
-    failure); the integration timeout a 504.
+    A 2xx answer accepts; another status refuses with that status (and body);
+    an integration that returned nothing refuses as :func:`integration_failure` says.
     """
     if isinstance(outcome, Returned):
         answer = route_answer(outcome.value)
@@ -131,11 +140,8 @@ def handshake_answer(outcome: RouteOutcome) -> Handshake:
             return Accept(_chosen_protocol(answer))
         body = answer.get("body")
         return Refuse(status, body if isinstance(body, str) else None)
-    if isinstance(outcome, IntegrationTimedOut):
-        return Refuse(504, _TIMED_OUT)
-    if isinstance(outcome, Throttled):
-        return Refuse(500, _INTERNAL_ERROR)
-    return Refuse(502, _INTERNAL_ERROR)  # Raised or TimedOut: the function failed
+    status, message = integration_failure(outcome)
+    return Refuse(status, json.dumps({"message": message}))
 
 
 def connect_status(result: Mapping[str, Any]) -> int:
@@ -238,9 +244,7 @@ class Connection:
         None: it succeeded, or the socket is no longer open)."""
         if isinstance(outcome, Returned) or self.state is not State.OPEN:
             return None
-        message = ("Endpoint request timed out" if isinstance(outcome, IntegrationTimedOut)
-                   else "Internal server error")
-        return failure_frame(event, message)
+        return failure_frame(event, integration_failure(outcome)[1])
 
     def next_deadline(self) -> float | Close | None:
         """Seconds until the idle timeout or the maximum duration, the close that is

@@ -30,7 +30,7 @@ import boto3
 
 from switchboard_local.events import sqs_record
 from switchboard_local.gateway.invoker import Invoker
-from switchboard_local.lambda_runtime import Returned, Throttled
+from switchboard_local.lambda_runtime import ACCOUNT_ID, Returned, Throttled
 
 logger = logging.getLogger("switchboard_local.gateway")
 
@@ -103,7 +103,7 @@ class Consumers:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _poll(self, consumer: Consumer, url: str) -> None:
-        arn = f"arn:aws:sqs:{self._region}:123456789012:{consumer.queue}"
+        arn = f"arn:aws:sqs:{self._region}:{ACCOUNT_ID}:{consumer.queue}"
         slots = asyncio.Semaphore(consumer.concurrency)
         batches: set[asyncio.Task[None]] = set()
         try:

@@ -27,9 +27,11 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from switchboard_local.botocore_hook import connection_id_of, request_data, response
 from switchboard_local.gateway.channel import BlockingChannel, ChannelClosed, encode
 from switchboard_local.gateway.session import redirect_management
-from switchboard_local.lambda_runtime import AppFunctions, FunctionSpec, Raised
+from switchboard_local.lambda_runtime import AppFunctions, FunctionSpec, Raised, unmarshallable
 
 APP_MODULE = "app"
+IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError", "SyntaxError")
+"""What Lambda reports as ``Runtime.ImportModuleError`` when the init phase raises it."""
 
 
 class ChannelRoute:
@@ -58,6 +60,8 @@ def serve(channel: BlockingChannel, spec: dict[str, Any]) -> NoReturn:
         channel.send({"op": "ready", "init_ms": (time.perf_counter() - started) * 1000})
     except BaseException as error:  # an app that does not import: Lambda's init error
         failure = Raised.of(error)
+        if failure.error_type in IMPORT_ERRORS:
+            failure = Raised("Runtime.ImportModuleError", failure.message, failure.stack_trace)
         channel.send({"op": "init_error", **failure.payload()})
         os._exit(1)
     while True:
@@ -95,14 +99,12 @@ def _initialize(channel: BlockingChannel, spec: dict[str, Any]) -> tuple[
 
 def _invoke(function: FunctionSpec, functions: AppFunctions, header: dict[str, Any]) -> bytes:
     """One invocation's answer, encoded to send."""
-    context = functions.context(function.name, request_id=header.get("request_id"))
     invocation = header["id"]
     try:
-        value = function.handler(header["event"], context)
+        value = functions.call(function, header["event"])
     except Exception as error:
         return encode({"op": "error", "id": invocation, **Raised.of(error).payload()})
     try:
         return encode({"op": "result", "id": invocation, "value": value})
     except (TypeError, ValueError) as error:
-        failure = Raised("Runtime.MarshalError", f"Unable to marshal response: {error}")
-        return encode({"op": "error", "id": invocation, **failure.payload()})
+        return encode({"op": "error", "id": invocation, **unmarshallable(error).payload()})

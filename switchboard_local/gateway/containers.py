@@ -143,20 +143,14 @@ class Container:
             task = self.loop.create_task(self._manage(header, body))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        elif op in ("result", "error"):
-            outcome: Outcome = (Returned(header.get("value")) if op == "result" else Raised(
-                header["errorType"], header["errorMessage"], header.get("stackTrace") or []
-            ))
-            self._settle(outcome)
+        elif op == "result":
+            self._settle(Returned(header.get("value")))
+        elif op == "error":
+            self._settle(Raised.from_payload(header))
         elif op == "ready" and self._ready is not None and not self._ready.done():
             self._ready.set_result(float(header["init_ms"]))
         elif op == "init_error" and self._ready is not None and not self._ready.done():
-            self._ready.set_result(Raised(
-                "Runtime.ImportModuleError" if header["errorType"] in (
-                    "ImportError", "ModuleNotFoundError", "SyntaxError"
-                ) else header["errorType"],
-                header["errorMessage"], header.get("stackTrace") or [],
-            ))
+            self._ready.set_result(Raised.from_payload(header))
 
     async def _manage(self, header: dict[str, Any], body: bytes) -> None:
         answer = await self.management.answer(header["method"], header["connection"], body)

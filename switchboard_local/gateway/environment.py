@@ -26,11 +26,16 @@ def local_aws_defaults() -> dict[str, str]:
     Real credentials are never replaced; dummy ones exist so botocore can sign
     requests to the local store and management API without a profile.
     """
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    region = current_region()
     defaults = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
     if not _has_credentials():
         defaults.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
     return {name: value for name, value in defaults.items() if not os.environ.get(name)}
+
+
+def current_region() -> str:
+    """The region this process's environment names, else :data:`DEFAULT_REGION`."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
 def _has_credentials() -> bool:

@@ -39,7 +39,7 @@ from chalice.local import LocalChalice, LocalGateway, LocalGatewayException, Rou
 from switchboard_local import stage
 from switchboard_local.gateway.connections import integrate
 from switchboard_local.gateway.invoker import Invoker
-from switchboard_local.lambda_runtime import REST_FUNCTION, Returned, Throttled
+from switchboard_local.lambda_runtime import REST_FUNCTION, Returned
 from switchboard_local.project import ChaliceStage
 
 _MISSING_TOKEN = (403, {"x-amzn-ErrorType": "MissingAuthenticationTokenException"},
@@ -80,11 +80,7 @@ class _InvokedApp:
         outcome = self._invoke(proxy_event(event))
         if isinstance(outcome, Returned):
             return outcome.value
-        if isinstance(outcome, stage.IntegrationTimedOut):
-            raise IntegrationFailed(504, "Endpoint request timed out")
-        if isinstance(outcome, Throttled):
-            raise IntegrationFailed(500, "Internal server error")
-        raise IntegrationFailed(502, "Internal server error")
+        raise IntegrationFailed(*stage.integration_failure(outcome))
 
 
 class RestRoutes:

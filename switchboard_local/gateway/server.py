@@ -44,6 +44,7 @@ from switchboard_local.gateway.containers import (
 )
 from switchboard_local.gateway.discovery import DEFAULT_ADDRESS, client_address
 from switchboard_local.gateway.environment import (
+    current_region,
     lambda_variables,
     local_aws_defaults,
     merge_functions,
@@ -207,9 +208,9 @@ class Gateway:
             assert self._invoker is not None
             if isinstance(self._invoker, ContainerInvoker):
                 self._invoker.start()
-            self._consumers = Consumers(self._invoker, self._region, self.warn)
+            self._consumers = Consumers(self._invoker, current_region(), self.warn)
             self.consumers_started = await self._consumers.start(self._consumer_specs())
-            self._scheduler = Scheduler(self._invoker.invoke, self._region, self.warn)
+            self._scheduler = Scheduler(self._invoker.invoke, current_region(), self.warn)
             self.schedules_started = self._scheduler.start(self._schedules())
             if self.options.autoreload:
                 self._reloader = Reloader(self.project.project_dir, self.reload)
@@ -334,12 +335,8 @@ class Gateway:
             path = Path.cwd() / path
         return Template.load(
             path, stage=self.project.name, app_name=self.project.app_name,
-            region=self._region, parameter_values=self.options.parameters,
+            region=current_region(), parameter_values=self.options.parameters,
         )
-
-    @property
-    def _region(self) -> str:
-        return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     def _function_environment(self) -> dict[str, str]:
         """What each function gets beyond the stage: its config entry, then the template's."""

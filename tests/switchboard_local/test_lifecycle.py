@@ -3,6 +3,28 @@
 The tiny app lives in a temporary project directory whose stage sets
 ``api_gateway_stage`` to ``v1``: loading any Chalice project, and serving its
 stage's path, are under test here too.
+
+Where the AWS behaviours come from (the facts are gathered in the project's
+reference notes on API Gateway WebSocket APIs):
+
+* event field sets: the events captured from API Gateway in ``aws_events/``
+  (CONNECT with headers and query string, MESSAGE with ``body`` and
+  ``messageId``, DISCONNECT with status and reason, one ``connectedAt``);
+* the handshake waits for ``$connect``, another status refuses with it, a
+  refused connection never existed (no ``$disconnect``), posts inside
+  ``$connect`` are 410: API Gateway developer guide, "Manage connected users
+  and client apps: $connect and $disconnect routes"
+  (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html)
+  and "Use @connections commands in your backend service"; the bugs it must
+  not repeat: serverless-offline #1110, LocalStack #4039;
+* a failed message integration sends ``Internal server error`` with the
+  connection and request ids: the error frame API Gateway sends (aws/chalice#1406);
+* 128 KB messages (1009), idle timeout and maximum duration (1001): API
+  Gateway's "Amazon API Gateway quotas for configuring and running a WebSocket
+  API"; binary frames closed with 1003: Chalice's integration converts to text
+  (``CONVERT_TO_TEXT``), which refuses binary;
+* GetConnection's ``Identity``: the ``apigatewaymanagementapi`` service model
+  in botocore.
 """
 
 from __future__ import annotations

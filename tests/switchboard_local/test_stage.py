@@ -42,6 +42,10 @@ def opened(limits: stage.Limits | None = None, clock: Clock | None = None) -> st
 
 
 def test_a_2xx_answer_accepts_and_echoes_the_chosen_subprotocol() -> None:
+    """API Gateway developer guide, "Set up a $connect route that requires a WebSocket
+    subprotocol" (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html):
+    ``$connect`` answers the chosen ``Sec-WebSocket-Protocol`` header, which the
+    handshake echoes."""
     answer = connection().handshake(Returned({
         "statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "chat.v2"},
     }))
@@ -50,6 +54,11 @@ def test_a_2xx_answer_accepts_and_echoes_the_chosen_subprotocol() -> None:
 
 
 def test_another_status_refuses_with_that_status_and_body() -> None:
+    """A ``$connect`` answer other than 2xx refuses the handshake with that status: the
+    subprotocol page above shows ``wscat`` getting ``Unexpected server response: 400``;
+    "Manage connected users and client apps: $connect and $disconnect routes"
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-keys-connect-disconnect.html):
+    a failed ``$connect`` makes no connection, so no ``$disconnect``."""
     refused = connection()
     assert refused.handshake(Returned({"statusCode": 401, "body": "no"})) == stage.Refuse(
         401, "no"
@@ -130,6 +139,8 @@ def test_a_close_frame_without_a_status_is_1005() -> None:
 
 
 def test_a_lost_socket_is_1006_and_disconnect_comes_exactly_once() -> None:
+    """RFC 6455 7.1.5 (1006: closed without a close frame), a code the DISCONNECT
+    events AWS sends carry (``disconnectStatusCode`` 1000, 1001, 1005, 1006)."""
     lost = opened()
     event = lost.socket_closed()
     assert event is not None and event["requestContext"]["disconnectStatusCode"] == 1006
@@ -161,6 +172,8 @@ def test_a_transport_error_is_recorded_with_its_code() -> None:
 
 
 def test_idle_time_and_duration_deadlines_follow_the_clock() -> None:
+    """"Amazon API Gateway quotas for configuring and running a WebSocket API": 10
+    minutes idle, 2 hours at most; either closes with 1001 (going away)."""
     clock = Clock()
     open_ = opened(stage.Limits(idle_timeout=600, max_duration=1000), clock)
     assert open_.next_deadline() == 600
@@ -226,6 +239,10 @@ def table_with(*connections: stage.Connection) -> stage.ConnectionTable[stage.Co
 
 
 def test_management_rules_on_an_open_connection() -> None:
+    """API Gateway developer guide, "Use @connections commands in your backend service":
+    POST 200, GET 200 (connectedAt, lastActiveAt, identity), DELETE 204; 413
+    ``PayloadTooLargeException`` above 128 KB, error types in ``x-amzn-ErrorType`` as
+    the ``apigatewaymanagementapi`` service model in botocore names them."""
     live = opened()
     table = table_with(live)
     delivered = stage.rule(table, "POST", live.id, b"hi")
@@ -240,6 +257,9 @@ def test_management_rules_on_an_open_connection() -> None:
 
 
 def test_connecting_closed_and_unknown_connections_are_gone() -> None:
+    """410 ``GoneException`` for a connection that is not open, and inside ``$connect``
+    ("Use @connections commands in your backend service"; the bug it must not repeat:
+    serverless-offline #1110)."""
     connecting = connection()
     closed = opened()
     closed.socket_closed()

@@ -51,14 +51,20 @@ MAX_ALARM_QUERIES = 10
 
 
 @functools.cache
+def _stage() -> project.Stage:
+    """The first stage: every stage has the same functions (:func:`project.every_stage`)."""
+    return project.every_stage()[0]
+
+
+@functools.cache
 def functions() -> dict[str, str]:
     """The app's functions: Chalice's name (Terraform's) -> CloudFormation's logical id."""
-    return {f.name: f.logical_id for f in project.every_stage()[0].functions}
+    return {f.name: f.logical_id for f in _stage().functions}
 
 
 def _log_group(name: str) -> str:
     """A function's log group, by the name every path gives the function."""
-    return f"/aws/lambda/{project.every_stage()[0].app_name}-@@stage@@-{name}"
+    return f"/aws/lambda/{_stage().app_name}-@@stage@@-{name}"
 
 # -- references, rendered per format -----------------------------------------------
 #

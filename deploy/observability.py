@@ -580,16 +580,6 @@ OUTPUTS = {
 }
 
 
-def merged_cloudformation(template: Mapping[str, Any]) -> dict[str, Any]:
-    """``template`` with its observability parts replaced by what this module defines."""
-    merged: dict[str, Any] = json.loads(json.dumps(template))
-    merged.setdefault("Parameters", {}).update(cloudformation_parameters())
-    merged.setdefault("Conditions", {}).update(CONDITIONS)
-    merged.setdefault("Resources", {}).update(cloudformation_resources())
-    merged.setdefault("Outputs", {}).update(OUTPUTS)
-    return merged
-
-
 def terraform() -> dict[str, Any]:
     variables = {}
     for p in PARAMETERS:

@@ -51,14 +51,20 @@ MAX_ALARM_QUERIES = 10
 
 
 @functools.cache
+def _stage() -> project.Stage:
+    """The first stage: every stage has the same functions (:func:`project.every_stage`)."""
+    return project.every_stage()[0]
+
+
+@functools.cache
 def functions() -> dict[str, str]:
     """The app's functions: Chalice's name (Terraform's) -> CloudFormation's logical id."""
-    return {f.name: f.logical_id for f in project.every_stage()[0].functions}
+    return {f.name: f.logical_id for f in _stage().functions}
 
 
 def _log_group(name: str) -> str:
     """A function's log group, by the name every path gives the function."""
-    return f"/aws/lambda/{project.every_stage()[0].app_name}-@@stage@@-{name}"
+    return f"/aws/lambda/{_stage().app_name}-@@stage@@-{name}"
 
 # -- references, rendered per format -----------------------------------------------
 #
@@ -572,16 +578,6 @@ CONDITIONS = {"HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicA
 OUTPUTS = {
     "DashboardName": {"Value": {"Ref": "Dashboard"}},
 }
-
-
-def merged_cloudformation(template: Mapping[str, Any]) -> dict[str, Any]:
-    """``template`` with its observability parts replaced by what this module defines."""
-    merged: dict[str, Any] = json.loads(json.dumps(template))
-    merged.setdefault("Parameters", {}).update(cloudformation_parameters())
-    merged.setdefault("Conditions", {}).update(CONDITIONS)
-    merged.setdefault("Resources", {}).update(cloudformation_resources())
-    merged.setdefault("Outputs", {}).update(OUTPUTS)
-    return merged
 
 
 def terraform() -> dict[str, Any]:

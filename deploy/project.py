@@ -23,7 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -115,8 +115,6 @@ class Stage:
     """The stage's variables: top level overlaid by the stage's."""
     functions: tuple[Function, ...]
     websocket_api: bool
-    rest_api: bool
-    config: Config = field(repr=False, compare=False)
 
     def function(self, name: str) -> Function:
         for function in self.functions:
@@ -209,8 +207,6 @@ def _load(stage: str, root: Path) -> Stage:
         environment=environment,
         functions=tuple(sorted(functions.values(), key=lambda f: f.name)),
         websocket_api=bool(chalice_app.websocket_handlers),
-        rest_api=bool(chalice_app.routes),
-        config=config,
     )
 
 

@@ -42,10 +42,6 @@ CREATED_TYPES = (TABLE, QUEUE, PARAMETER)
 # they are reported in one line, not one per resource.
 MONITORING_PREFIXES = ("AWS::CloudWatch::", "AWS::Logs::")
 ACCOUNT_ID = "123456789012"  # moto's default account, so ARNs match what the store answers
-SUPPORTED_FUNCTIONS = (
-    "Ref", "Fn::GetAtt", "Fn::Sub", "Fn::Join", "Fn::Select", "Fn::Split", "Fn::FindInMap",
-    "Fn::If", "Fn::Base64",
-)
 CONDITION_FUNCTIONS = ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition")
 # What a function overlay may carry that the gateway acts on; everything else is reported.
 _FUNCTION_OVERLAY_KEYS = ("Environment", "Events")

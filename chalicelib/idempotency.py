@@ -28,13 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.registry import idempotency_key
+from chalicelib.registry import TTL_ATTRIBUTE, idempotency_key
 
 _RESULT = "result"
 _CLAIM_ATTEMPTS = 2
-TTL_ATTRIBUTE = "ttl"
-
-Item = dict[str, Any]
 
 
 class IdempotencyError(Exception):

@@ -42,11 +42,6 @@ class SigningKeys:
         self._keys = signing_keys(load())  # the first read fails loudly: no keys, no stage
         self._read_at = clock()
 
-    @classmethod
-    def fixed(cls, value: str) -> SigningKeys:
-        """Keys that never change (``TOKEN_SECRET``)."""
-        return cls(lambda: value, ttl=float("inf"))
-
     def current(self) -> tuple[str, ...]:
         """The keys, read again first when they are older than the TTL."""
         with self._lock:

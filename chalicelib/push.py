@@ -41,8 +41,9 @@ class PushError(ValueError):
 
 @dataclass(frozen=True)
 class PushRequest:
-    audience: str
-    value: str | bool
+    named: str
+    """Which of :data:`AUDIENCES` the event named."""
+    audience: Audience
     data: dict[str, Any]
 
 
@@ -52,27 +53,26 @@ def parse(event: Any) -> PushRequest:
     named = [key for key in AUDIENCES if key in event]
     if len(named) != 1:
         raise PushError("name exactly one audience: 'userId', 'room' or 'all'")
-    audience = named[0]
-    value = event[audience]
     data = event.get("data")
     if not isinstance(data, dict):
         raise PushError("'data' must be a JSON object")
     try:
-        _check_audience(audience, value)
+        audience = _audience(named[0], event[named[0]])
         protocol.check_data(data)
     except ProtocolError as error:
         raise PushError(error.message) from None
-    return PushRequest(audience, value, data)
+    return PushRequest(named[0], audience, data)
 
 
-def _check_audience(audience: str, value: Any) -> None:
+def _audience(named: str, value: Any) -> Audience:
     """The same rules as a client frame's (:mod:`chalicelib.protocol`'s validators)."""
-    if audience == "all" and value is not True:
+    if named == "room":
+        return Audience(room=protocol.check_room(value))
+    if named == "userId":
+        return Audience(user_id=protocol.check_user_id(value))
+    if value is not True:
         raise PushError("'all' must be true")
-    if audience == "room":
-        protocol.check_room(value)
-    if audience == "userId":
-        protocol.check_user_id(value)
+    return Audience()
 
 
 def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict[str, Any]:
@@ -84,8 +84,8 @@ def handle(event: Any, call: Call, publisher: Publisher, outbox: Outbox) -> dict
     except PushError as error:
         log.set(outcome="refused", reason=str(error))
         return {"ok": False, "error": str(error)}
-    log.set(audience=request.audience)
-    publisher.reach_audience(_audience(request), frame, outbox)
+    log.set(audience=request.named)
+    publisher.reach_audience(request.audience, frame, outbox)
     report = outbox.report
     log.set(delivered=report.delivered, queued=report.queued, gone=len(report.gone),
             failed=len(report.failed))
@@ -103,11 +103,3 @@ def _frame(data: dict[str, Any]) -> str:
         return protocol.fitting(protocol.push(data, iso8601()), "the push frame")
     except ProtocolError as error:
         raise PushError(error.message) from None
-
-
-def _audience(request: PushRequest) -> Audience:
-    if request.audience == "userId":
-        return Audience(user_id=str(request.value))
-    if request.audience == "room":
-        return Audience(room=str(request.value))
-    return Audience()

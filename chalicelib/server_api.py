@@ -134,10 +134,6 @@ class Params(Fields):
         """Params no parser asked for."""
         return sorted(set(self._read) - self._read.asked)
 
-    def value(self, name: str) -> Any:
-        """A param as it was given (None when absent)."""
-        return self._read.get(name)
-
     def given(self, name: str) -> bool:
         return self.value(name) is not None
 
@@ -149,7 +145,7 @@ class Params(Fields):
         return named[0]
 
     def flag(self, name: str, default: bool) -> bool:
-        value = self._read.get(name)
+        value = self.value(name)
         if value is None:
             return default
         if not isinstance(value, bool):
@@ -157,7 +153,7 @@ class Params(Fields):
         return value
 
     def json(self, name: str) -> Any:
-        value = self._read.get(name)
+        value = self.value(name)
         if value is None:
             raise ProtocolError(BAD_REQUEST, f"'{name}' is required (any JSON value but null)")
         return value
@@ -172,7 +168,7 @@ class Params(Fields):
         return self.bounded_string(name, limit) if self.given(name) else default
 
     def rooms(self, name: str) -> list[str]:
-        value = self._read.get(name)
+        value = self.value(name)
         if (
             not isinstance(value, list)
             or not 1 <= len(value) <= MAX_BROADCAST_ROOMS

@@ -319,9 +319,8 @@ def kept(streams: Streams | None, room: str, seq: int, epoch: str | None) -> Mes
 
 
 def checked_room(room: str) -> str:
-    if not (isinstance(room, str) and ROOM_PATTERN.fullmatch(room)):
-        raise Refused(BAD_REQUEST, "a room is 1-64 characters of letters, digits and _ . : -")
-    return room
+    """A room team code names, judged as a frame's ``room`` is (refused ``bad_request``)."""
+    return _refusing(lambda: protocol.check_room(room))
 
 
 def _check_frame(frame: Mapping[str, Any]) -> None:

@@ -16,7 +16,6 @@ are checked as ``sendToRoom``'s are (``MAX_TEXT_BYTES``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -291,8 +290,7 @@ def entry(sender: str, room: str, text: str | None, kind: str | None, data: Any,
         raise Refused(BAD_REQUEST, f"a message's kind is 1-{MAX_TYPE_LENGTH} characters")
     if reply_to is not None and not (isinstance(reply_to, int) and reply_to >= 1):
         raise Refused(BAD_REQUEST, "replyTo is the seq of a message (an integer from 1)")
-    size = len((text or "").encode("utf-8")) + len(
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    size = len((text or "").encode("utf-8")) + protocol.json_bytes(data)
     if size > max_text_bytes:
         raise Refused(TOO_LARGE, f"the message is {size} bytes; the limit is {max_text_bytes}")
     if data is not None:

@@ -73,10 +73,7 @@ class ActionContext:
     def others_in(self, room: str) -> list[str]:
         """The room's live member connections but the caller's (one Query)."""
         me = self.connection.connection_id
-        return [
-            m.connection_id for m in self.deps.registry.room_members(room).live
-            if m.connection_id != me
-        ]
+        return [c for c in self.deps.registry.room_connections(room) if c != me]
 
     def replay(self, messages: Sequence[Message]) -> bool:
         """Post missed messages to the caller, in order; False when one did not arrive."""

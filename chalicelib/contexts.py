@@ -111,8 +111,10 @@ class HandlerContext:
                 *, echo: bool = False) -> int:
         room = self._in(room)
         text = rendered(frame)
-        members = self._request.deps.registry.room_connections(room)
-        targets = members if echo else [c for c in members if c != self.connection_id]
+        targets = (
+            self._request.deps.registry.room_connections(room) if echo
+            else self._request.others_in(room)
+        )
         return self._request.deliver(targets, text, room=room).delivered
 
     def deliver(self, frame: Mapping[str, Any], *, user: str) -> int:

@@ -64,6 +64,13 @@ class ActionContext:
         """Whether the caller holds ``permission`` in ``room``: its token's, or the default."""
         return connection_may(self.connection, self.deps.settings, permission, room)
 
+    def require_member(self, room: str | None) -> None:
+        """Refuse (``forbidden``) an action in a room this connection has not joined."""
+        if room not in self.connection.rooms:
+            raise protocol.ProtocolError(
+                protocol.FORBIDDEN, f"join room {room!r} before {self.request.action} in it"
+            )
+
     def deliver(
         self, connection_ids: list[str], frame: str, room: str | None = None
     ) -> DeliveryReport:

@@ -35,7 +35,6 @@ from chalicelib.invocation import Deadline
 from chalicelib.outbox import Outbox
 from chalicelib.protocol import (
     BAD_REQUEST,
-    FORBIDDEN,
     NOT_FOUND,
     ROOM_PATTERN,
     TOO_LARGE,
@@ -64,8 +63,8 @@ def handler_of(declaration: Declaration) -> TableHandler:
 
     def handle(request: Request, values: Values) -> str:
         room = values.get(declaration.room_field) if declaration.room_field else None
-        if declaration.member and room not in request.connection.rooms:
-            raise Refused(FORBIDDEN, f"join room {room!r} before {declaration.name} in it")
+        if declaration.member:
+            request.require_member(room)
         context = HandlerContext(request, room)
         answer = declaration.handler(context, **values)
         return context.render(answer if answer is not None else context.ack())

@@ -64,6 +64,13 @@ class ActionContext:
         """Whether the caller holds ``permission`` in ``room``: its token's, or the default."""
         return connection_may(self.connection, self.deps.settings, permission, room)
 
+    def require_member(self, room: str | None) -> None:
+        """Refuse (``forbidden``) an action in a room this connection has not joined."""
+        if room not in self.connection.rooms:
+            raise protocol.ProtocolError(
+                protocol.FORBIDDEN, f"join room {room!r} before {self.request.action} in it"
+            )
+
     def deliver(
         self, connection_ids: list[str], frame: str, room: str | None = None
     ) -> DeliveryReport:
@@ -73,10 +80,7 @@ class ActionContext:
     def others_in(self, room: str) -> list[str]:
         """The room's live member connections but the caller's (one Query)."""
         me = self.connection.connection_id
-        return [
-            m.connection_id for m in self.deps.registry.room_members(room).live
-            if m.connection_id != me
-        ]
+        return [c for c in self.deps.registry.room_connections(room) if c != me]
 
     def replay(self, messages: Sequence[Message]) -> bool:
         """Post missed messages to the caller, in order; False when one did not arrive."""

@@ -159,7 +159,7 @@ def leave_room(ctx: ActionContext, command: LeaveRoom) -> str:
 
 def send_to_room(ctx: ActionContext, command: SendToRoom) -> str:
     """Store the message (its ``seq``) before reading the members it goes to."""
-    _require_member(ctx, command.room)
+    ctx.require_member(command.room)
     message = protocol.storable(
         Message(
             ctx.connection.user_id, command.text, iso8601(), command.room,
@@ -361,13 +361,6 @@ def _judge_rate(ctx: ActionContext, action: Action, asked: bool) -> None:
         answered=asked or verdict.first,
         retryAfterMs=verdict.retry_after_ms,
     )
-
-
-def _require_member(ctx: ActionContext, room: str) -> None:
-    if room not in ctx.connection.rooms:
-        raise ProtocolError(
-            FORBIDDEN, f"join room {room!r} before {ctx.request.action} in it"
-        )
 
 
 def _announce(ctx: ActionContext, room: str, event: str, count: RoomCount | None) -> None:

@@ -16,7 +16,6 @@ are checked as ``sendToRoom``'s are (``MAX_TEXT_BYTES``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,7 +35,6 @@ from chalicelib.invocation import Deadline
 from chalicelib.outbox import Outbox
 from chalicelib.protocol import (
     BAD_REQUEST,
-    FORBIDDEN,
     NOT_FOUND,
     ROOM_PATTERN,
     TOO_LARGE,
@@ -65,8 +63,8 @@ def handler_of(declaration: Declaration) -> TableHandler:
 
     def handle(request: Request, values: Values) -> str:
         room = values.get(declaration.room_field) if declaration.room_field else None
-        if declaration.member and room not in request.connection.rooms:
-            raise Refused(FORBIDDEN, f"join room {room!r} before {declaration.name} in it")
+        if declaration.member:
+            request.require_member(room)
         context = HandlerContext(request, room)
         answer = declaration.handler(context, **values)
         return context.render(answer if answer is not None else context.ack())
@@ -112,8 +110,10 @@ class HandlerContext:
                 *, echo: bool = False) -> int:
         room = self._in(room)
         text = rendered(frame)
-        members = self._request.deps.registry.room_connections(room)
-        targets = members if echo else [c for c in members if c != self.connection_id]
+        targets = (
+            self._request.deps.registry.room_connections(room) if echo
+            else self._request.others_in(room)
+        )
         return self._request.deliver(targets, text, room=room).delivered
 
     def deliver(self, frame: Mapping[str, Any], *, user: str) -> int:
@@ -291,8 +291,7 @@ def entry(sender: str, room: str, text: str | None, kind: str | None, data: Any,
         raise Refused(BAD_REQUEST, f"a message's kind is 1-{MAX_TYPE_LENGTH} characters")
     if reply_to is not None and not (isinstance(reply_to, int) and reply_to >= 1):
         raise Refused(BAD_REQUEST, "replyTo is the seq of a message (an integer from 1)")
-    size = len((text or "").encode("utf-8")) + len(
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    size = len((text or "").encode("utf-8")) + protocol.json_bytes(data)
     if size > max_text_bytes:
         raise Refused(TOO_LARGE, f"the message is {size} bytes; the limit is {max_text_bytes}")
     if data is not None:
@@ -319,9 +318,8 @@ def kept(streams: Streams | None, room: str, seq: int, epoch: str | None) -> Mes
 
 
 def checked_room(room: str) -> str:
-    if not (isinstance(room, str) and ROOM_PATTERN.fullmatch(room)):
-        raise Refused(BAD_REQUEST, "a room is 1-64 characters of letters, digits and _ . : -")
-    return room
+    """A room team code names, judged as a frame's ``room`` is (refused ``bad_request``)."""
+    return _refusing(lambda: protocol.check_room(room))
 
 
 def _check_frame(frame: Mapping[str, Any]) -> None:

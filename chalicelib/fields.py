@@ -15,7 +15,6 @@ arguments of the same names. Nothing here does I/O.
 
 from __future__ import annotations
 
-import json
 import keyword
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from chalicelib.protocol import (
     Position,
     ProtocolError,
     check_data,
+    json_bytes,
 )
 
 RESERVED = frozenset({"action", "id"})
@@ -156,7 +156,7 @@ class Json(Reader):
         if not isinstance(value, dict):
             raise ProtocolError(BAD_REQUEST, f"'{name}' must be a JSON object")
         check_data(value, name)
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        size = json_bytes(value)
         if size > self.max_bytes:
             raise ProtocolError(
                 TOO_LARGE, f"'{name}' is {size} bytes; the limit is {self.max_bytes} bytes"

@@ -215,6 +215,11 @@ def frame_bytes(frame: str) -> int:
     return len(frame.encode("utf-8"))
 
 
+def json_bytes(value: Any) -> int:
+    """A JSON value's size as frames carry it: compact, UTF-8 bytes, escapes included."""
+    return frame_bytes(_render(value))
+
+
 def fitting(frame: str, what: str, limit: int = MAX_FRAME_BYTES) -> str:
     """The one rendered-size rule every sender applies: ``frame`` if it fits, else ``too_large``.
 
@@ -502,7 +507,7 @@ def _request_id(frame: dict[str, Any]) -> str | None:
 # -- rendering -----------------------------------------------------------------
 
 
-def _render(frame: dict[str, Any]) -> str:
+def _render(frame: Any) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 

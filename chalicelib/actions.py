@@ -65,7 +65,7 @@ from chalicelib.protocol import (
 )
 from chalicelib.ratelimit import Rate
 from chalicelib.registry import Registry, RoomCount, TooManyRooms
-from chalicelib.streams import Stream
+from chalicelib.streams import NO_HISTORY, Stream
 
 Handler = Callable[[ActionContext, Any], str]
 Requirement = Callable[[Any], Iterable[str]]
@@ -206,7 +206,7 @@ def history(ctx: ActionContext, command: History) -> str:
     """A page of a room's stream, or of the caller's own when no room is named."""
     streams = ctx.deps.streams
     if streams is None:
-        raise ProtocolError(BAD_REQUEST, "this stage keeps no history (HISTORY_MAX_MESSAGES is 0)")
+        raise ProtocolError(BAD_REQUEST, NO_HISTORY)
     stream = (
         Stream.of_user(ctx.connection.user_id) if command.room is None
         else Stream.of_room(command.room)

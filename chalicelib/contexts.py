@@ -43,7 +43,7 @@ from chalicelib.protocol import (
 )
 from chalicelib.registry import Registry
 from chalicelib.revocations import Revocations
-from chalicelib.streams import Stream, Streams
+from chalicelib.streams import NO_HISTORY, Stream, Streams
 
 _T = TypeVar("_T")
 
@@ -142,7 +142,7 @@ class HandlerContext:
         room = self._in(room)
         streams = self._request.deps.streams
         if streams is None:
-            raise Refused(BAD_REQUEST, "this stage keeps no history (HISTORY_MAX_MESSAGES is 0)")
+            raise Refused(BAD_REQUEST, NO_HISTORY)
         _check_annotation(name, value)
         annotated = streams.annotate(
             Stream.of_room(room), seq, (name, value), self.user_id, remove=remove, epoch=epoch

@@ -35,7 +35,7 @@ from chalicelib.invocation import DEADLINE_RESERVE_SECONDS
 from chalicelib.outbox import Outbox
 from chalicelib.protocol import ROOM_PATTERN, SERVER_FRAME_TYPES, Message, ProtocolError
 from chalicelib.registry import Registry
-from chalicelib.streams import Stream, Streams
+from chalicelib.streams import NO_HISTORY, Stream, Streams
 
 logger = logging.getLogger("switchboard.publish")
 
@@ -158,7 +158,7 @@ class Publisher:
         if publication.store and audience.stream is None:
             raise PublishError("'store' needs a 'room' or a 'userId': everyone has no stream")
         if publication.store and self._streams is None:
-            raise PublishError("this stage keeps no history (HISTORY_MAX_MESSAGES is 0)")
+            raise PublishError(NO_HISTORY)
         try:
             entry = Message(
                 None, None, iso8601(), audience.room, type=check_type(publication.type),

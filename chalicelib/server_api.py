@@ -57,7 +57,7 @@ from chalicelib.publish import (
 )
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings
-from chalicelib.streams import Stream, Streams
+from chalicelib.streams import NO_HISTORY, Stream, Streams
 
 logger = logging.getLogger("switchboard.server_api")
 
@@ -447,7 +447,7 @@ def info(ctx: Context, command: Nothing) -> dict[str, Any]:
 
 def _streams(ctx: Context) -> Streams:
     if ctx.deps.streams is None:
-        raise ApiError(BAD_REQUEST, "this stage keeps no history (HISTORY_MAX_MESSAGES is 0)")
+        raise ApiError(BAD_REQUEST, NO_HISTORY)
     return ctx.deps.streams
 
 

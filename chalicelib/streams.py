@@ -53,6 +53,8 @@ _SEQ_DIGITS = 20
 _ANNOTATION_PREFIX = "A#"
 _START_ATTEMPTS = 3
 TTL_ATTRIBUTE = "ttl"
+NO_HISTORY = "this stage keeps no history (HISTORY_MAX_MESSAGES is 0)"
+"""Why every path that needs a stream is refused on a stage that keeps none."""
 
 Item = dict[str, Any]
 

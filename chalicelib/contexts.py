@@ -289,13 +289,15 @@ def entry(sender: str, room: str, text: str | None, kind: str | None, data: Any,
         raise Refused(BAD_REQUEST, "the message's text must be a non-empty string")
     if kind is not None and not (isinstance(kind, str) and 1 <= len(kind) <= MAX_TYPE_LENGTH):
         raise Refused(BAD_REQUEST, f"a message's kind is 1-{MAX_TYPE_LENGTH} characters")
-    if reply_to is not None and not (isinstance(reply_to, int) and reply_to >= 1):
+    if reply_to is not None and (isinstance(reply_to, bool) or not (
+        isinstance(reply_to, int) and 1 <= reply_to <= protocol.MAX_SEQ
+    )):
         raise Refused(BAD_REQUEST, "replyTo is the seq of a message (an integer from 1)")
+    # Valid Unicode before any size is measured: the size is of UTF-8 bytes.
+    _refusing(lambda: protocol.check_data({"text": text, "kind": kind, "data": data}))
     size = len((text or "").encode("utf-8")) + protocol.json_bytes(data)
     if size > max_text_bytes:
         raise Refused(TOO_LARGE, f"the message is {size} bytes; the limit is {max_text_bytes}")
-    if data is not None:
-        _refusing(lambda: protocol.check_data(data))
     message = Message(sender, text, iso8601(), room, kind=kind, data=data, reply_to=reply_to)
     # The one rendered-size rule: what is stored can be sent, replayed and listed.
     return _refusing(lambda: protocol.storable(message))

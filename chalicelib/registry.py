@@ -482,25 +482,18 @@ class Registry:
         ``limit`` users with connections are found (items left empty by a
         race are skipped) or the room ends.
         """
-        request = {
-            **self._room_request(room, _USER_PREFIX, "SK, conns, #ttl"),
-            "TableName": self._table,
-            "Limit": limit + 1,
-        }
+        request = {**self._room_request(room, _USER_PREFIX, "SK, conns, #ttl"), "Limit": limit + 1}
         if after is not None:
             request["ExclusiveStartKey"] = presence_key(room, after)
         found: list[tuple[str, tuple[str, ...]]] = []
-        while len(found) <= limit:
-            response = self._client.query(**request)
+        for items in self._pages(self._client.query, request):
             found.extend(
                 entry for entry in readable.each(
-                    response["Items"], self._present, f"the presence of room {room}"
+                    items, self._present, f"the presence of room {room}"
                 ) if entry[1]
             )
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None:
+            if len(found) > limit:
                 break
-            request["ExclusiveStartKey"] = last_key
         more = len(found) > limit
         page = tuple(found[:limit])
         return PresencePage(page, page[-1][0] if more and page else None)
@@ -723,29 +716,26 @@ class Registry:
 
     def _index_pages(self, index: str, projection: str) -> Iterator[list[Item]]:
         """A Scan of a sparse index, a page at a time (``#ttl`` names the ttl)."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
+        return self._pages(self._client.scan, {
             "IndexName": index,
             "ProjectionExpression": projection,
             "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
-        }
+        })
+
+    def _query(self, **request: Any) -> list[Item]:
+        """Every item a Query finds, all its pages read."""
+        return [item for items in self._pages(self._client.query, request) for item in items]
+
+    def _pages(self, call: Callable[..., Any], request: dict[str, Any]) -> Iterator[list[Item]]:
+        """The items of a Query or Scan of the table, a page at a time: the next page is
+        only asked for when the caller wants it."""
+        request["TableName"] = self._table
         while True:
-            response = self._client.scan(**request)
+            response = call(**request)
             yield response["Items"]
             last_key = response.get("LastEvaluatedKey")
             if last_key is None:
                 return
-            request["ExclusiveStartKey"] = last_key
-
-    def _query(self, **request: Any) -> list[Item]:
-        items: list[Item] = []
-        request["TableName"] = self._table
-        while True:
-            response = self._client.query(**request)
-            items.extend(response["Items"])
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None:
-                return items
             request["ExclusiveStartKey"] = last_key
 
     @staticmethod

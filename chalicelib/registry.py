@@ -305,15 +305,8 @@ class Registry:
         return connection
 
     def get_connection(self, connection_id: str) -> Connection | None:
-        response = self._client.get_item(
-            TableName=self._table,
-            Key=connection_key(connection_id),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        if item is None or self._expired(item):
-            return None
-        return readable.one(item, _connection_from_item, "a connection")
+        item = self._get_live(connection_key(connection_id))
+        return None if item is None else readable.one(item, _connection_from_item, "a connection")
 
     def remove_connection(self, connection_id: str) -> list[Departure]:
         """Delete a connection and its memberships; removing twice is harmless."""
@@ -501,21 +494,14 @@ class Registry:
     def live_connections(self, connection_ids: Iterable[str]) -> set[str]:
         """Which of these connections are registered and not expired (batched reads)."""
         ids = list(dict.fromkeys(connection_ids))
-        items = self._batch_get(
+        return set(self._live_connection_ids(self._batch_get(
             [connection_key(cid) for cid in ids], "PK, #ttl", {"#ttl": TTL_ATTRIBUTE}
-        )
-        return {
-            _strip(item["PK"]["S"], _CONN_PREFIX) for item in items if not self._expired(item)
-        }
+        )))
 
     def room_count(self, room: str) -> RoomCount:
         """The room's counts as its item says (zero for a room that has none)."""
-        item = self._client.get_item(
-            TableName=self._table, Key=room_key(room), ConsistentRead=True
-        ).get("Item")
-        if item is None or self._expired(item):
-            return RoomCount(0, 0)
-        return _count_from_item(item)
+        item = self._get_live(room_key(room))
+        return RoomCount(0, 0) if item is None else _count_from_item(item)
 
     def claim_occupancy(self, room: str, now: float, interval: float) -> RoomCount | None:
         """Record that an ``occupancy`` frame is being sent now, unless one was sent less
@@ -573,7 +559,6 @@ class Registry:
                 ProjectionExpression="PK, #ttl",
                 ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
             ),
-            key="PK",
         )
 
     def room_members(self, room: str) -> RoomMembers:
@@ -602,15 +587,15 @@ class Registry:
     def all_connection_pages(self) -> Iterator[list[str]]:
         """Every live connection, a page at a time, from the sparse GSI1 only."""
         for items in self._index_pages(GSI1, "PK, #ttl"):
-            yield self._live_connection_ids(items, key="PK")
+            yield self._live_connection_ids(items)
 
     # -- many connections, token lifetime ------------------------------------------
 
     def get_connections(self, connection_ids: Iterable[str]) -> list[Connection]:
         """The live ones of these connections: one consistent BatchGetItem per 100."""
         keys = [connection_key(cid) for cid in dict.fromkeys(connection_ids)]
-        live = [item for item in self._batch_get(keys) if not self._expired(item)]
-        return readable.each(live, _connection_from_item, "connections")
+        return readable.each(self._live(self._batch_get(keys)), _connection_from_item,
+                             "connections")
 
     def refresh_connection(
         self,
@@ -684,8 +669,7 @@ class Registry:
     def connection_summaries(self) -> Iterator[list[ConnectionSummary]]:
         """Every live connection's user and rooms, a page at a time: a Scan of GSI2 only."""
         for items in self._index_pages(GSI2, "PK, userId, rooms, #ttl"):
-            live = [item for item in items if not self._expired(item)]
-            yield readable.each(live, _summary_from_item, "the connections' index")
+            yield readable.each(self._live(items), _summary_from_item, "the connections' index")
 
     # -- internals ----------------------------------------------------------
 
@@ -707,12 +691,20 @@ class Registry:
         ttl = item.get(TTL_ATTRIBUTE)
         return ttl is not None and int(ttl["N"]) <= self._clock()
 
-    def _live_connection_ids(self, items: Iterable[Item], key: str) -> list[str]:
-        return [
-            _strip(item[key]["S"], _CONN_PREFIX)
-            for item in items
-            if not self._expired(item)
-        ]
+    def _live(self, items: Iterable[Item]) -> list[Item]:
+        """The items whose ``ttl`` has not passed."""
+        return [item for item in items if not self._expired(item)]
+
+    def _live_connection_ids(self, items: Iterable[Item]) -> list[str]:
+        """The ids of the live ones of these connection items (or index entries)."""
+        return [_strip(item["PK"]["S"], _CONN_PREFIX) for item in self._live(items)]
+
+    def _get_live(self, key: Item) -> Item | None:
+        """One item, read consistently; None when it is missing or its ``ttl`` has passed."""
+        item: Item | None = self._client.get_item(
+            TableName=self._table, Key=key, ConsistentRead=True
+        ).get("Item")
+        return None if item is None or self._expired(item) else item
 
     def _index_pages(self, index: str, projection: str) -> Iterator[list[Item]]:
         """A Scan of a sparse index, a page at a time (``#ttl`` names the ttl)."""

@@ -770,21 +770,21 @@ class Registry:
                     ReturnValues="ALL_OLD",
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
-                stale = self._restart_presence(key, connection_id, watching, ttl, now)
-                if stale is not None:
+                item: Item = {**key, "conns": {"SS": [connection_id]}, TTL_ATTRIBUTE: ttl}
+                if watching:
+                    item["watching"] = {"SS": [connection_id]}
+                old = self._start_over(item, now)
+                if old is not None:
+                    stale = old.get("conns", {}).get("SS", [])
                     return True, 1 - (len(stale) > 0), 1 - len(stale)
                 continue
             before = response.get("Attributes", {}).get("conns", {}).get("SS", [])
             return not before, int(not before), int(connection_id not in before)
         raise RegistryError(f"presence of {user_id!r} in {room!r} kept changing")
 
-    def _restart_presence(
-        self, key: Item, connection_id: str, watching: bool, ttl: Item, now: Item
-    ) -> list[str] | None:
-        """Start an expired presence item over; the connections it held, or None (lost)."""
-        item: Item = {**key, "conns": {"SS": [connection_id]}, TTL_ATTRIBUTE: ttl}
-        if watching:
-            item["watching"] = {"SS": [connection_id]}
+    def _start_over(self, item: Item, now: Item) -> Item | None:
+        """Replace an item whose ``ttl`` has passed by ``item``: a conditional put that only
+        one writer wins. What the old item held, or None when it was live (lost)."""
         try:
             response = self._client.put_item(
                 TableName=self._table,
@@ -796,7 +796,8 @@ class Registry:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
-        return list(response.get("Attributes", {}).get("conns", {}).get("SS", []))
+        attributes: Item = response.get("Attributes", {})
+        return attributes
 
     def _exit(self, room: str, user_id: str, connection_id: str) -> tuple[bool, bool]:
         """Take a connection out of the user's presence set: whether the room's count
@@ -865,20 +866,12 @@ class Registry:
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
                 fresh = RoomCount(1, 1) if joined else RoomCount(0, 0)
-                try:
-                    self._client.put_item(
-                        TableName=self._table,
-                        Item={
-                            **room_key(room),
-                            "users": {"N": str(fresh.users)},
-                            "connections": {"N": str(fresh.connections)},
-                            TTL_ATTRIBUTE: ttl,
-                        },
-                        ConditionExpression="#ttl <= :now",
-                        ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
-                        ExpressionAttributeValues={":now": {"N": str(now)}},
-                    )
-                except self._client.exceptions.ConditionalCheckFailedException:
+                if self._start_over({
+                    **room_key(room),
+                    "users": {"N": str(fresh.users)},
+                    "connections": {"N": str(fresh.connections)},
+                    TTL_ATTRIBUTE: ttl,
+                }, {"N": str(now)}) is None:
                     continue
                 return fresh
             return _count_from_item(response["Attributes"])

@@ -208,17 +208,7 @@ class Streams:
         their TTL. A send numbered before the restart and stored after it is of
         the old epoch too.
         """
-        epoch = self._epochs()
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                **_head_key(stream),
-                "seq": {"N": "0"},
-                "epoch": {"S": epoch},
-                TTL_ATTRIBUTE: {"N": str(self._expiry())},
-            },
-        )
-        return Position(epoch, 0)
+        return self._put_head(stream, seq=0)
 
     def annotate(
         self,
@@ -298,22 +288,30 @@ class Streams:
 
     def _start(self, stream: Stream, seq: int) -> Position | None:
         """Begin a new epoch at ``seq``, unless a live head exists (then None: re-read it)."""
-        epoch = self._epochs()
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    **_head_key(stream),
-                    "seq": {"N": str(seq)},
-                    "epoch": {"S": epoch},
-                    TTL_ATTRIBUTE: {"N": str(self._expiry())},
-                },
+            return self._put_head(
+                stream,
+                seq,
                 ConditionExpression="attribute_not_exists(PK) OR #ttl <= :now",
                 ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
+
+    def _put_head(self, stream: Stream, seq: int, **condition: Any) -> Position:
+        """Write the stream's head: a new epoch at ``seq`` (on ``condition``, when given)."""
+        epoch = self._epochs()
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_head_key(stream),
+                "seq": {"N": str(seq)},
+                "epoch": {"S": epoch},
+                TTL_ATTRIBUTE: {"N": str(self._expiry())},
+            },
+            **condition,
+        )
         return Position(epoch, seq)
 
     def _head(self, stream: Stream) -> Position | None:

@@ -196,9 +196,7 @@ class Streams:
         ).get("Item")
         if item is None or self._expired(item):
             return None
-        if epoch is not None and item.get("epoch", {}).get("S") != epoch:
-            return None
-        return readable.one(item, lambda it: _message_from_item(stream, it), stream.key)
+        return _entry(stream, item, epoch)
 
     def restart(self, stream: Stream) -> Position:
         """Start the stream over: a new epoch at ``seq`` 0, one unconditional ``PutItem``.
@@ -357,15 +355,12 @@ class Streams:
                     if newest_first:
                         return found
                     continue
-                if item.get("epoch", {}).get("S") == position.epoch:
-                    message = readable.one(
-                        item, lambda it: _message_from_item(stream, it), stream.key
-                    )
-                    if message is None:
-                        continue  # skipped (logged, counted): the others are still read
-                    found.append(message)
-                    if limit is not None and len(found) >= limit:
-                        return found
+                message = _entry(stream, item, position.epoch)
+                if message is None:
+                    continue  # another epoch's, or skipped (logged, counted)
+                found.append(message)
+                if limit is not None and len(found) >= limit:
+                    return found
             last_key = response.get("LastEvaluatedKey")
             if last_key is None:
                 return found
@@ -406,6 +401,14 @@ def _entry_attributes(message: Message) -> Item:
     if message.reply_to is not None:
         item["replyTo"] = {"N": str(message.reply_to)}
     return item
+
+
+def _entry(stream: Stream, item: Item, epoch: str | None) -> Message | None:
+    """A message item decoded, or None when it is of another epoch than ``epoch`` (when
+    given) or cannot be read (logged, counted: the stream's other entries are still read)."""
+    if epoch is not None and item.get("epoch", {}).get("S") != epoch:
+        return None
+    return readable.one(item, lambda it: _message_from_item(stream, it), stream.key)
 
 
 def _message_from_item(stream: Stream, item: Item) -> Message:

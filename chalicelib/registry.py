@@ -305,15 +305,8 @@ class Registry:
         return connection
 
     def get_connection(self, connection_id: str) -> Connection | None:
-        response = self._client.get_item(
-            TableName=self._table,
-            Key=connection_key(connection_id),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        if item is None or self._expired(item):
-            return None
-        return readable.one(item, _connection_from_item, "a connection")
+        item = self._get_live(connection_key(connection_id))
+        return None if item is None else readable.one(item, _connection_from_item, "a connection")
 
     def remove_connection(self, connection_id: str) -> list[Departure]:
         """Delete a connection and its memberships; removing twice is harmless."""
@@ -482,25 +475,18 @@ class Registry:
         ``limit`` users with connections are found (items left empty by a
         race are skipped) or the room ends.
         """
-        request = {
-            **self._room_request(room, _USER_PREFIX, "SK, conns, #ttl"),
-            "TableName": self._table,
-            "Limit": limit + 1,
-        }
+        request = {**self._room_request(room, _USER_PREFIX, "SK, conns, #ttl"), "Limit": limit + 1}
         if after is not None:
             request["ExclusiveStartKey"] = presence_key(room, after)
         found: list[tuple[str, tuple[str, ...]]] = []
-        while len(found) <= limit:
-            response = self._client.query(**request)
+        for items in self._pages(self._client.query, request):
             found.extend(
                 entry for entry in readable.each(
-                    response["Items"], self._present, f"the presence of room {room}"
+                    items, self._present, f"the presence of room {room}"
                 ) if entry[1]
             )
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None:
+            if len(found) > limit:
                 break
-            request["ExclusiveStartKey"] = last_key
         more = len(found) > limit
         page = tuple(found[:limit])
         return PresencePage(page, page[-1][0] if more and page else None)
@@ -508,21 +494,14 @@ class Registry:
     def live_connections(self, connection_ids: Iterable[str]) -> set[str]:
         """Which of these connections are registered and not expired (batched reads)."""
         ids = list(dict.fromkeys(connection_ids))
-        items = self._batch_get(
+        return set(self._live_connection_ids(self._batch_get(
             [connection_key(cid) for cid in ids], "PK, #ttl", {"#ttl": TTL_ATTRIBUTE}
-        )
-        return {
-            _strip(item["PK"]["S"], _CONN_PREFIX) for item in items if not self._expired(item)
-        }
+        )))
 
     def room_count(self, room: str) -> RoomCount:
         """The room's counts as its item says (zero for a room that has none)."""
-        item = self._client.get_item(
-            TableName=self._table, Key=room_key(room), ConsistentRead=True
-        ).get("Item")
-        if item is None or self._expired(item):
-            return RoomCount(0, 0)
-        return _count_from_item(item)
+        item = self._get_live(room_key(room))
+        return RoomCount(0, 0) if item is None else _count_from_item(item)
 
     def claim_occupancy(self, room: str, now: float, interval: float) -> RoomCount | None:
         """Record that an ``occupancy`` frame is being sent now, unless one was sent less
@@ -580,7 +559,6 @@ class Registry:
                 ProjectionExpression="PK, #ttl",
                 ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
             ),
-            key="PK",
         )
 
     def room_members(self, room: str) -> RoomMembers:
@@ -609,15 +587,15 @@ class Registry:
     def all_connection_pages(self) -> Iterator[list[str]]:
         """Every live connection, a page at a time, from the sparse GSI1 only."""
         for items in self._index_pages(GSI1, "PK, #ttl"):
-            yield self._live_connection_ids(items, key="PK")
+            yield self._live_connection_ids(items)
 
     # -- many connections, token lifetime ------------------------------------------
 
     def get_connections(self, connection_ids: Iterable[str]) -> list[Connection]:
         """The live ones of these connections: one consistent BatchGetItem per 100."""
         keys = [connection_key(cid) for cid in dict.fromkeys(connection_ids)]
-        live = [item for item in self._batch_get(keys) if not self._expired(item)]
-        return readable.each(live, _connection_from_item, "connections")
+        return readable.each(self._live(self._batch_get(keys)), _connection_from_item,
+                             "connections")
 
     def refresh_connection(
         self,
@@ -691,8 +669,7 @@ class Registry:
     def connection_summaries(self) -> Iterator[list[ConnectionSummary]]:
         """Every live connection's user and rooms, a page at a time: a Scan of GSI2 only."""
         for items in self._index_pages(GSI2, "PK, userId, rooms, #ttl"):
-            live = [item for item in items if not self._expired(item)]
-            yield readable.each(live, _summary_from_item, "the connections' index")
+            yield readable.each(self._live(items), _summary_from_item, "the connections' index")
 
     # -- internals ----------------------------------------------------------
 
@@ -714,38 +691,43 @@ class Registry:
         ttl = item.get(TTL_ATTRIBUTE)
         return ttl is not None and int(ttl["N"]) <= self._clock()
 
-    def _live_connection_ids(self, items: Iterable[Item], key: str) -> list[str]:
-        return [
-            _strip(item[key]["S"], _CONN_PREFIX)
-            for item in items
-            if not self._expired(item)
-        ]
+    def _live(self, items: Iterable[Item]) -> list[Item]:
+        """The items whose ``ttl`` has not passed."""
+        return [item for item in items if not self._expired(item)]
+
+    def _live_connection_ids(self, items: Iterable[Item]) -> list[str]:
+        """The ids of the live ones of these connection items (or index entries)."""
+        return [_strip(item["PK"]["S"], _CONN_PREFIX) for item in self._live(items)]
+
+    def _get_live(self, key: Item) -> Item | None:
+        """One item, read consistently; None when it is missing or its ``ttl`` has passed."""
+        item: Item | None = self._client.get_item(
+            TableName=self._table, Key=key, ConsistentRead=True
+        ).get("Item")
+        return None if item is None or self._expired(item) else item
 
     def _index_pages(self, index: str, projection: str) -> Iterator[list[Item]]:
         """A Scan of a sparse index, a page at a time (``#ttl`` names the ttl)."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
+        return self._pages(self._client.scan, {
             "IndexName": index,
             "ProjectionExpression": projection,
             "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
-        }
+        })
+
+    def _query(self, **request: Any) -> list[Item]:
+        """Every item a Query finds, all its pages read."""
+        return [item for items in self._pages(self._client.query, request) for item in items]
+
+    def _pages(self, call: Callable[..., Any], request: dict[str, Any]) -> Iterator[list[Item]]:
+        """The items of a Query or Scan of the table, a page at a time: the next page is
+        only asked for when the caller wants it."""
+        request["TableName"] = self._table
         while True:
-            response = self._client.scan(**request)
+            response = call(**request)
             yield response["Items"]
             last_key = response.get("LastEvaluatedKey")
             if last_key is None:
                 return
-            request["ExclusiveStartKey"] = last_key
-
-    def _query(self, **request: Any) -> list[Item]:
-        items: list[Item] = []
-        request["TableName"] = self._table
-        while True:
-            response = self._client.query(**request)
-            items.extend(response["Items"])
-            last_key = response.get("LastEvaluatedKey")
-            if last_key is None:
-                return items
             request["ExclusiveStartKey"] = last_key
 
     @staticmethod
@@ -788,21 +770,21 @@ class Registry:
                     ReturnValues="ALL_OLD",
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
-                stale = self._restart_presence(key, connection_id, watching, ttl, now)
-                if stale is not None:
+                item: Item = {**key, "conns": {"SS": [connection_id]}, TTL_ATTRIBUTE: ttl}
+                if watching:
+                    item["watching"] = {"SS": [connection_id]}
+                old = self._start_over(item, now)
+                if old is not None:
+                    stale = old.get("conns", {}).get("SS", [])
                     return True, 1 - (len(stale) > 0), 1 - len(stale)
                 continue
             before = response.get("Attributes", {}).get("conns", {}).get("SS", [])
             return not before, int(not before), int(connection_id not in before)
         raise RegistryError(f"presence of {user_id!r} in {room!r} kept changing")
 
-    def _restart_presence(
-        self, key: Item, connection_id: str, watching: bool, ttl: Item, now: Item
-    ) -> list[str] | None:
-        """Start an expired presence item over; the connections it held, or None (lost)."""
-        item: Item = {**key, "conns": {"SS": [connection_id]}, TTL_ATTRIBUTE: ttl}
-        if watching:
-            item["watching"] = {"SS": [connection_id]}
+    def _start_over(self, item: Item, now: Item) -> Item | None:
+        """Replace an item whose ``ttl`` has passed by ``item``: a conditional put that only
+        one writer wins. What the old item held, or None when it was live (lost)."""
         try:
             response = self._client.put_item(
                 TableName=self._table,
@@ -814,7 +796,8 @@ class Registry:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
-        return list(response.get("Attributes", {}).get("conns", {}).get("SS", []))
+        attributes: Item = response.get("Attributes", {})
+        return attributes
 
     def _exit(self, room: str, user_id: str, connection_id: str) -> tuple[bool, bool]:
         """Take a connection out of the user's presence set: whether the room's count
@@ -883,20 +866,12 @@ class Registry:
                 )
             except self._client.exceptions.ConditionalCheckFailedException:
                 fresh = RoomCount(1, 1) if joined else RoomCount(0, 0)
-                try:
-                    self._client.put_item(
-                        TableName=self._table,
-                        Item={
-                            **room_key(room),
-                            "users": {"N": str(fresh.users)},
-                            "connections": {"N": str(fresh.connections)},
-                            TTL_ATTRIBUTE: ttl,
-                        },
-                        ConditionExpression="#ttl <= :now",
-                        ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
-                        ExpressionAttributeValues={":now": {"N": str(now)}},
-                    )
-                except self._client.exceptions.ConditionalCheckFailedException:
+                if self._start_over({
+                    **room_key(room),
+                    "users": {"N": str(fresh.users)},
+                    "connections": {"N": str(fresh.connections)},
+                    TTL_ATTRIBUTE: ttl,
+                }, {"N": str(now)}) is None:
                     continue
                 return fresh
             return _count_from_item(response["Attributes"])

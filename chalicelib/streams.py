@@ -198,9 +198,7 @@ class Streams:
         ).get("Item")
         if item is None or self._expired(item):
             return None
-        if epoch is not None and item.get("epoch", {}).get("S") != epoch:
-            return None
-        return readable.one(item, lambda it: _message_from_item(stream, it), stream.key)
+        return _entry(stream, item, epoch)
 
     def restart(self, stream: Stream) -> Position:
         """Start the stream over: a new epoch at ``seq`` 0, one unconditional ``PutItem``.
@@ -210,17 +208,7 @@ class Streams:
         their TTL. A send numbered before the restart and stored after it is of
         the old epoch too.
         """
-        epoch = self._epochs()
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                **_head_key(stream),
-                "seq": {"N": "0"},
-                "epoch": {"S": epoch},
-                TTL_ATTRIBUTE: {"N": str(self._expiry())},
-            },
-        )
-        return Position(epoch, 0)
+        return self._put_head(stream, seq=0)
 
     def annotate(
         self,
@@ -300,22 +288,30 @@ class Streams:
 
     def _start(self, stream: Stream, seq: int) -> Position | None:
         """Begin a new epoch at ``seq``, unless a live head exists (then None: re-read it)."""
-        epoch = self._epochs()
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    **_head_key(stream),
-                    "seq": {"N": str(seq)},
-                    "epoch": {"S": epoch},
-                    TTL_ATTRIBUTE: {"N": str(self._expiry())},
-                },
+            return self._put_head(
+                stream,
+                seq,
                 ConditionExpression="attribute_not_exists(PK) OR #ttl <= :now",
                 ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
                 ExpressionAttributeValues={":now": {"N": str(int(self._clock()))}},
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
+
+    def _put_head(self, stream: Stream, seq: int, **condition: Any) -> Position:
+        """Write the stream's head: a new epoch at ``seq`` (on ``condition``, when given)."""
+        epoch = self._epochs()
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_head_key(stream),
+                "seq": {"N": str(seq)},
+                "epoch": {"S": epoch},
+                TTL_ATTRIBUTE: {"N": str(self._expiry())},
+            },
+            **condition,
+        )
         return Position(epoch, seq)
 
     def _head(self, stream: Stream) -> Position | None:
@@ -361,15 +357,12 @@ class Streams:
                     if newest_first:
                         return found
                     continue
-                if item.get("epoch", {}).get("S") == position.epoch:
-                    message = readable.one(
-                        item, lambda it: _message_from_item(stream, it), stream.key
-                    )
-                    if message is None:
-                        continue  # skipped (logged, counted): the others are still read
-                    found.append(message)
-                    if limit is not None and len(found) >= limit:
-                        return found
+                message = _entry(stream, item, position.epoch)
+                if message is None:
+                    continue  # another epoch's, or skipped (logged, counted)
+                found.append(message)
+                if limit is not None and len(found) >= limit:
+                    return found
             last_key = response.get("LastEvaluatedKey")
             if last_key is None:
                 return found
@@ -410,6 +403,14 @@ def _entry_attributes(message: Message) -> Item:
     if message.reply_to is not None:
         item["replyTo"] = {"N": str(message.reply_to)}
     return item
+
+
+def _entry(stream: Stream, item: Item, epoch: str | None) -> Message | None:
+    """A message item decoded, or None when it is of another epoch than ``epoch`` (when
+    given) or cannot be read (logged, counted: the stream's other entries are still read)."""
+    if epoch is not None and item.get("epoch", {}).get("S") != epoch:
+        return None
+    return readable.one(item, lambda it: _message_from_item(stream, it), stream.key)
 
 
 def _message_from_item(stream: Stream, item: Item) -> Message:

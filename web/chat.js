@@ -368,8 +368,18 @@ function leavingIn(room) {
 
 async function refreshMembers(room) {
   if (!isOpen()) return;
+  let answer = null;
   try {
-    const answer = await page.client.presence(room);
+    answer = await page.client.presence(room);
+  } catch (error) {
+    page.members.set(room, error instanceof SwitchboardError ? error.detail : String(error));
+  }
+  showMembers(room, answer);
+}
+
+/** Show the members a presence answer lists (null: the reason there is none, set already). */
+function showMembers(room, answer) {
+  if (answer !== null) {
     const members = new Map(answer.members.map((m) => [m.userId, m.connections]));
     const leaving = leavingIn(room);
     for (const [userId, timer] of [...leaving]) {
@@ -381,8 +391,6 @@ async function refreshMembers(room) {
       }
     }
     page.members.set(room, members);
-  } catch (error) {
-    page.members.set(room, error instanceof SwitchboardError ? error.detail : String(error));
   }
   if (page.current && page.current.kind === "room" && page.current.name === room) renderMembers();
 }
@@ -454,7 +462,7 @@ async function finishLeave(room, userId) {
   if (isOpen()) {
     try {
       const answer = await page.client.presence(room);
-      if (answer.members.some((m) => m.userId === userId)) return refreshMembers(room);
+      if (answer.members.some((m) => m.userId === userId)) return showMembers(room, answer);
     } catch (error) {
       // shown as left: nothing says otherwise
     }

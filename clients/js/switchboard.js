@@ -368,6 +368,14 @@ function settleAll(waiters, result, error) {
   waiters.length = 0;
 }
 
+/** The frame of an application's own action; the actions the client manages are refused. */
+function actionFrame(action, fields) {
+  if (MANAGED_ACTIONS.includes(action)) {
+    throw new TypeError(`${action} is managed by the client: use joinRoom()/leaveRoom()`);
+  }
+  return { ...fields, action };
+}
+
 /** The platform's fetch, bound (called unbound, the browser's throws "Illegal invocation"). */
 function defaultFetch() {
   return typeof globalThis.fetch === "function" ? globalThis.fetch.bind(globalThis) : null;
@@ -596,11 +604,8 @@ export class Client {
   }
 
   /** Any other action (an app's own); idempotent ones are sent again after a reconnect. */
-  request(action, fields = {}, { idempotent = false } = {}) {
-    if (MANAGED_ACTIONS.includes(action)) {
-      return Promise.reject(new TypeError(`${action} is managed by the client: use joinRoom()/leaveRoom()`));
-    }
-    return this._call({ ...fields, action }, { idempotent });
+  async request(action, fields = {}, { idempotent = false } = {}) {
+    return this._call(actionFrame(action, fields), { idempotent });
   }
 
   /**
@@ -610,11 +615,9 @@ export class Client {
    * per interval, always the latest: the first at once, the last when the interval ends.
    */
   notify(action, fields = {}, { coalesce = null } = {}) {
-    if (MANAGED_ACTIONS.includes(action)) {
-      throw new TypeError(`${action} is managed by the client: use joinRoom()/leaveRoom()`);
-    }
+    const frame = actionFrame(action, fields);
     this._checkOpen();
-    const text = this._encode({ ...fields, action });
+    const text = this._encode(frame);
     if (coalesce === null) return this._sendNotice(text);
     const { key, interval } = coalesce;
     if (typeof key !== "string" || key === "") throw new TypeError("coalesce.key must be a non-empty string");
@@ -985,8 +988,7 @@ export class Client {
     for (const state of this._coalesced.values()) clearTimeout(state.timer);
     this._coalesced.clear();
     if (!this._closing) this._counts.drops += 1;
-    for (const timer of this._gapTimers.values()) clearTimeout(timer);
-    this._gapTimers.clear();
+    this._cancelGapTimers();
     for (const room of this._rooms.values()) room.joiningOn = null;
     const inFlight = [...this._pending.values()]
       .filter((r) => r.sentOn === generation)
@@ -1058,9 +1060,7 @@ export class Client {
     const since = this._personal.begin();
     const frame = { action: "resume" };
     if (since !== null) frame.since = { epoch: since.epoch, seq: since.seq };
-    const answered = this._patiently(() => this._await(
-      this._sendInternal(frame, (ack) => this._settle(null, ack)), this.options.requestTimeout));
-    return answered.then(() => {}, (error) => {
+    return this._recoveryStep(frame, (ack) => this._settle(null, ack)).then(() => {}, (error) => {
       if (!(error instanceof SwitchboardError) || error.frame === null || error.code === INTERNAL) throw error;
       this._settle(null, {}); // a server without personal streams: nothing to order
     });
@@ -1071,9 +1071,7 @@ export class Client {
     const since = room.stream.begin();
     const frame = { action: "joinRoom", room: room.name };
     if (since !== null) frame.since = { epoch: since.epoch, seq: since.seq };
-    const answered = this._patiently(() => this._await(
-      this._sendInternal(frame, (ack) => this._settle(room.name, ack)), this.options.requestTimeout));
-    return answered.then((ack) => {
+    return this._recoveryStep(frame, (ack) => this._settle(room.name, ack)).then((ack) => {
       room.ack = ack;
       settleAll(room.waiters, ack, null);
     }, (error) => {
@@ -1087,6 +1085,11 @@ export class Client {
       settleAll(room.waiters, null, error);
       return undefined;
     });
+  }
+
+  /** Send one recovery request now (the stream goes on holding what arrives); its answer. */
+  _recoveryStep(frame, onAnswer) {
+    return this._patiently(() => this._await(this._sendInternal(frame, onAnswer), this.options.requestTimeout));
   }
 
   /** send()'s answer; one refused with rate_limited is sent again once the server's wait is
@@ -1112,6 +1115,11 @@ export class Client {
         settleAll(room.waiters, null, error);
       }
     });
+  }
+
+  _cancelGapTimers() {
+    for (const timer of this._gapTimers.values()) clearTimeout(timer);
+    this._gapTimers.clear();
   }
 
   _forgetRoom(room) {
@@ -1293,8 +1301,7 @@ export class Client {
     this._closed = true;
     this._ready = false;
     this._closedSignal.resolve("closed");
-    for (const timer of this._gapTimers.values()) clearTimeout(timer);
-    this._gapTimers.clear();
+    this._cancelGapTimers();
     for (const request of [...this._pending.values(), ...this._waiting]) request.done.reject(error);
     for (const room of this._rooms.values()) settleAll(room.waiters, null, error);
     this._pending.clear();

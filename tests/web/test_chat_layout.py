@@ -17,7 +17,7 @@ import pytest
 
 from tests.gateways import REPO, Running, unique
 
-from .chat import IMAGES, connect, enter, join, message, png_size, screenshot, send_as
+from .chat import IMAGES, connect, enter, join, message, png_size, ready, screenshot, send_as
 
 HEIGHT = 800
 LONG_WORD = "https://example.com/" + "/".join(f"a-long-path-segment-{n}" for n in range(6))
@@ -51,8 +51,7 @@ def test_the_page_fits_the_window_and_long_messages_wrap_across_it(
     user, friend, room = unique("alice"), unique("bob"), unique("a-rather-long-room-name")
     page = new_page(gateway.gateway.page_url + "?backoffBase=400")
     page.set_viewport_size({"width": width, "height": HEIGHT})
-    page.wait_for_selector("body[data-ready=true]")
-    page.evaluate("window.loadedOnce = true")
+    ready(page)
     connect(page, user)
     join(page, room)
     send_as(gateway, friend, {"action": "joinRoom", "room": room},
@@ -82,8 +81,7 @@ def fits(page: Any, width: int) -> None:
 
 
 def test_every_field_says_what_it_is(gateway: Running, new_page: Callable[[str], Any]) -> None:
-    page = new_page(gateway.gateway.page_url)
-    page.wait_for_selector("body[data-ready=true]")
+    page = ready(new_page(gateway.gateway.page_url))
     fields = page.eval_on_selector_all(
         "input",
         """inputs => inputs.map((input) => ({

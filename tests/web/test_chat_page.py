@@ -24,6 +24,7 @@ from .chat import (
     enter,
     join,
     message,
+    ready,
     screenshot,
     send_as,
     texts,
@@ -121,8 +122,7 @@ def test_direct_conversations_and_unread_counts_survive_a_reload(
 
     # Bob reloads; while his page is away, Alice and Carol write to him (kept in his stream).
     bob_page.reload()
-    bob_page.wait_for_selector("body[data-ready=true]")
-    bob_page.evaluate("window.loadedOnce = true")
+    ready(bob_page)
     assert send_as(gateway, alice, {"action": "sendMessage", "targetUserId": bob,
                                     "text": "are you there?"})["delivered"] == 0
     assert send_as(gateway, carol, {"action": "sendMessage", "targetUserId": bob,
@@ -149,8 +149,7 @@ def test_direct_conversations_and_unread_counts_survive_a_reload(
 
     # What was read stays read: after another reload only Carol's conversation is unread.
     bob_page.reload()
-    bob_page.wait_for_selector("body[data-ready=true]")
-    bob_page.evaluate("window.loadedOnce = true")
+    ready(bob_page)
     enter(bob_page, "#user", bob)
     bob_page.wait_for_selector(f"#conversations li[data-key='user:{carol}'] .unread")
     bob_page.wait_for_selector(f"#conversations li[data-key='user:{alice}']")
@@ -240,8 +239,7 @@ def test_the_sender_sees_a_broadcast_and_a_message_to_themselves_once(
     assert texts(page) == ["note to self"]
     # After a reload it comes back once, from the personal stream.
     page.reload()
-    page.wait_for_selector("body[data-ready=true]")
-    page.evaluate("window.loadedOnce = true")
+    ready(page)
     connect(page, admin, "admin")
     page.click(f"#conversations li[data-key='user:{admin}'] button")
     message(page, "note to self")

@@ -222,6 +222,13 @@ class Requests:
             state.timer = loop.call_later(delay, self._send_latest, key)
         return True
 
+    def _drop_notices(self) -> None:
+        """Notices are not held for another connection: the coalesced ones are dropped."""
+        for state in self._coalesced.values():
+            if state.timer is not None:
+                state.timer.cancel()
+        self._coalesced.clear()
+
     def _send_latest(self, key: str) -> None:
         state = self._coalesced.pop(key, None)
         if state is None or state.latest is None:
@@ -256,10 +263,7 @@ class Requests:
 
     def dropped(self, generation: int, close_code: int | None) -> None:
         """The connection ended: fail or keep what was in flight on it."""
-        for state in self._coalesced.values():
-            if state.timer is not None:
-                state.timer.cancel()
-        self._coalesced.clear()
+        self._drop_notices()
         in_flight = sorted(
             (r for r in self._pending.values() if r.sent_on == generation),
             key=lambda r: r.number,
@@ -300,7 +304,7 @@ class Requests:
 
     def fail_all(self, error: SwitchboardError) -> None:
         """The client closed: every request still waiting fails with ``error``."""
-        self.dropped(-1, None)
+        self._drop_notices()
         for request in (*self._pending.values(), *self._waiting):
             if not request.future.done():
                 request.future.set_exception(error)

@@ -15,17 +15,17 @@ the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chalicelib.cleanup import Cleanup
 from chalicelib.delivery import Delivery, DeliveryReport
 from chalicelib.invocation import Deadline
 from chalicelib.outbox import post_timed
 
-EndpointOf = Callable[[Sequence[str]], Callable[[], "str | None"]]
-"""Targets to a resolver of the management endpoint (:func:`chalicelib.endpoint.of_targets`)."""
-
+if TYPE_CHECKING:
+    from chalicelib.endpoint import EndpointOf
 
 @dataclass(frozen=True)
 class Closed:

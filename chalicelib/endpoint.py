@@ -20,6 +20,10 @@ from chalice.app import WebsocketEvent
 from chalicelib.management import execute_api_url
 from chalicelib.registry import Connection, Registry
 
+EndpointOf = Callable[[Sequence[str]], Callable[[], "str | None"]]
+"""Targets to a resolver of the management endpoint (:func:`of_targets` with the stage's
+configured endpoint and registry bound): what functions outside WebSocket handlers are given."""
+
 LOOKUPS = 10
 """Targets asked for their recorded endpoint before giving up (all may be gone)."""
 

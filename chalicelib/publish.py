@@ -23,9 +23,9 @@ large one), which forgets the connections it finds gone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import protocol
 from chalicelib.clock import iso8601
@@ -36,6 +36,9 @@ from chalicelib.outbox import Outbox
 from chalicelib.protocol import ROOM_PATTERN, SERVER_FRAME_TYPES, Message, ProtocolError
 from chalicelib.registry import Registry
 from chalicelib.streams import NO_HISTORY, Stream, Streams
+
+if TYPE_CHECKING:
+    from chalicelib.endpoint import EndpointOf
 
 logger = logging.getLogger("switchboard.publish")
 
@@ -106,7 +109,7 @@ class Publisher:
         streams: Streams | None,
         idempotency: Idempotency,
         delivery: Delivery,
-        endpoint_of: Callable[[Sequence[str]], Callable[[], str | None]],
+        endpoint_of: EndpointOf,
     ) -> None:
         """``endpoint_of`` gives targets a resolver of the management endpoint
         (:func:`chalicelib.endpoint.of_targets`)."""

@@ -19,8 +19,8 @@ a message. SQS standard queues may themselves deliver a message twice, rarely.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import metrics
 from chalicelib.aws import QUEUE_ATTEMPT_SECONDS
@@ -30,6 +30,9 @@ from chalicelib.fanout_queue import BadMessage, Batch, FanoutQueue, decode
 from chalicelib.invocation import Deadline
 from chalicelib.logs import EventLog
 from chalicelib.outbox import post_timed
+
+if TYPE_CHECKING:
+    from chalicelib.endpoint import EndpointOf
 
 logger = logging.getLogger("switchboard.fanout")
 
@@ -49,7 +52,7 @@ class Worker:
         delivery: Delivery,
         cleanup: Cleanup,
         queue: FanoutQueue | None,
-        endpoint_of: Callable[[Sequence[str]], Callable[[], str | None]],
+        endpoint_of: EndpointOf,
     ) -> None:
         """``endpoint_of`` gives a batch's targets a resolver of the management endpoint
         (:func:`chalicelib.endpoint.of_targets`)."""

@@ -223,7 +223,8 @@ class Streams:
         """Add (or remove) the user's ``(type, value)`` on the entry at ``seq``: one ``UpdateItem``.
 
         Returns the entry with its new summary, or None when no live entry is at
-        ``seq`` (of ``epoch``, when given); then nothing is written.
+        ``seq`` (of ``epoch``, when given; then nothing is written) or the entry cannot be
+        read (as every read skips it).
         """
         kind, value = annotation
         condition = "attribute_exists(SK) AND #ttl > :now"
@@ -245,7 +246,7 @@ class Streams:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
-        return _message_from_item(stream, response["Attributes"])
+        return _entry(stream, response["Attributes"], None)
 
     # -- internals ----------------------------------------------------------
 

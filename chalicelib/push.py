@@ -14,7 +14,9 @@ from a message another client sent. The answer says what happened::
     {"ok": false, "error": "..."}            a request that can never succeed
 
 A bad request is answered, not raised: an asynchronous invocation that raised
-would be retried twice by Lambda for nothing. Infrastructure errors (DynamoDB
+would be retried twice by Lambda for nothing ("Lambda retries function errors twice",
+https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+Infrastructure errors (DynamoDB
 unavailable, ...) do raise, so those retries can help. The audience is reached
 as the server API's ``publish`` reaches it (:mod:`chalicelib.publish`), which
 also stores, deduplicates and lets a backend choose the frame's type.

@@ -4,6 +4,14 @@ The emulator answers the app's own management client through a botocore
 ``before-send`` hook on the session, so with either transport the request is
 built and signed and its answer parsed by the code under test; only the
 network is skipped (``tests/chalicelib/test_management.py`` covers the network).
+
+What the endpoint answers is API Gateway's management API as botocore's
+``apigatewaymanagementapi`` service model and the AWS guide "Use @connections commands in your
+backend service" (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html)
+state it: 410 ``GoneException`` for a closed or unknown connection, 413
+``PayloadTooLargeException`` over 128 KiB (the quotas table:
+https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table),
+429 ``LimitExceededException`` when throttled, 403 ``ForbiddenException``.
 """
 
 from __future__ import annotations

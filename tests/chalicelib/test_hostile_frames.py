@@ -9,6 +9,10 @@ deep JSON, huge numbers, wrong types, unicode edge cases, 128 KiB payloads,
 duplicate keys — and hold that every frame gets exactly one ``ack``/result/
 ``error`` answer, no handler raises, no hostile frame is an ``internal`` error,
 and a rejected frame leaves the registry exactly as it was.
+
+The 128 KiB bound is API Gateway's WebSocket message payload quota
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table),
+which its management API enforces on posts with 413 ``PayloadTooLargeException``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ local gateway's ``/_local/invoke/{name}`` — this app's function on its embedde
 store — and answers as Lambda does: the payload with 200, and
 ``X-Amz-Function-Error: Unhandled`` when the function raised. Clients are real
 WebSockets on the same gateway.
+
+Source of the stub's answer: the Lambda API reference for Invoke
+(https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html: ``FunctionError`` is
+``Handled`` or ``Unhandled``, "the runtime didn't handle the error") and botocore's ``lambda``
+service model, which reads ``FunctionError`` from the ``X-Amz-Function-Error`` header.
 """
 
 from __future__ import annotations

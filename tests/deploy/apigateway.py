@@ -63,6 +63,8 @@ class StandIn:
                 if operation == "CreateDeployment":
                     deployment = uuid.uuid4().hex[:6]
                     self.deployments.setdefault(api, []).append(deployment)
+                    # botocore's apigatewayv2 model: DeploymentStatus is PENDING | FAILED |
+                    # DEPLOYED; an auto-deployed stage's deployment is DEPLOYED at once.
                     return status, json.dumps({"deploymentId": deployment,
                                                "deploymentStatus": "DEPLOYED"}).encode()
                 settings = self.stages.setdefault((api, found.group("stageName")), {})

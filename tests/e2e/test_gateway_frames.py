@@ -6,6 +6,9 @@ after each frame, whose ``pong`` must be the very next frame — the socket stay
 open, and a rejected frame leaves the registry unchanged. Frames stay under
 the 128 KiB message limit (the gateway closes the socket above it, as AWS does)
 and are valid UTF-8 (a WebSocket text frame cannot carry anything else).
+Sources: API Gateway's WebSocket quotas (message payload 128 KiB:
+https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html#apigateway-execution-service-websocket-limits-table)
+and RFC 6455 section 5.6 (text frames are UTF-8).
 """
 
 from __future__ import annotations

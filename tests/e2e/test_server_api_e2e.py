@@ -9,6 +9,10 @@ These cover the server's side of the clients' contract: the frames, the
 closes and what the registry holds after them. What the Python and
 JavaScript clients then do (not re-joining an unsubscribed room, not
 reconnecting after ``reconnect: false``, refreshing before ``exp``) is theirs.
+
+The closes go through the management API's ``DELETE /@connections/{id}`` (204, then 410 for
+that id), as the AWS guide "Use @connections commands in your backend service" states
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html).
 """
 
 from __future__ import annotations

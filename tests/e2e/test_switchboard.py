@@ -1,4 +1,12 @@
-"""This repository's app behind the gateway, with real WebSocket clients and boto3."""
+"""This repository's app behind the gateway, with real WebSocket clients and boto3.
+
+What the gateway answers on ``@connections`` (POST 200, GET the connection's identity, DELETE
+204, 410 ``GoneException`` once closed) is API Gateway's management API as the AWS guide
+"Use @connections commands in your backend service"
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-how-to-call-websocket-api-connections.html)
+and botocore's ``apigatewaymanagementapi`` service model state it; boto3 here is the real
+client parsing it.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,11 @@
 The worker is driven the way Lambda's event source mapping drives it: receive
 up to ten messages, invoke the handler Chalice registered with an SQS event,
 delete what succeeded and leave the reported failures for redelivery.
+Source: "Handling errors for an SQS event source in Lambda", partial batch responses
+(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html): with
+``ReportBatchItemFailures`` the function returns ``{"batchItemFailures": [{"itemIdentifier"}]}``
+and only those messages become visible again; the batch size of an SQS mapping is at most 10
+for a standard queue receive (``ReceiveMessage``'s ``MaxNumberOfMessages``).
 """
 
 from __future__ import annotations
